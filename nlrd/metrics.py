@@ -13,7 +13,9 @@ def mpjpe(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def n_mpjpe(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """MPJPE after the least-squares scale of each prediction (Rhodin et al., 2018)."""
-    scale = (pred * target).sum(dim=(-1, -2), keepdim=True) / (pred * pred).sum(dim=(-1, -2), keepdim=True).clamp_min(1e-12)
+    scale = (pred * target).sum(dim=(-1, -2), keepdim=True) / (pred * pred).sum(dim=(-1, -2), keepdim=True).clamp_min(
+        1e-12
+    )
     return mpjpe(scale * pred, target)
 
 

@@ -1,10 +1,36 @@
-"""The frozen stages an adaptation starts from."""
+"""The stage graph and its cache.
+
+World -> pose prior -> motion embedding -> one relation transformer per relation, and
+world + prior -> source image encoder.  Every stage's output is stored under a key that hashes its own
+config and the keys of its inputs, so a search trains each stage once and every trial (and every
+later run with the same configs) reuses it.  Checkpoints hold only tensors and plain containers and
+are read with ``torch.load(weights_only=True)``: a cache never unpickles code.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
+from typing import Any
 
+import torch
 from torch import nn
+
+from nlrd.data import ClipSet
+from nlrd.models import MotionAE, PosePrior, RelationTransformer, build_image_encoder
+from nlrd.relations import get_relation
+from nlrd.train.motion import MotionConfig, train_motion
+from nlrd.train.prior import PriorConfig, train_prior
+from nlrd.train.relation import RelationConfig, train_relations
+from nlrd.train.source import SourceConfig, train_source
+from nlrd.world import World, WorldConfig, build_world
+
+Report = Callable[[dict], None]
 
 
 @dataclass
@@ -18,3 +44,239 @@ class Stages:
     motion: nn.Module
     transformers: dict[str, nn.Module]
     encoder: nn.Module
+
+
+@dataclass
+class StageConfigs:
+    """Configs of the shared stages; together with the relation names they fix every cache key."""
+
+    world: WorldConfig = field(default_factory=WorldConfig)
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    motion: MotionConfig = field(default_factory=MotionConfig)
+    relation: RelationConfig = field(default_factory=RelationConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
+
+
+@dataclass(frozen=True)
+class StageKeys:
+    """Cache keys of one stage graph: what a trial needs to load its frozen stages."""
+
+    world: str
+    prior: str
+    motion: str
+    source: str
+    relations: dict[str, str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def stage_key(stage: str, config: Any, inputs: Sequence[str] = ()) -> str:
+    """``"<stage>-<16 hex>"`` from the stage name, its config (a dataclass or JSON-able) and its inputs' keys."""
+    payload = asdict(config) if is_dataclass(config) else config
+    text = json.dumps({"stage": stage, "config": payload, "inputs": list(inputs)}, sort_keys=True, default=str)
+    return f"{stage}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+
+def stage_keys(configs: StageConfigs, relations: Sequence[str]) -> StageKeys:
+    """All keys of the graph, computed without training anything."""
+    world = stage_key("world", configs.world)
+    prior = stage_key("prior", configs.prior, [world])
+    motion = stage_key("motion", configs.motion, [prior, world])
+    source = stage_key("source", configs.source, [prior, world])
+    rel = {name: stage_key(f"relation_{name}", configs.relation, [prior, motion, world]) for name in sorted(relations)}
+    return StageKeys(world=world, prior=prior, motion=motion, source=source, relations=rel)
+
+
+class StageCache:
+    """A folder of ``<key>.pt`` files, written atomically (temporary file + rename)."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+
+    def path(self, key: str) -> Path:
+        return self.root / f"{key}.pt"
+
+    def __contains__(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def save(self, key: str, payload: dict[str, Any]) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        target = self.path(key)
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{key}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                torch.save(payload, handle)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return target
+
+    def load(self, key: str) -> dict[str, Any]:
+        path = self.path(key)
+        if not path.is_file():
+            raise FileNotFoundError(f"stage checkpoint {path} is missing: train the stages first")
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # truncated, foreign or tampered files all land here
+            raise ValueError(f"stage checkpoint {path} cannot be read as an nlrd checkpoint: {exc}") from exc
+
+
+def _module_payload(module: nn.Module, kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {"kwargs": kwargs, "state": module.state_dict()}
+
+
+def _restore(module_cls: Callable[..., nn.Module], payload: dict[str, Any], device: str | torch.device) -> nn.Module:
+    module = module_cls(**payload["kwargs"])
+    module.load_state_dict(payload["state"])
+    return module.to(device).eval().requires_grad_(False)
+
+
+def _world_payload(world: World) -> dict[str, Any]:
+    return {
+        "mocap": world.mocap,
+        "source_frames": world.source.frames,
+        "source_poses": world.source.poses,
+        "target_train_frames": world.target_train.frames,
+        "target_val_frames": world.target_val.frames,
+        "target_val_poses": world.target_val.poses,
+        "fps": world.source.fps,
+    }
+
+
+def load_world(cache: StageCache, key: str) -> World:
+    data = cache.load(key)
+    fps = float(data["fps"])
+    return World(
+        mocap=data["mocap"],
+        source=ClipSet(data["source_frames"], data["source_poses"], fps),
+        target_train=ClipSet(data["target_train_frames"], None, fps),
+        target_val=ClipSet(data["target_val_frames"], data["target_val_poses"], fps),
+    )
+
+
+#: Share of the unpaired mocap kept out of stage training, for measuring non-localness.
+HELDOUT_FRACTION = 0.2
+
+
+def split_mocap(mocap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(M, L, 17, 3)`` mocap -> (training part, held-out part): the last ``HELDOUT_FRACTION`` is held out."""
+    n_heldout = max(1, round(HELDOUT_FRACTION * mocap.shape[0]))
+    if n_heldout >= mocap.shape[0]:
+        raise ValueError(f"need at least 2 mocap sequences to hold some out, got {mocap.shape[0]}")
+    return mocap[:-n_heldout], mocap[-n_heldout:]
+
+
+def heldout_mocap(world: World) -> torch.Tensor:
+    """The mocap sequences no stage was trained on."""
+    return split_mocap(world.mocap)[1]
+
+
+def train_stages(
+    configs: StageConfigs,
+    relations: Sequence[str],
+    cache: StageCache,
+    report: Report | None = None,
+    device: str | torch.device = "cpu",
+) -> StageKeys:
+    """Train whatever part of the graph is not in ``cache`` yet; return the keys of the whole graph.
+
+    ``report`` receives ``{"stage": name, ...}`` progress dicts, including ``{"stage": name, "cached": True}``
+    for stages found in the cache.
+    """
+    keys = stage_keys(configs, relations)
+    clip_len = configs.world.clip_len
+
+    def tagged(stage: str) -> Report | None:
+        return None if report is None else (lambda metrics: report({"stage": stage, **metrics}))
+
+    def announce_cached(stage: str) -> None:
+        if report is not None:
+            report({"stage": stage, "cached": True})
+
+    if keys.world in cache:
+        world = load_world(cache, keys.world)
+        announce_cached("world")
+    else:
+        world = build_world(configs.world)
+        cache.save(keys.world, _world_payload(world))
+    mocap, _ = split_mocap(world.mocap)
+    mocap_poses = mocap.reshape(-1, 17, 3)
+
+    if keys.prior in cache:
+        prior = _restore(PosePrior, cache.load(keys.prior), device)
+        announce_cached("prior")
+    else:
+        prior = train_prior(configs.prior, mocap_poses, report=tagged("prior"), device=device)
+        cache.save(keys.prior, _module_payload(prior, prior_kwargs(configs.prior)))
+
+    if keys.motion in cache:
+        motion = _restore(MotionAE, cache.load(keys.motion), device)
+        announce_cached("motion")
+    else:
+        motion = train_motion(configs.motion, prior, mocap, clip_len, report=tagged("motion"), device=device)
+        cache.save(keys.motion, _module_payload(motion, motion_kwargs(configs.prior, configs.motion)))
+
+    missing = [name for name, key in keys.relations.items() if key not in cache]
+    if missing:
+        catalogue = [get_relation(name, clip_len) for name in missing]
+        trained = train_relations(
+            configs.relation, prior, motion, mocap, catalogue, report=tagged("relations"), device=device
+        )
+        for relation in catalogue:
+            kwargs = {
+                "dim": relation_dim(configs.prior, configs.motion, relation.level),
+                "hidden": configs.relation.hidden,
+            }
+            cache.save(keys.relations[relation.name], _module_payload(trained[relation.name], kwargs))
+    else:
+        announce_cached("relations")
+
+    if keys.source in cache:
+        announce_cached("source")
+    else:
+        encoder = train_source(configs.source, prior, world.source, report=tagged("source"), device=device)
+        cache.save(keys.source, _module_payload(encoder, encoder_kwargs(configs.prior, configs.source)))
+    return keys
+
+
+def prior_kwargs(prior: PriorConfig) -> dict[str, Any]:
+    return {"latent_dim": prior.latent_dim, "hidden": prior.hidden}
+
+
+def motion_kwargs(prior: PriorConfig, motion: MotionConfig) -> dict[str, Any]:
+    return {
+        "latent_dim": prior.latent_dim,
+        "hidden": motion.hidden,
+        "embed_dim": motion.embed_dim,
+        "num_layers": motion.num_layers,
+    }
+
+
+def encoder_kwargs(prior: PriorConfig, source: SourceConfig) -> dict[str, Any]:
+    return {"name": source.encoder, "latent_dim": prior.latent_dim, "width": source.width}
+
+
+def relation_dim(prior: PriorConfig, motion: MotionConfig, level: str) -> int:
+    return prior.latent_dim if level == "pose" else motion.embed_dim
+
+
+def load_prior_and_motion(
+    cache: StageCache, keys: StageKeys, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, nn.Module]:
+    """The frozen pose prior and motion embedding: all the pre-filter needs."""
+    return _restore(PosePrior, cache.load(keys.prior), device), _restore(MotionAE, cache.load(keys.motion), device)
+
+
+def load_stages(
+    cache: StageCache, keys: StageKeys, relations: Sequence[str], device: str | torch.device = "cpu"
+) -> Stages:
+    """The frozen stages an adaptation with ``relations`` starts from."""
+    prior, motion = load_prior_and_motion(cache, keys, device)
+    transformers = {name: _restore(RelationTransformer, cache.load(keys.relations[name]), device) for name in relations}
+    encoder_payload = cache.load(keys.source)
+    encoder = build_image_encoder(**encoder_payload["kwargs"])
+    encoder.load_state_dict(encoder_payload["state"])
+    encoder = encoder.to(device).eval().requires_grad_(False)
+    return Stages(prior=prior, motion=motion, transformers=transformers, encoder=encoder)

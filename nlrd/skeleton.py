@@ -14,8 +14,23 @@ import math
 import torch
 
 JOINT_NAMES: tuple[str, ...] = (
-    "pelvis", "neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder", "l_elbow", "l_wrist",
-    "head_top", "r_hip", "r_knee", "r_ankle", "r_foot", "l_hip", "l_knee", "l_ankle", "l_foot",
+    "pelvis",
+    "neck",
+    "r_shoulder",
+    "r_elbow",
+    "r_wrist",
+    "l_shoulder",
+    "l_elbow",
+    "l_wrist",
+    "head_top",
+    "r_hip",
+    "r_knee",
+    "r_ankle",
+    "r_foot",
+    "l_hip",
+    "l_knee",
+    "l_ankle",
+    "l_foot",
 )
 NUM_JOINTS = 17
 NUM_BONES = 16
@@ -41,8 +56,7 @@ PARTS: dict[str, tuple[int, ...]] = {
 
 #: ``FLIP_PERMUTATION[j]`` is the joint whose mirrored position joint ``j`` takes after a flip.
 FLIP_PERMUTATION: tuple[int, ...] = tuple(
-    LEFT[RIGHT.index(j)] if j in RIGHT else RIGHT[LEFT.index(j)] if j in LEFT else j
-    for j in range(NUM_JOINTS)
+    LEFT[RIGHT.index(j)] if j in RIGHT else RIGHT[LEFT.index(j)] if j in LEFT else j for j in range(NUM_JOINTS)
 )
 
 # Joints in an order where every parent comes before its children (true for PARENTS as listed).
@@ -136,7 +150,23 @@ def rest_pose_mm() -> torch.Tensor:
     down, up = (0.0, 0.0, -1.0), (0.0, 0.0, 1.0)
     right, left = (-1.0, 0.0, 0.0), (1.0, 0.0, 0.0)
     directions = torch.tensor(
-        [up, right, down, down, left, down, down, up, right, down, down, (0.0, -1.0, 0.0),
-         left, down, down, (0.0, -1.0, 0.0)]
+        [
+            up,
+            right,
+            down,
+            down,
+            left,
+            down,
+            down,
+            up,
+            right,
+            down,
+            down,
+            (0.0, -1.0, 0.0),
+            left,
+            down,
+            down,
+            (0.0, -1.0, 0.0),
+        ]
     )
     return from_bone_directions(directions)

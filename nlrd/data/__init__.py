@@ -21,7 +21,9 @@ class ClipSet:
 
     def __post_init__(self) -> None:
         if self.frames.dtype != torch.uint8 or self.frames.dim() != 5 or self.frames.shape[2] != 3:
-            raise ValueError(f"frames must be uint8 (N, T, 3, H, W), got {self.frames.dtype} {tuple(self.frames.shape)}")
+            raise ValueError(
+                f"frames must be uint8 (N, T, 3, H, W), got {self.frames.dtype} {tuple(self.frames.shape)}"
+            )
         if self.poses is not None and tuple(self.poses.shape) != (*self.frames.shape[:2], 17, 3):
             raise ValueError(f"poses must be (N, T, 17, 3) matching frames, got {tuple(self.poses.shape)}")
 

@@ -1,0 +1,158 @@
+"""The catalogue of candidate relations.
+
+A relation pairs an *anchor* with a *counterpart* derived from the same raw sample.  Each is defined
+twice, once on poses (to train its relation transformer and to measure non-localness on mocap) and once
+on images (to distil it into the image encoder during adaptation); both use the same time indexing and
+the same spatial operation, so a rendered video of ``r.poses(raw)`` equals ``r.images(render(raw))``.
+
+Pose level: raw is one pose ``(..., 17, 3)`` or one image ``(..., 3, H, W)``.
+Motion level: raw is a window of ``window`` frames ``(..., window, 17, 3)`` or ``(..., window, 3, H, W)``;
+the anchor and the counterpart are the frames at ``anchor_index`` and ``counterpart_index``.
+The spatial operation (flip or in-plane rotation) is applied to the counterpart only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from nlrd import skeleton
+
+Level = Literal["pose", "motion"]
+Spatial = Literal["none", "flip", "rotate"]
+
+RELATION_NAMES: tuple[str, ...] = (
+    "flip",
+    "inplane5",
+    "inplane30",
+    "backward",
+    "flip_forward",
+    "flip_backward",
+    "fast_forward",
+    "slow_backward",
+    "slow_forward",
+)
+
+
+def flip_images(images: torch.Tensor) -> torch.Tensor:
+    """Mirror ``(..., 3, H, W)`` images horizontally: the image counterpart of ``skeleton.flip``."""
+    return torch.flip(images, dims=[-1])
+
+
+def rotate_images(images: torch.Tensor, degrees: float) -> torch.Tensor:
+    """Rotate ``(..., 3, H, W)`` images about their centre, the counterpart of ``skeleton.rotate_in_plane``.
+
+    Positive ``degrees`` turn the content counter-clockwise on screen (rows grow downward), so a point
+    right of the centre moves above it at +90 degrees.  Pixels from outside the frame repeat the border.
+    """
+    h, w = images.shape[-2:]
+    c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+    # Output pixel p samples input R^-1 p; in normalised (x right, y down) coordinates, with the aspect
+    # ratio undone so the rotation is rigid in pixels.
+    theta = torch.tensor([[c, -s * h / w, 0.0], [s * w / h, c, 0.0]], dtype=images.dtype, device=images.device)
+    flat = images.reshape(-1, *images.shape[-3:])
+    grid = F.affine_grid(theta.expand(flat.shape[0], 2, 3), list(flat.shape), align_corners=False)
+    out = F.grid_sample(flat, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out.reshape(images.shape)
+
+
+@dataclass(frozen=True)
+class Relation:
+    """One candidate relation; see the module docstring for the data layout."""
+
+    name: str
+    level: Level
+    window: int = 1
+    anchor_index: tuple[int, ...] = ()
+    counterpart_index: tuple[int, ...] = ()
+    spatial: Spatial = "none"
+    degrees: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.level not in ("pose", "motion"):
+            raise ValueError(f"relation {self.name!r}: level must be 'pose' or 'motion', got {self.level!r}")
+        if self.spatial not in ("none", "flip", "rotate"):
+            raise ValueError(f"relation {self.name!r}: spatial must be none, flip or rotate, got {self.spatial!r}")
+        if self.level == "pose" and (self.window != 1 or self.anchor_index or self.counterpart_index):
+            raise ValueError(f"pose-level relation {self.name!r} takes window=1 and no frame indices")
+        if self.level == "motion":
+            frames = self.anchor_index + self.counterpart_index
+            if not self.anchor_index or not self.counterpart_index:
+                raise ValueError(f"motion-level relation {self.name!r} needs anchor and counterpart frame indices")
+            if min(frames) < 0 or max(frames) >= self.window:
+                raise ValueError(f"relation {self.name!r}: frame indices must lie in [0, {self.window})")
+
+    @property
+    def clip_len(self) -> int:
+        """Frames on each side of a motion-level pair (1 at pose level)."""
+        return len(self.anchor_index) if self.level == "motion" else 1
+
+    def poses(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``raw`` ``(..., 17, 3)`` (pose) or ``(..., window, 17, 3)`` (motion) -> (anchor, counterpart)."""
+        anchor, counterpart = self._split(raw, time_dim=-3)
+        if self.spatial == "flip":
+            counterpart = skeleton.flip(counterpart)
+        elif self.spatial == "rotate":
+            counterpart = skeleton.rotate_in_plane(counterpart, self.degrees)
+        return anchor, counterpart
+
+    def images(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``raw`` ``(..., 3, H, W)`` (pose) or ``(..., window, 3, H, W)`` (motion) -> (anchor, counterpart)."""
+        anchor, counterpart = self._split(raw, time_dim=-4)
+        if self.spatial == "flip":
+            counterpart = flip_images(counterpart)
+        elif self.spatial == "rotate":
+            counterpart = rotate_images(counterpart, self.degrees)
+        return anchor, counterpart
+
+    def _split(self, raw: torch.Tensor, time_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.level == "pose":
+            return raw, raw
+        if raw.dim() < -time_dim or raw.shape[time_dim] != self.window:
+            raise ValueError(
+                f"relation {self.name!r} needs a window of {self.window} frames along dim {time_dim}, "
+                f"got shape {tuple(raw.shape)}"
+            )
+        anchor = raw.index_select(time_dim, torch.tensor(self.anchor_index, device=raw.device))
+        counterpart = raw.index_select(time_dim, torch.tensor(self.counterpart_index, device=raw.device))
+        return anchor, counterpart
+
+
+def catalogue(clip_len: int) -> dict[str, Relation]:
+    """All candidate relations for motion clips of ``clip_len`` frames (T), keyed by name.
+
+    T-frame windows: backward (reverse), flip_forward (flip), flip_backward (flip and reverse).
+    2T-frame windows: fast_forward (middle T -> every 2nd frame), slow_backward (every 2nd -> middle T
+    reversed), slow_forward (every 2nd -> middle T).
+    """
+    if clip_len < 2:
+        raise ValueError(f"clip_len must be at least 2 frames, got {clip_len}")
+    t = clip_len
+    forward = tuple(range(t))
+    reverse = forward[::-1]
+    every_2nd = tuple(range(0, 2 * t, 2))
+    middle = tuple(range(t // 2, t // 2 + t))
+    relations = [
+        Relation("flip", "pose", spatial="flip"),
+        Relation("inplane5", "pose", spatial="rotate", degrees=5.0),
+        Relation("inplane30", "pose", spatial="rotate", degrees=30.0),
+        Relation("backward", "motion", t, forward, reverse),
+        Relation("flip_forward", "motion", t, forward, forward, spatial="flip"),
+        Relation("flip_backward", "motion", t, forward, reverse, spatial="flip"),
+        Relation("fast_forward", "motion", 2 * t, middle, every_2nd),
+        Relation("slow_backward", "motion", 2 * t, every_2nd, middle[::-1]),
+        Relation("slow_forward", "motion", 2 * t, every_2nd, middle),
+    ]
+    return {r.name: r for r in relations}
+
+
+def get_relation(name: str, clip_len: int) -> Relation:
+    """The catalogue relation called ``name``; a ValueError lists the allowed names otherwise."""
+    relations = catalogue(clip_len)
+    if name not in relations:
+        raise ValueError(f"unknown relation {name!r}; allowed: {', '.join(RELATION_NAMES)}")
+    return relations[name]

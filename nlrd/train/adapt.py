@@ -1,0 +1,255 @@
+"""Stage 5: self-adaptation of the image encoder to the unlabelled target domain.
+
+G starts as a copy of the source encoder with one block trainable.  It learns from contrastive losses
+(LCR on frames, HCR on clips) and from non-local relation distillation: for each chosen relation r,
+the frozen transformer ``T_r`` applied to G's latent of the anchor must match G's latent of the
+counterpart image/video, so relations learnt on mocap pull the target features into the prior's space.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property, partial
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nlrd.data import ClipSet
+from nlrd.models import ProjectionHead, set_trainable
+from nlrd.relations import Relation, get_relation
+from nlrd.train.common import Report, check_finite, freeze, frozen_copy, seeded, should_report
+from nlrd.train.evaluate import evaluate
+
+if TYPE_CHECKING:  # nlrd.pipeline imports the stage trainers; adapt needs only the type
+    from nlrd.pipeline import Stages
+
+SCHEDULES = ("round_robin", "weighted")
+
+
+@dataclass
+class AdaptConfig:
+    """``relations``: catalogue names distilled (each needs a transformer in the stages).
+
+    ``schedule="round_robin"``: one Adam per loss (``lr_contrastive`` for LCR/HCR, ``lr_nonlocal`` for each
+    relation), one loss per step in turn, as in the paper; losses with weight 0 are left out of the turn.
+    ``schedule="weighted"``: one Adam at ``lr_nonlocal`` on ``w_lcr*LCR + w_hcr*HCR + w_pose*sum(pose) +
+    w_motion*sum(motion)``.  ``eval_every``: steps between target-validation reports.
+    """
+
+    relations: tuple[str, ...] = ("flip", "flip_backward", "slow_backward")
+    steps: int = 40
+    batch_clips: int = 4
+    lr_contrastive: float = 2e-4
+    lr_nonlocal: float = 1e-4
+    tau: float = 0.07
+    w_lcr: float = 1.0
+    w_hcr: float = 1.0
+    w_pose: float = 1.0
+    w_motion: float = 1.0
+    schedule: str = "round_robin"
+    trainable_block: str = "block3"
+    eval_every: int = 10
+    seed: int = 0
+
+
+def photometric(clips: torch.Tensor) -> torch.Tensor:
+    """A random pose-preserving appearance change, one draw per clip: brightness, contrast, per-channel
+    gain, pixel noise.  ``clips``: ``(B, L, 3, H, W)`` in [0, 1].
+
+    Applied to a raw window before a relation's transforms, it is identical on both sides of a pair.
+    """
+    b, device = clips.shape[0], clips.device
+    brightness = 0.3 * (torch.rand(b, 1, 1, 1, 1, device=device) - 0.5)
+    contrast = 0.7 + 0.6 * torch.rand(b, 1, 1, 1, 1, device=device)
+    gain = 0.8 + 0.4 * torch.rand(b, 1, 3, 1, 1, device=device)
+    noise = 0.04 * torch.rand(b, 1, 1, 1, 1, device=device) * torch.randn(clips.shape, device=device)
+    out = ((clips - 0.5) * contrast + 0.5 + brightness) * gain + noise
+    return out.clamp(0.0, 1.0)
+
+
+def info_nce(a: torch.Tensor, b: torch.Tensor, groups: torch.Tensor, tau: float) -> torch.Tensor:
+    """Symmetric InfoNCE between unit vectors ``a`` and ``b`` ``(N, D)``: row i of ``a`` must pick row i of ``b``.
+
+    Rows in the same group (frames of one clip) are neither positives nor negatives: near-identical
+    neighbouring frames would otherwise be pushed apart.  ``groups``: ``(N,)`` integer labels.
+    """
+    logits = a @ b.T / tau
+    same_group = groups[:, None] == groups[None, :]
+    logits = logits.masked_fill(same_group & ~torch.eye(len(a), dtype=torch.bool, device=a.device), float("-inf"))
+    target = torch.arange(len(a), device=a.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+class _Step:
+    """The data of one adaptation step, with the encodings that several losses share computed once."""
+
+    def __init__(self, encoder: nn.Module, clips: torch.Tensor, clip_len: int) -> None:
+        self.encoder = encoder
+        self.clips = clips  # (B, 2T, 3, H, W) raw, in [0, 1]
+        self.view = photometric(clips)
+        self.clip_len = clip_len
+
+    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """``(B, T, 3, H, W)`` -> per-frame latents ``(B, T, latent_dim)``."""
+        return self.encoder(frames.flatten(0, 1)).unflatten(0, frames.shape[:2])
+
+    @cached_property
+    def contrastive_latents(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latents ``(B, T, latent_dim)`` of two independently augmented views of the first T frames."""
+        first = self.clips[:, : self.clip_len]
+        return self.encode_frames(self.view[:, : self.clip_len]), self.encode_frames(photometric(first))
+
+    def window(self, length: int) -> torch.Tensor:
+        """A random ``length``-frame window of the augmented clips, ``(B, length, 3, H, W)``."""
+        start = int(torch.randint(self.view.shape[1] - length + 1, ()))
+        return self.view[:, start : start + length]
+
+
+def _lcr_loss(step: _Step, head: nn.Module, tau: float) -> torch.Tensor:
+    """Frame-level InfoNCE: each frame's second view is its positive, other clips' frames the negatives."""
+    z1, z2 = step.contrastive_latents
+    groups = torch.arange(z1.shape[0], device=z1.device).repeat_interleave(z1.shape[1])
+    return info_nce(head(z1.flatten(0, 1)), head(z2.flatten(0, 1)), groups, tau)
+
+
+def _hcr_loss(step: _Step, motion: nn.Module, head: nn.Module, tau: float) -> torch.Tensor:
+    """Clip-level InfoNCE on motion embeddings ``E_m(G(X))`` of the two views."""
+    z1, z2 = step.contrastive_latents
+    groups = torch.arange(z1.shape[0], device=z1.device)
+    return info_nce(head(motion.encode(z1)), head(motion.encode(z2)), groups, tau)
+
+
+def _pose_loss(step: _Step, relation: Relation, transformer: nn.Module) -> torch.Tensor:
+    """``mean |T_r(G(a)) - G(c)|`` over the frames of the first T of every clip; ``G(c)`` is a fixed target."""
+    anchor, counterpart = relation.images(step.view[:, : step.clip_len].flatten(0, 1))
+    with torch.no_grad():
+        target = step.encoder(counterpart)
+    return (transformer(step.encoder(anchor)) - target).abs().mean()
+
+
+def _motion_loss(step: _Step, relation: Relation, motion: nn.Module, transformer: nn.Module) -> torch.Tensor:
+    """``mean |T_r(E_m G(A)) - E_m G(C)|`` on a random window of every clip; the counterpart is a fixed target."""
+    anchor, counterpart = relation.images(step.window(relation.window))
+    with torch.no_grad():
+        target = motion.encode(step.encode_frames(counterpart))
+    return (transformer(motion.encode(step.encode_frames(anchor))) - target).abs().mean()
+
+
+@dataclass
+class _Term:
+    """One loss of the adaptation objective with its weight, learning rate and own parameters (a head)."""
+
+    name: str
+    weight: float
+    lr: float
+    fn: Callable[[_Step], torch.Tensor]
+    params: list[nn.Parameter]
+
+
+def _resolve_relations(names: tuple[str, ...], clip_len: int, transformers: dict[str, nn.Module]) -> list[Relation]:
+    relations = [get_relation(name, clip_len) for name in names]
+    missing = [r.name for r in relations if r.name not in transformers]
+    if missing:
+        raise ValueError(f"no relation transformer in the stages for {missing}; trained: {sorted(transformers)}")
+    return relations
+
+
+def _check_config(cfg: AdaptConfig) -> None:
+    if cfg.schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {cfg.schedule!r}; allowed: {', '.join(SCHEDULES)}")
+    for name in ("steps", "batch_clips", "eval_every"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{name} must be at least 1, got {getattr(cfg, name)}")
+    if cfg.tau <= 0:
+        raise ValueError(f"tau must be positive, got {cfg.tau}")
+
+
+def adapt(
+    cfg: AdaptConfig,
+    stages: Stages,
+    target_train: ClipSet,
+    target_val: ClipSet,
+    report: Report | None = None,
+    device: str | torch.device = "cpu",
+) -> nn.Module:
+    """Adapt a copy of ``stages.encoder`` to the target domain; returns it frozen.
+
+    ``target_train``: unlabelled clips of 2T frames (at least the longest relation window).
+    ``target_val``: labelled clips of T frames; T is the relations' clip length.  Reports
+    ``{"step", "mpjpe", "pa_mpjpe", "loss"}`` (mm; ``loss`` is the last step's total) every ``eval_every``
+    steps and at the end.  Raises FloatingPointError on a non-finite loss.
+    """
+    _check_config(cfg)
+    if target_val.poses is None:
+        raise ValueError("target_val must be labelled (poses is None)")
+    clip_len = target_val.clip_len
+    relations = _resolve_relations(cfg.relations, clip_len, stages.transformers)
+    needed = max([clip_len, *(r.window for r in relations)])
+    if target_train.clip_len < needed:
+        raise ValueError(f"target_train clips have {target_train.clip_len} frames; these relations need {needed}")
+    device = torch.device(device)
+    prior = frozen_copy(stages.prior, device)
+    # Train mode: cuDNN runs LSTM backward only in training mode; the LSTM has no dropout, so it is the
+    # same function.
+    motion = frozen_copy(stages.motion, device).train()
+    transformers = {r.name: frozen_copy(stages.transformers[r.name], device) for r in relations}
+
+    with seeded(cfg.seed, device):
+        encoder = copy.deepcopy(stages.encoder).to(device)
+        encoder_params = set_trainable(encoder, cfg.trainable_block)
+        encoder.train()
+        lcr_head = ProjectionHead(prior.latent_dim).to(device)
+        hcr_head = ProjectionHead(motion.embed_dim).to(device)
+
+        terms = [
+            _Term(
+                "lcr",
+                cfg.w_lcr,
+                cfg.lr_contrastive,
+                partial(_lcr_loss, head=lcr_head, tau=cfg.tau),
+                list(lcr_head.parameters()),
+            ),
+            _Term(
+                "hcr",
+                cfg.w_hcr,
+                cfg.lr_contrastive,
+                partial(_hcr_loss, motion=motion, head=hcr_head, tau=cfg.tau),
+                list(hcr_head.parameters()),
+            ),
+        ]
+        for r in relations:
+            if r.level == "pose":
+                fn = partial(_pose_loss, relation=r, transformer=transformers[r.name])
+                terms.append(_Term(f"pose_{r.name}", cfg.w_pose, cfg.lr_nonlocal, fn, []))
+            else:
+                fn = partial(_motion_loss, relation=r, motion=motion, transformer=transformers[r.name])
+                terms.append(_Term(f"motion_{r.name}", cfg.w_motion, cfg.lr_nonlocal, fn, []))
+        terms = [t for t in terms if t.weight != 0]
+        if not terms:
+            raise ValueError("every adaptation loss has weight 0 or no relation: nothing to train")
+        if cfg.schedule == "round_robin":
+            optimisers = [torch.optim.Adam(encoder_params + t.params, lr=t.lr) for t in terms]
+        else:
+            head_params = [p for t in terms for p in t.params]
+            optimisers = [torch.optim.Adam(encoder_params + head_params, lr=cfg.lr_nonlocal)]
+
+        for s in range(1, cfg.steps + 1):
+            idx = torch.randint(len(target_train), (cfg.batch_clips,))
+            step = _Step(encoder, target_train.frames[idx].to(device).float() / 255.0, clip_len)
+            active = [terms[(s - 1) % len(terms)]] if cfg.schedule == "round_robin" else terms
+            opt = optimisers[(s - 1) % len(terms)] if cfg.schedule == "round_robin" else optimisers[0]
+            total = torch.zeros((), device=device)
+            for term in active:
+                value = term.fn(step)
+                check_finite(value, term.name, s)
+                total = total + term.weight * value
+            opt.zero_grad()
+            total.backward()
+            opt.step()
+            if report is not None and should_report(s, cfg.eval_every, cfg.steps):
+                report({"step": s, **evaluate(encoder, prior, target_val, device=device), "loss": total.item()})
+    return freeze(encoder)

@@ -1,0 +1,62 @@
+"""Figures of a run, drawn with matplotlib's non-interactive backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from search.export import FINISHED, OBJECTIVE, REJECTED, SCORE, STOPPED, write_atomic  # noqa: E402
+
+
+def pareto_plot(table: pd.DataFrame, path: Path, title: str = "") -> None:
+    """Non-localness score vs target MPJPE: the front highlighted, other trials grey, pre-filter rejects marked."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    finished = table[table["status"] == FINISHED]
+    stopped = table[table["status"] == STOPPED]
+    front = finished[finished["pareto"]].sort_values(SCORE)
+    dominated = finished[~finished["pareto"]]
+    ax.scatter(dominated[SCORE], dominated[OBJECTIVE], c="0.6", s=30, label="finished, dominated")
+    ax.scatter(
+        stopped[SCORE],
+        stopped[OBJECTIVE],
+        facecolors="none",
+        edgecolors="0.6",
+        s=30,
+        label="stopped early by ASHA (last value)",
+    )
+    ax.step(front[SCORE], front[OBJECTIVE], where="post", c="tab:red", lw=1.2, alpha=0.7)
+    ax.scatter(front[SCORE], front[OBJECTIVE], c="tab:red", s=50, zorder=3, label="Pareto front")
+    for _, row in front.iterrows():
+        ax.annotate(
+            row["relation_set"],
+            (row[SCORE], row[OBJECTIVE]),
+            textcoords="offset points",
+            xytext=(4, 4),
+            fontsize=7,
+            color="tab:red",
+        )
+    rejected = table[table["status"] == REJECTED]
+    if len(rejected):
+        ax.plot(
+            rejected[SCORE],
+            [0.0] * len(rejected),
+            "x",
+            c="0.3",
+            ms=7,
+            transform=ax.get_xaxis_transform(),
+            clip_on=False,
+            label="rejected by the pre-filter (not trained)",
+        )
+    ax.set_xlabel("relation-set non-localness score (normalised, higher = more non-local)")
+    ax.set_ylabel("target MPJPE (mm, lower is better)")
+    ax.set_title(title or "Non-localness vs target MPJPE")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format=path.suffix.lstrip(".")))
+    plt.close(fig)

@@ -1,0 +1,99 @@
+"""The non-localness pre-filter: score every candidate relation set before any adaptation runs.
+
+Each candidate relation's non-localness is measured on held-out mocap through the frozen pose prior
+and motion embedding, one Ray task per relation (seconds each).  A relation set scores the aggregate
+of its members' normalised non-localness; sets outside the keep rule are recorded as
+``rejected_by_prefilter`` and are *excluded from the searcher's space*, so Optuna never proposes them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import ray
+import torch
+
+from nlrd.nonlocalness import NonLocalness, nonlocalness, set_score
+from nlrd.pipeline import StageCache, StageKeys, heldout_mocap, load_prior_and_motion, load_world
+from nlrd.relations import get_relation
+from search.space import PrefilterSpec, RelationsSpec, SpaceError
+
+SET_SEPARATOR = "+"
+
+
+@dataclass(frozen=True)
+class SetDecision:
+    """The pre-filter's verdict on one relation set."""
+
+    relations: tuple[str, ...]
+    score: float
+    kept: bool
+    reason: str
+
+    @property
+    def label(self) -> str:
+        return set_label(self.relations)
+
+
+def set_label(relations: tuple[str, ...]) -> str:
+    """``("flip", "slow_backward")`` -> ``"flip+slow_backward"``: how a set appears in tables and to Optuna."""
+    return SET_SEPARATOR.join(relations)
+
+
+def parse_set_label(label: str) -> tuple[str, ...]:
+    return tuple(label.split(SET_SEPARATOR))
+
+
+def candidate_sets(spec: RelationsSpec) -> list[tuple[str, ...]]:
+    """Every subset of the candidates with a size in ``[min_set_size, max_set_size]``, in catalogue order."""
+    return [
+        combo
+        for size in range(spec.min_set_size, spec.max_set_size + 1)
+        for combo in itertools.combinations(spec.candidates, size)
+    ]
+
+
+@ray.remote(num_cpus=1)
+def _score_relation(cache_root: str, keys: StageKeys, name: str, clip_len: int, seed: int) -> NonLocalness:
+    torch.set_num_threads(1)
+    cache = StageCache(cache_root)
+    prior, motion = load_prior_and_motion(cache, keys)
+    mocap = heldout_mocap(load_world(cache, keys.world))
+    generator = torch.Generator().manual_seed(seed)
+    return nonlocalness(prior, motion, mocap, get_relation(name, clip_len), generator=generator)
+
+
+def score_relations(
+    cache: StageCache, keys: StageKeys, names: tuple[str, ...], clip_len: int, seed: int = 0
+) -> dict[str, NonLocalness]:
+    """Non-localness of each named relation, computed in parallel as Ray tasks."""
+    refs = {name: _score_relation.remote(str(cache.root), keys, name, clip_len, seed) for name in names}
+    return {name: ray.get(ref) for name, ref in refs.items()}
+
+
+def decide(
+    sets: list[tuple[str, ...]], scores: dict[str, NonLocalness], rule: PrefilterSpec, space_path: str
+) -> list[SetDecision]:
+    """Apply the keep rule to the sets; raise ``SpaceError`` when it would keep nothing."""
+    scored = [(s, set_score([scores[name].normalised for name in s], rule.aggregate)) for s in sets]
+    if rule.keep_fraction is not None:
+        n_keep = max(1, math.ceil(rule.keep_fraction * len(scored)))
+        ranked = sorted(range(len(scored)), key=lambda i: -scored[i][1])
+        kept = set(ranked[:n_keep])
+        cutoff = scored[ranked[n_keep - 1]][1]
+        reason = f"score below the top {rule.keep_fraction:.0%} (cut-off {cutoff:.3f})"
+    else:
+        kept = {i for i, (_, score) in enumerate(scored) if score >= rule.threshold}
+        reason = f"score below threshold {rule.threshold}"
+        if not kept:
+            best = max(score for _, score in scored)
+            raise SpaceError(
+                f"{space_path}: prefilter.threshold: {rule.threshold} rejects every relation set (best score "
+                f"{best:.3f}). Allowed: a threshold <= {best:.3f}, or keep_fraction in (0, 1] instead."
+            )
+    return [
+        SetDecision(relations=s, score=score, kept=i in kept, reason="kept" if i in kept else reason)
+        for i, (s, score) in enumerate(scored)
+    ]

@@ -1,0 +1,432 @@
+"""Search spaces: YAML -> validated ``SearchSpec`` -> Optuna distributions.
+
+Tuned values use a grammar close to Hydra's Optuna sweeper, written as YAML strings::
+
+    lr_nonlocal: tag(log, interval(1e-5, 1e-3))   # float, log-uniform
+    tau: interval(0.05, 0.2)                       # float, uniform
+    steps: int(interval(20, 80))                   # integer, uniform
+    trainable_block: choice(block3, block4)        # categorical
+
+Everything is checked before any work starts; a problem raises ``SpaceError`` naming the file, the key
+path and what is allowed.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import hashlib
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+
+from nlrd.pipeline import StageConfigs
+from nlrd.relations import RELATION_NAMES
+from nlrd.train.adapt import AdaptConfig
+from nlrd.train.motion import MotionConfig
+from nlrd.train.prior import PriorConfig
+from nlrd.train.relation import RelationConfig
+from nlrd.train.source import SourceConfig
+from nlrd.world import WorldConfig
+
+
+class SpaceError(ValueError):
+    """A search space that cannot run; the message says where and what is allowed."""
+
+
+@dataclass(frozen=True)
+class RelationsSpec:
+    """Which relations may be used and how candidate relation sets are formed (all subsets in size range)."""
+
+    candidates: tuple[str, ...] = ("flip", "flip_backward", "slow_backward")
+    min_set_size: int = 1
+    max_set_size: int = 3
+
+
+@dataclass(frozen=True)
+class PrefilterSpec:
+    """Keep the ``keep_fraction`` best-scoring relation sets (or those scoring >= ``threshold``)."""
+
+    keep_fraction: float | None = 0.5
+    threshold: float | None = None
+    aggregate: str = "mean"
+
+
+@dataclass(frozen=True)
+class SearcherSpec:
+    algorithm: str = "tpe"
+    seed: int = 0
+    num_trials: int = 8
+    max_concurrent: int = 1
+
+
+@dataclass(frozen=True)
+class SchedulerSpec:
+    """ASHA on the objective, one rung unit per evaluation report; ``type: none`` runs every trial to the end."""
+
+    type: str = "asha"
+    grace_period: int = 1
+    reduction_factor: int = 2
+
+
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    metric: str = "mpjpe"
+    mode: str = "min"
+
+
+@dataclass(frozen=True)
+class ResourcesSpec:
+    """What one trial's Ray Train worker holds (fractional GPUs allowed), and what the stage job holds."""
+
+    trial_cpus: float = 1.0
+    trial_gpus: float = 0.0
+    stage_cpus: float = 1.0
+    stage_gpus: float = 0.0
+
+
+@dataclass(frozen=True)
+class Param:
+    """One tuned value: a categorical ``choices`` list or a numeric interval."""
+
+    name: str
+    choices: tuple[Any, ...] | None = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    integer: bool = False
+
+    def distribution(self) -> optuna.distributions.BaseDistribution:
+        if self.choices is not None:
+            return optuna.distributions.CategoricalDistribution(list(self.choices))
+        if self.integer:
+            return optuna.distributions.IntDistribution(int(self.low), int(self.high), log=self.log)
+        return optuna.distributions.FloatDistribution(float(self.low), float(self.high), log=self.log)
+
+
+ALLOWED_ALGORITHMS = ("tpe", "random")
+ALLOWED_SCHEDULERS = ("asha", "none")
+ALLOWED_METRICS = ("mpjpe", "pa_mpjpe")
+ALLOWED_MODES = ("min",)
+ALLOWED_AGGREGATES = ("mean", "max", "min", "sum")
+#: AdaptConfig fields the search owns: the relation set is chosen by the searcher, never by hand.
+_SEARCH_OWNED = ("relations",)
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """A validated search space: everything ``search/run.py`` needs."""
+
+    name: str
+    path: Path
+    stages: StageConfigs
+    relations: RelationsSpec
+    prefilter: PrefilterSpec
+    searcher: SearcherSpec
+    scheduler: SchedulerSpec
+    objective: ObjectiveSpec
+    resources: ResourcesSpec
+    adapt: dict[str, Any] = field(default_factory=dict)
+    params: tuple[Param, ...] = ()
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def digest(self) -> str:
+        """Hash of the space's content: identifies which space a run directory belongs to."""
+        return hashlib.sha256(json.dumps(self.raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def adapt_config(self, relations: tuple[str, ...], sampled: dict[str, Any]) -> AdaptConfig:
+        return AdaptConfig(relations=relations, **self.adapt, **sampled)
+
+
+_SECTIONS: dict[str, Any] = {
+    "name": str,
+    "world": WorldConfig,
+    "stages": None,  # nested: prior / motion / relation / source
+    "relations": RelationsSpec,
+    "prefilter": PrefilterSpec,
+    "searcher": SearcherSpec,
+    "scheduler": SchedulerSpec,
+    "objective": ObjectiveSpec,
+    "resources": ResourcesSpec,
+    "adapt": AdaptConfig,
+    "params": AdaptConfig,
+}
+_STAGE_SECTIONS = {"prior": PriorConfig, "motion": MotionConfig, "relation": RelationConfig, "source": SourceConfig}
+
+
+def load_space(path: str | Path) -> SearchSpec:
+    """Read and validate a space file; raise ``SpaceError`` on any problem."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpaceError(f"{path}: cannot read the search space file ({exc.strerror or exc}).") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpaceError(f"{path}: not valid YAML: {exc}") from None
+    return parse_space(raw, path)
+
+
+def parse_space(raw: Any, path: str | Path = "<space>") -> SearchSpec:
+    """Validate an already-loaded YAML mapping."""
+    path = Path(path)
+    checker = _Checker(path)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        checker.fail("", f"the file must hold a mapping of sections, got {type(raw).__name__}", _SECTIONS)
+    checker.known_keys("", raw, _SECTIONS)
+
+    stages_raw = checker.mapping("stages", raw.get("stages", {}))
+    checker.known_keys("stages", stages_raw, _STAGE_SECTIONS)
+    stages = StageConfigs(
+        world=checker.dataclass("world", WorldConfig, raw.get("world", {})),
+        **{
+            name: checker.dataclass(f"stages.{name}", cls, stages_raw.get(name, {}))
+            for name, cls in _STAGE_SECTIONS.items()
+        },
+    )
+    relations = checker.dataclass("relations", RelationsSpec, raw.get("relations", {}))
+    prefilter = checker.dataclass("prefilter", PrefilterSpec, raw.get("prefilter", {}))
+    searcher = checker.dataclass("searcher", SearcherSpec, raw.get("searcher", {}))
+    scheduler = checker.dataclass("scheduler", SchedulerSpec, raw.get("scheduler", {}))
+    objective = checker.dataclass("objective", ObjectiveSpec, raw.get("objective", {}))
+    resources = checker.dataclass("resources", ResourcesSpec, raw.get("resources", {}))
+    adapt = checker.adapt_fields(raw.get("adapt", {}))
+    params = checker.params(raw.get("params", {}), fixed=adapt)
+
+    checker.relations(relations)
+    checker.prefilter(prefilter)
+    checker.one_of("searcher.algorithm", searcher.algorithm, ALLOWED_ALGORITHMS)
+    checker.positive("searcher.num_trials", searcher.num_trials)
+    checker.positive("searcher.max_concurrent", searcher.max_concurrent)
+    checker.one_of("scheduler.type", scheduler.type, ALLOWED_SCHEDULERS)
+    checker.positive("scheduler.grace_period", scheduler.grace_period)
+    if scheduler.reduction_factor < 2:
+        checker.fail("scheduler.reduction_factor", f"must be at least 2, got {scheduler.reduction_factor}")
+    checker.one_of("objective.metric", objective.metric, ALLOWED_METRICS)
+    checker.one_of("objective.mode", objective.mode, ALLOWED_MODES)
+    for key in ("trial_cpus", "stage_cpus"):
+        checker.positive(f"resources.{key}", getattr(resources, key))
+    for key in ("trial_gpus", "stage_gpus"):
+        if getattr(resources, key) < 0:
+            checker.fail(f"resources.{key}", f"must be >= 0, got {getattr(resources, key)}")
+    name = raw.get("name", path.stem)
+    if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
+        checker.fail("name", f"must be a short name of letters, digits, '-' and '_', got {name!r}")
+    return SearchSpec(
+        name=name,
+        path=path,
+        stages=stages,
+        relations=relations,
+        prefilter=prefilter,
+        searcher=searcher,
+        scheduler=scheduler,
+        objective=objective,
+        resources=resources,
+        adapt=adapt,
+        params=params,
+        raw=raw,
+    )
+
+
+class _Checker:
+    """Validation helpers that all fail with one ``SpaceError`` paragraph naming file and key path."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, key: str, problem: str, allowed: Any = None) -> typing.NoReturn:
+        where = f"{self.path}: {key}" if key else f"{self.path}"
+        message = f"{where}: {problem}."
+        if allowed is not None:
+            message += f" Allowed: {', '.join(map(str, allowed))}."
+        raise SpaceError(message)
+
+    def mapping(self, key: str, value: Any) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.fail(key, f"must be a mapping of keys to values, got {type(value).__name__} {value!r}")
+        return value
+
+    def known_keys(self, key: str, value: dict[str, Any], allowed: typing.Iterable[str]) -> None:
+        allowed = list(allowed)
+        for name in value:
+            if name not in allowed:
+                close = difflib.get_close_matches(str(name), allowed, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                self.fail(_join(key, name), f"unknown key{hint}", allowed)
+
+    def dataclass(self, key: str, cls: type, value: Any) -> Any:
+        value = self.mapping(key, value)
+        hints = typing.get_type_hints(cls)
+        fields = [f.name for f in dataclasses.fields(cls)]
+        self.known_keys(key, value, fields)
+        return cls(**{name: self.typed(_join(key, name), hints[name], item) for name, item in value.items()})
+
+    def adapt_fields(self, value: Any) -> dict[str, Any]:
+        value = self.mapping("adapt", value)
+        hints = typing.get_type_hints(AdaptConfig)
+        allowed = [f.name for f in dataclasses.fields(AdaptConfig) if f.name not in _SEARCH_OWNED]
+        self.known_keys("adapt", value, allowed)
+        return {name: self.typed(f"adapt.{name}", hints[name], item) for name, item in value.items()}
+
+    def params(self, value: Any, fixed: dict[str, Any]) -> tuple[Param, ...]:
+        value = self.mapping("params", value)
+        hints = typing.get_type_hints(AdaptConfig)
+        allowed = [f.name for f in dataclasses.fields(AdaptConfig) if f.name not in _SEARCH_OWNED]
+        self.known_keys("params", value, allowed)
+        params = []
+        for name, text in value.items():
+            key = f"params.{name}"
+            if name in fixed:
+                self.fail(key, "is also fixed in the adapt section; keep it in one place")
+            param = self.expression(key, name, text)
+            if param.choices is not None:
+                for choice in param.choices:
+                    self.typed(key, hints[name], choice)
+            elif hints[name] is int and not param.integer:
+                self.fail(key, f"'{name}' is an integer: write int(interval({param.low}, {param.high}))")
+            elif hints[name] not in (int, float):
+                self.fail(key, f"'{name}' is not numeric: use choice(...)")
+            params.append(param)
+        return tuple(params)
+
+    def expression(self, key: str, name: str, text: Any) -> Param:
+        grammar = ["choice(a, b, ...)", "interval(lo, hi)", "int(interval(lo, hi))", "tag(log, interval(lo, hi))"]
+        if not isinstance(text, str):
+            self.fail(key, f"must be a search expression string, got {text!r}", grammar)
+        try:
+            node = ast.parse(text.strip(), mode="eval").body
+        except SyntaxError:
+            self.fail(key, f"cannot parse {text!r}", grammar)
+        param = self._param(key, name, node, grammar)
+        if param.choices is None:
+            if not (math.isfinite(param.low) and math.isfinite(param.high)) or param.low >= param.high:
+                self.fail(key, f"interval must have low < high, got ({param.low}, {param.high})")
+            if param.log and param.low <= 0:
+                self.fail(key, f"a log interval needs low > 0, got {param.low}")
+        return param
+
+    def _param(self, key: str, name: str, node: ast.AST, grammar: list[str]) -> Param:
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name) or node.keywords:
+            self.fail(key, f"unsupported expression {ast.unparse(node)!r}", grammar)
+        func, args = node.func.id, node.args
+        if func == "choice":
+            if not args:
+                self.fail(key, "choice(...) needs at least one value")
+            return Param(name, choices=tuple(self._constant(key, arg) for arg in args))
+        if func == "interval" and len(args) == 2:
+            low, high = (self._constant(key, arg) for arg in args)
+            if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (low, high)):
+                self.fail(key, f"interval bounds must be numbers, got ({low!r}, {high!r})")
+            return Param(name, low=float(low), high=float(high))
+        if func == "int" and len(args) == 1:
+            inner = self._param(key, name, args[0], grammar)
+            if inner.choices is not None:
+                self.fail(key, "int(...) wraps an interval", grammar)
+            if inner.low != int(inner.low) or inner.high != int(inner.high):
+                self.fail(key, f"int(interval(...)) needs integer bounds, got ({inner.low}, {inner.high})")
+            return dataclasses.replace(inner, integer=True)
+        if func == "tag" and len(args) == 2 and isinstance(args[0], ast.Name) and args[0].id == "log":
+            inner = self._param(key, name, args[1], grammar)
+            if inner.choices is not None:
+                self.fail(key, "tag(log, ...) wraps an interval", grammar)
+            return dataclasses.replace(inner, log=True)
+        self.fail(key, f"unsupported expression {ast.unparse(node)!r}", grammar)
+
+    def _constant(self, key: str, node: ast.AST) -> Any:
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, str, bool)):
+            return node.value
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
+            return -node.operand.value
+        if isinstance(node, ast.Name):  # bare words are strings, as in Hydra: choice(block3, block4)
+            return node.id
+        self.fail(key, f"expected a number or a word, got {ast.unparse(node)!r}")
+
+    def typed(self, key: str, hint: Any, value: Any) -> Any:
+        """Check ``value`` against a dataclass field's type; tuples accept YAML lists."""
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+        if origin in (typing.Union, types.UnionType):
+            if value is None and type(None) in args:
+                return None
+            inner = [a for a in args if a is not type(None)]
+            return self.typed(key, inner[0], value)
+        if origin is typing.Literal:
+            if value not in args:
+                self.fail(key, f"got {value!r}", args)
+            return value
+        if origin is tuple:
+            if not isinstance(value, (list, tuple)):
+                self.fail(key, f"must be a list, got {value!r}")
+            return tuple(self.typed(f"{key}[{i}]", args[0], item) for i, item in enumerate(value))
+        if hint is bool:
+            if not isinstance(value, bool):
+                self.fail(key, f"must be true or false, got {value!r}")
+            return value
+        if hint is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                self.fail(key, f"must be an integer, got {value!r}")
+            return value
+        if hint is float:
+            if isinstance(value, str):
+                try:
+                    value = float(value)  # YAML reads 1e-5 (no dot) as a string
+                except ValueError:
+                    self.fail(key, f"must be a number, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                self.fail(key, f"must be a finite number, got {value!r}")
+            return float(value)
+        if hint is str:
+            if not isinstance(value, str):
+                self.fail(key, f"must be a string, got {value!r}")
+            return value
+        return value
+
+    def one_of(self, key: str, value: Any, allowed: tuple[Any, ...]) -> None:
+        if value not in allowed:
+            self.fail(key, f"got {value!r}", allowed)
+
+    def positive(self, key: str, value: float) -> None:
+        if value <= 0:
+            self.fail(key, f"must be > 0, got {value}")
+
+    def relations(self, spec: RelationsSpec) -> None:
+        if not spec.candidates:
+            self.fail("relations.candidates", "needs at least one relation", RELATION_NAMES)
+        for i, name in enumerate(spec.candidates):
+            if name not in RELATION_NAMES:
+                close = difflib.get_close_matches(name, RELATION_NAMES, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                self.fail(f"relations.candidates[{i}]", f"unknown relation {name!r}{hint}", RELATION_NAMES)
+        if len(set(spec.candidates)) != len(spec.candidates):
+            self.fail("relations.candidates", "lists a relation twice")
+        n = len(spec.candidates)
+        if not 1 <= spec.min_set_size <= spec.max_set_size <= n:
+            self.fail(
+                "relations",
+                f"set sizes must satisfy 1 <= min_set_size <= max_set_size <= {n} (the number of candidates), "
+                f"got min_set_size={spec.min_set_size}, max_set_size={spec.max_set_size}",
+            )
+
+    def prefilter(self, spec: PrefilterSpec) -> None:
+        if (spec.keep_fraction is None) == (spec.threshold is None):
+            self.fail("prefilter", "set exactly one of keep_fraction and threshold (the other to null)")
+        if spec.keep_fraction is not None and not 0 < spec.keep_fraction <= 1:
+            self.fail("prefilter.keep_fraction", f"must be in (0, 1], got {spec.keep_fraction}")
+        self.one_of("prefilter.aggregate", spec.aggregate, ALLOWED_AGGREGATES)
+
+
+def _join(prefix: str, name: Any) -> str:
+    return f"{prefix}.{name}" if prefix else str(name)

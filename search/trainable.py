@@ -1,0 +1,71 @@
+"""One search trial: a Tune function trainable that launches a Ray Train ``TorchTrainer``.
+
+This is the pattern Ray recommends since Train V2: the Tune trial holds a sliver of CPU and only
+coordinates; the Train worker holds the real resources and runs ``nlrd.train.adapt``.  Metrics reach
+Tune (and so ASHA and Optuna) through ``TuneReportCallback``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import ray.train
+import torch
+from ray import tune
+from ray.train import RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+from ray.tune.integration.ray_train import TuneReportCallback
+
+from nlrd.pipeline import StageCache, StageKeys, load_stages, load_world
+from nlrd.train.adapt import AdaptConfig, adapt
+from search.prefilter import parse_set_label
+from search.space import SearchSpec
+
+#: Tune config key of the relation set; the other keys are AdaptConfig fields.
+RELATIONS_KEY = "relations"
+#: CPU share of the coordinating Tune trial (zero is refused by Ray).
+TRIAL_COORDINATOR_CPU = 0.1
+
+
+def adapt_loop(config: dict[str, Any]) -> None:
+    """Ray Train worker: adapt the source encoder to the target domain, reporting each evaluation."""
+    torch.set_num_threads(max(1, int(config["cpus"])))
+    cache = StageCache(config["cache_root"])
+    keys = StageKeys(**config["keys"])
+    adapt_config = AdaptConfig(**config["adapt"])
+    device = ray.train.torch.get_device()
+    stages = load_stages(cache, keys, adapt_config.relations, device)
+    world = load_world(cache, keys.world)
+    adapt(adapt_config, stages, world.target_train, world.target_val, report=ray.train.report, device=device)
+
+
+def make_trainable(spec: SearchSpec, cache: StageCache, keys: StageKeys, storage_path: str) -> Any:
+    """The Tune trainable for ``spec``, with its resources declared."""
+    resources = spec.resources
+
+    def trial(config: dict[str, Any]) -> None:
+        sampled = {name: value for name, value in config.items() if name != RELATIONS_KEY}
+        adapt_config = spec.adapt_config(parse_set_label(config[RELATIONS_KEY]), sampled)
+        trainer = TorchTrainer(
+            adapt_loop,
+            train_loop_config={
+                "adapt": asdict(adapt_config),
+                "keys": keys.as_dict(),
+                "cache_root": str(cache.root),
+                "cpus": resources.trial_cpus,
+            },
+            scaling_config=ScalingConfig(
+                num_workers=1,
+                use_gpu=resources.trial_gpus > 0,
+                resources_per_worker={"CPU": resources.trial_cpus, "GPU": resources.trial_gpus},
+            ),
+            run_config=RunConfig(
+                name=f"train-{tune.get_context().get_trial_id()}",
+                storage_path=storage_path,
+                callbacks=[TuneReportCallback()],
+            ),
+        )
+        trainer.fit()
+
+    return tune.with_resources(trial, {"CPU": TRIAL_COORDINATOR_CPU})

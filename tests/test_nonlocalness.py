@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from nlrd import skeleton
+from nlrd.models import MotionAE, PosePrior
+from nlrd.nonlocalness import NonLocalness, nonlocalness, set_score
+from nlrd.relations import Relation, catalogue
+
+T = 4
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and threads stall badly when other work shares the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def encoders() -> tuple[PosePrior, MotionAE]:
+    """Untrained but fixed encoders: distances only need a deterministic, non-constant map."""
+    torch.manual_seed(0)
+    return PosePrior(latent_dim=8, hidden=32).eval(), MotionAE(latent_dim=8, hidden=16, embed_dim=12).eval()
+
+
+@pytest.fixture(scope="module")
+def mocap() -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    rest = skeleton.to_bone_directions(skeleton.rest_pose_mm())
+    t = torch.arange(2 * T, dtype=torch.float32)[None, :, None, None]
+    amplitude = 0.5 * torch.rand(12, 1, 16, 3, generator=g)
+    phase = 2 * math.pi * torch.rand(12, 1, 16, 3, generator=g)
+    directions = rest + amplitude * torch.sin(0.6 * t + phase)
+    azimuth = skeleton.rotation_z(2 * math.pi * torch.rand(12, generator=g))[:, None]
+    return skeleton.rotate(skeleton.from_bone_directions(directions), azimuth)
+
+
+def _score(encoders, mocap, relation: Relation, seed: int = 0) -> NonLocalness:
+    prior, motion = encoders
+    return nonlocalness(prior, motion, mocap, relation, generator=torch.Generator().manual_seed(seed))
+
+
+def test_identity_relations_are_local(encoders, mocap):
+    pose = _score(encoders, mocap, Relation("same_pose", "pose", spatial="rotate", degrees=0.0))
+    clip = _score(encoders, mocap, Relation("same_clip", "motion", T, tuple(range(T)), tuple(range(T))))
+    assert pose.raw == pytest.approx(0.0, abs=1e-5) and clip.raw == pytest.approx(0.0, abs=1e-5)
+    assert pose.baseline > 0 and clip.baseline > 0
+
+
+def test_every_catalogue_relation_has_positive_normalised_nonlocalness(encoders, mocap):
+    for relation in catalogue(T).values():
+        result = _score(encoders, mocap, relation)
+        assert (result.relation, result.level) == (relation.name, relation.level)
+        assert result.raw > 0 and result.normalised > 0
+        assert result.normalised == pytest.approx(result.raw / result.baseline)
+
+
+def test_larger_rotations_are_less_local(encoders, mocap):
+    relations = catalogue(T)
+    assert _score(encoders, mocap, relations["inplane30"]).raw > _score(encoders, mocap, relations["inplane5"]).raw
+
+
+def test_baseline_is_shared_within_a_level_and_reproducible(encoders, mocap):
+    relations = catalogue(T)
+    backward = _score(encoders, mocap, relations["backward"])
+    assert backward.baseline == _score(encoders, mocap, relations["slow_backward"]).baseline
+    assert backward == _score(encoders, mocap, relations["backward"])
+
+
+def test_sample_cap_bounds_the_work_and_keeps_the_estimate(encoders, mocap):
+    prior, motion = encoders
+    relation = catalogue(T)["flip"]
+    full = _score(encoders, mocap, relation)
+    capped = nonlocalness(prior, motion, mocap, relation, generator=torch.Generator().manual_seed(0), max_samples=64)
+    assert capped.raw == pytest.approx(full.raw, rel=0.25)
+
+
+def test_mocap_too_short_for_the_window_is_refused(encoders, mocap):
+    with pytest.raises(ValueError, match="needs 8 frames"):
+        _score(encoders, mocap[:, :T], catalogue(T)["slow_backward"])
+
+
+@pytest.mark.parametrize(("aggregate", "expected"), [("mean", 2.0), ("max", 3.0), ("min", 1.0), ("sum", 6.0)])
+def test_set_score(aggregate, expected):
+    assert set_score([1.0, 2.0, 3.0], aggregate) == expected
+
+
+def test_set_score_refuses_empty_sets_and_unknown_aggregates():
+    with pytest.raises(ValueError, match="empty"):
+        set_score([])
+    with pytest.raises(ValueError, match="median.*mean, max, min, sum"):
+        set_score([1.0], "median")

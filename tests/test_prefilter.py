@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import pytest
+
+from nlrd.nonlocalness import NonLocalness
+from search.prefilter import candidate_sets, decide, parse_set_label, set_label
+from search.space import PrefilterSpec, RelationsSpec, SpaceError
+
+
+def _scores(**normalised: float) -> dict[str, NonLocalness]:
+    return {
+        name: NonLocalness(relation=name, level="pose", raw=value, baseline=1.0, normalised=value)
+        for name, value in normalised.items()
+    }
+
+
+def test_candidate_sets_are_all_subsets_in_the_size_range():
+    sets = candidate_sets(RelationsSpec(candidates=("a", "b", "c"), min_set_size=1, max_set_size=2))
+    assert sets == [("a",), ("b",), ("c",), ("a", "b"), ("a", "c"), ("b", "c")]
+    assert len(candidate_sets(RelationsSpec(candidates=("a", "b", "c", "d"), min_set_size=2, max_set_size=4))) == 11
+
+
+def test_labels_round_trip():
+    assert parse_set_label(set_label(("flip", "slow_backward"))) == ("flip", "slow_backward")
+
+
+def test_keep_fraction_keeps_the_best_scoring_sets():
+    sets = [("a",), ("b",), ("c",), ("a", "b")]
+    decisions = decide(sets, _scores(a=0.2, b=0.8, c=0.5), PrefilterSpec(keep_fraction=0.5), "s.yaml")
+    kept = {d.label for d in decisions if d.kept}
+    assert kept == {"b", "c"}  # a+b scores the mean 0.5 too; ties keep the earlier set
+    rejected = [d for d in decisions if not d.kept]
+    assert all("top 50%" in d.reason for d in rejected)
+    assert [d.score for d in decisions] == pytest.approx([0.2, 0.8, 0.5, 0.5])
+
+
+def test_keep_fraction_always_keeps_one():
+    decisions = decide([("a",), ("b",)], _scores(a=0.1, b=0.3), PrefilterSpec(keep_fraction=0.01), "s.yaml")
+    assert [d.kept for d in decisions] == [False, True]
+
+
+def test_threshold_rule_and_a_threshold_that_keeps_nothing():
+    sets = [("a",), ("b",), ("a", "b")]
+    rule = PrefilterSpec(keep_fraction=None, threshold=0.5, aggregate="max")
+    assert [d.kept for d in decide(sets, _scores(a=0.4, b=0.6), rule, "s.yaml")] == [False, True, True]
+    with pytest.raises(SpaceError, match=r"s.yaml: prefilter.threshold: 0.9 rejects every relation set"):
+        decide(sets, _scores(a=0.4, b=0.6), PrefilterSpec(keep_fraction=None, threshold=0.9), "s.yaml")

@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import copy
+
+import optuna
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from search.space import SpaceError, load_space, parse_space
+from tests.conftest import REPO, TINY_SPACE, write_space
+
+
+def test_shipped_smoke_space_is_valid():
+    spec = load_space(REPO / "spaces" / "smoke.yaml")
+    assert spec.name == "smoke"
+    assert spec.relations.candidates
+    assert {p.name for p in spec.params}
+
+
+def test_tiny_space_parses_into_configs():
+    spec = parse_space(copy.deepcopy(TINY_SPACE), "tiny.yaml")
+    assert spec.stages.world.clip_len == 8
+    assert spec.stages.prior.steps == 30
+    assert spec.adapt == {"steps": 6, "eval_every": 2, "batch_clips": 2}
+    params = {p.name: p for p in spec.params}
+    lr = params["lr_nonlocal"].distribution()
+    assert isinstance(lr, optuna.distributions.FloatDistribution) and lr.log and lr.low == 1e-5
+    assert params["tau"].distribution().choices == (0.07, 0.1)
+
+
+@pytest.mark.parametrize(
+    "grammar, kind, expected",
+    [
+        ("interval(0.1, 0.5)", optuna.distributions.FloatDistribution, (0.1, 0.5, False)),
+        ("tag(log, interval(1e-5, 1e-2))", optuna.distributions.FloatDistribution, (1e-5, 1e-2, True)),
+        ("int(interval(10, 40))", optuna.distributions.IntDistribution, (10, 40, False)),
+        ("tag(log, int(interval(8, 64)))", optuna.distributions.IntDistribution, (8, 64, True)),
+    ],
+)
+def test_grammar_maps_to_optuna_distributions(grammar, kind, expected):
+    name = "steps" if kind is optuna.distributions.IntDistribution else "lr_nonlocal"
+    space = copy.deepcopy(TINY_SPACE)
+    space["adapt"].pop(name, None)
+    space["params"] = {name: grammar}
+    dist = parse_space(space, "s.yaml").params[0].distribution()
+    assert isinstance(dist, kind)
+    assert (dist.low, dist.high, dist.log) == expected
+
+
+def test_choice_accepts_bare_words():
+    space = copy.deepcopy(TINY_SPACE)
+    space["params"] = {"trainable_block": "choice(block3, block4)"}
+    assert parse_space(space, "s.yaml").params[0].choices == ("block3", "block4")
+
+
+def _error(space: dict) -> str:
+    with pytest.raises(SpaceError) as info:
+        parse_space(space, "bad.yaml")
+    return str(info.value)
+
+
+def _with(path: str, value) -> dict:
+    space = copy.deepcopy(TINY_SPACE)
+    *parents, leaf = path.split(".")
+    node = space
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
+    return space
+
+
+@pytest.mark.parametrize(
+    "path, value, expected",
+    [
+        ("searcher.algoritm", "tpe", ["bad.yaml: searcher.algoritm: unknown key", "did you mean 'algorithm'"]),
+        ("worlds", {}, ["bad.yaml: worlds: unknown key", "did you mean 'world'"]),
+        ("stages.prior.stepz", 3, ["stages.prior.stepz", "did you mean 'steps'"]),
+        ("world.image_size", "big", ["world.image_size", "must be an integer"]),
+        ("searcher.algorithm", "grid", ["searcher.algorithm", "Allowed: tpe, random"]),
+        ("params.tau", "interval(0.2, 0.1)", ["params.tau", "low < high"]),
+        ("params.tau", "interval(0.1, 0.1)", ["params.tau", "low < high"]),
+        ("params.lr_nonlocal", "tag(log, interval(0, 1))", ["params.lr_nonlocal", "low > 0"]),
+        ("params.tau", "uniform(0, 1)", ["params.tau", "unsupported expression", "interval(lo, hi)"]),
+        ("params.tau", "interval(0.1,", ["params.tau", "cannot parse"]),
+        ("params.relations", "choice(flip)", ["params.relations", "unknown key"]),
+        ("params.seed", "interval(5, 9)", ["params.seed", "int(interval(5.0, 9.0))"]),
+        ("params.batch_clips", "choice(2, 4)", ["params.batch_clips", "also fixed in the adapt section"]),
+        (
+            "relations.candidates",
+            ["flip", "flipp"],
+            ["relations.candidates[1]", "unknown relation 'flipp'", "did you mean 'flip'"],
+        ),
+        ("relations.candidates", [], ["relations.candidates", "at least one"]),
+        ("relations.max_set_size", 5, ["relations", "max_set_size <= 3"]),
+        ("relations.min_set_size", 0, ["relations", "1 <= min_set_size"]),
+        ("prefilter.keep_fraction", 0.0, ["prefilter.keep_fraction", "(0, 1]"]),
+        ("prefilter.threshold", 0.5, ["prefilter", "exactly one of keep_fraction and threshold"]),
+        ("prefilter.aggregate", "median", ["prefilter.aggregate", "Allowed: mean, max, min, sum"]),
+        ("resources.trial_cpus", 0, ["resources.trial_cpus", "must be > 0"]),
+        ("resources.trial_gpus", -1, ["resources.trial_gpus", "must be >= 0"]),
+        ("scheduler.reduction_factor", 1, ["scheduler.reduction_factor", "at least 2"]),
+        ("objective.mode", "max", ["objective.mode", "Allowed: min"]),
+    ],
+)
+def test_bad_spaces_name_file_key_and_allowed_values(path, value, expected):
+    message = _error(_with(path, value))
+    for part in expected:
+        assert part in message
+
+
+def test_unreadable_and_malformed_files(tmp_path):
+    with pytest.raises(SpaceError, match="cannot read"):
+        load_space(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("world: [unclosed\n")
+    with pytest.raises(SpaceError, match="bad.yaml: not valid YAML"):
+        load_space(bad)
+    bad.write_text("- a\n- b\n")
+    with pytest.raises(SpaceError, match="must hold a mapping"):
+        load_space(bad)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    low=st.floats(1e-6, 1.0),
+    width=st.floats(1e-3, 10.0),
+    log=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+    max_set=st.integers(1, 3),
+)
+def test_yaml_round_trip(tmp_path_factory, low, width, log, seed, max_set):
+    """Writing a space to YAML and reading it back gives the same spec."""
+    space = copy.deepcopy(TINY_SPACE)
+    expression = f"interval({low!r}, {low + width!r})"
+    space["params"] = {"lr_nonlocal": f"tag(log, {expression})" if log else expression}
+    space["searcher"]["seed"] = seed
+    space["relations"]["max_set_size"] = max_set
+    path = write_space(tmp_path_factory.mktemp("rt") / "space.yaml", space)
+    spec = load_space(path)
+    again = parse_space(yaml.safe_load(yaml.safe_dump(spec.raw)), path)
+    assert again == spec
+    assert again.digest == spec.digest
+    assert spec.params[0].low == pytest.approx(low) and spec.params[0].log == log

@@ -1,0 +1,226 @@
+from __future__ import annotations
+
+import importlib
+import math
+
+import pytest
+import torch
+
+from nlrd import skeleton
+from nlrd.data import ClipSet
+from nlrd.metrics import mpjpe, pa_mpjpe
+from nlrd.pipeline import Stages
+from nlrd.relations import get_relation
+from nlrd.train.adapt import AdaptConfig, adapt
+from nlrd.train.evaluate import evaluate
+from nlrd.train.motion import MotionConfig, train_motion
+from nlrd.train.prior import PriorConfig, train_prior
+from nlrd.train.relation import RelationConfig, train_relations
+from nlrd.train.source import SourceConfig, train_source
+
+T = 4
+SIZE = 32
+RELATIONS = ("flip", "backward", "slow_backward")
+adapt_module = importlib.import_module("nlrd.train.adapt")
+
+
+def random_sequences(n: int, length: int, seed: int) -> torch.Tensor:
+    """Smoothly moving poses around the rest pose, ``(n, length, 17, 3)`` mm, random azimuth per sequence."""
+    g = torch.Generator().manual_seed(seed)
+    rest = skeleton.to_bone_directions(skeleton.rest_pose_mm())
+    t = torch.arange(length, dtype=torch.float32)[None, :, None, None]
+    amplitude = 0.6 * torch.rand(n, 1, 16, 3, generator=g)
+    phase = 2 * math.pi * torch.rand(n, 1, 16, 3, generator=g)
+    poses = skeleton.from_bone_directions(rest + amplitude * torch.sin(0.5 * t + phase))
+    return skeleton.rotate(poses, skeleton.rotation_z(2 * math.pi * torch.rand(n, generator=g))[:, None])
+
+
+def random_clips(n: int, length: int, seed: int, labelled: bool) -> ClipSet:
+    g = torch.Generator().manual_seed(seed)
+    frames = torch.randint(0, 256, (n, length, 3, SIZE, SIZE), dtype=torch.uint8, generator=g)
+    return ClipSet(frames, random_sequences(n, length, seed) if labelled else None)
+
+
+def losses(reports: list[dict], key: str = "loss") -> list[float]:
+    return [r[key] for r in reports]
+
+
+def improved(reports: list[dict], factor: float, key: str = "loss") -> bool:
+    """Whether the mean of the last two reported losses is below ``factor`` times the first two."""
+    values = losses(reports, key)
+    return sum(values[-2:]) < factor * sum(values[:2])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and threads stall badly when other work shares the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def mocap() -> torch.Tensor:
+    return random_sequences(24, 2 * T, seed=0)
+
+
+@pytest.fixture(scope="module")
+def prior(mocap):
+    cfg = PriorConfig(steps=300, batch_size=64, latent_dim=8, hidden=64, warmup_steps=100)
+    return train_prior(cfg, mocap.flatten(0, 1))
+
+
+@pytest.fixture(scope="module")
+def motion(prior, mocap):
+    return train_motion(MotionConfig(steps=10, batch_size=8, hidden=16, embed_dim=16), prior, mocap, T)
+
+
+@pytest.fixture(scope="module")
+def stages(prior, motion, mocap) -> Stages:
+    relations = [get_relation(name, T) for name in RELATIONS]
+    transformers = train_relations(
+        RelationConfig(steps=10, batch_size=16, hidden=(32, 32)), prior, motion, mocap, relations
+    )
+    encoder = train_source(SourceConfig(steps=5, batch_size=8, width=8), prior, random_clips(2, T, 1, labelled=True))
+    return Stages(prior, motion, transformers, encoder)
+
+
+@pytest.fixture(scope="module")
+def target() -> tuple[ClipSet, ClipSet]:
+    return random_clips(6, 2 * T, seed=2, labelled=False), random_clips(2, T, seed=3, labelled=True)
+
+
+def test_prior_lowers_reconstruction_loss(mocap):
+    reports: list[dict] = []
+    cfg = PriorConfig(steps=80, batch_size=64, latent_dim=8, hidden=64, warmup_steps=80, report_every=10)
+    prior = train_prior(cfg, mocap.flatten(0, 1), reports.append)
+    assert [r["step"] for r in reports] == list(range(10, 81, 10))
+    assert improved(reports, 0.7, "recon") and improved(reports, 0.9, "cycle")
+    assert not prior.training and not any(p.requires_grad for p in prior.parameters())
+
+
+def test_prior_adversarial_phase_runs_after_warmup(mocap):
+    reports: list[dict] = []
+    cfg = PriorConfig(steps=6, batch_size=32, latent_dim=8, hidden=32, warmup_steps=3, report_every=1)
+    train_prior(cfg, mocap.flatten(0, 1), reports.append)
+    assert all(r["adversarial"] == 0 for r in reports[:3]) and all(r["adversarial"] > 0 for r in reports[3:])
+
+
+def test_prior_divergence_raises(mocap):
+    with pytest.raises(FloatingPointError, match="prior loss .* at step"):
+        train_prior(PriorConfig(steps=5, batch_size=16, latent_dim=8, hidden=32, lr=float("inf")), mocap.flatten(0, 1))
+
+
+def test_motion_lowers_loss(prior, mocap):
+    reports: list[dict] = []
+    cfg = MotionConfig(steps=60, batch_size=16, hidden=32, embed_dim=16, report_every=5)
+    motion = train_motion(cfg, prior, mocap, T, reports.append)
+    assert improved(reports, 0.85)
+    assert motion.encode(prior.encode(mocap[:, :T])).shape == (len(mocap), 16)
+
+
+def test_motion_refuses_sequences_shorter_than_a_clip(prior, mocap):
+    with pytest.raises(ValueError, match="clip_len"):
+        train_motion(MotionConfig(steps=1), prior, mocap, 3 * T)
+
+
+def test_relations_lower_loss_one_transformer_each(prior, motion, mocap):
+    reports: list[dict] = []
+    relations = [get_relation(name, T) for name in RELATIONS]
+    cfg = RelationConfig(steps=60, batch_size=32, hidden=(64, 64), report_every=10)
+    transformers = train_relations(cfg, prior, motion, mocap, relations, reports.append)
+    assert set(transformers) == set(RELATIONS)
+    assert transformers["flip"].dim == 8 and transformers["slow_backward"].dim == 16
+    assert improved(reports, 0.8)
+    assert {"loss_flip", "loss_backward", "loss_slow_backward"} <= set(reports[-1])
+
+
+def test_relations_refuse_too_short_mocap(prior, motion, mocap):
+    with pytest.raises(ValueError, match="slow_backward"):
+        train_relations(RelationConfig(steps=1), prior, motion, mocap[:, :T], [get_relation("slow_backward", T)])
+
+
+def test_source_lowers_loss(prior):
+    reports: list[dict] = []
+    cfg = SourceConfig(steps=80, batch_size=8, width=8, report_every=5)
+    encoder = train_source(cfg, prior, random_clips(2, T, seed=4, labelled=True), reports.append)
+    assert improved(reports, 0.85)
+    assert not any(p.requires_grad for p in encoder.parameters())
+
+
+def test_source_needs_labels(prior):
+    with pytest.raises(ValueError, match="labelled"):
+        train_source(SourceConfig(steps=1), prior, random_clips(1, T, seed=0, labelled=False))
+
+
+def test_evaluate_matches_the_metrics(stages, target):
+    val = target[1]
+    result = evaluate(stages.encoder, stages.prior, val, batch_size=3)
+    with torch.no_grad():
+        pred = stages.prior.decode(stages.encoder(val.images().flatten(0, 1)))
+    expected = val.poses.flatten(0, 1)
+    assert result["mpjpe"] == pytest.approx(mpjpe(pred, expected).item(), rel=1e-4)
+    assert result["pa_mpjpe"] == pytest.approx(pa_mpjpe(pred, expected).item(), rel=1e-4)
+
+
+@pytest.mark.parametrize("schedule", ["round_robin", "weighted"])
+def test_adapt_reports_and_trains_only_the_chosen_block(stages, target, schedule):
+    before = {k: v.clone() for k, v in stages.encoder.state_dict().items()}
+    reports: list[dict] = []
+    cfg = AdaptConfig(relations=RELATIONS, steps=5, batch_clips=2, eval_every=2, schedule=schedule)
+    encoder = adapt(cfg, stages, *target, report=reports.append)
+    assert [r["step"] for r in reports] == [2, 4, 5]
+    assert all(set(r) == {"step", "mpjpe", "pa_mpjpe", "loss"} and math.isfinite(r["mpjpe"]) for r in reports)
+    changed = {k for k, v in encoder.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(k.startswith("block3.") for k in changed)
+    assert all(torch.equal(v, before[k]) for k, v in stages.encoder.state_dict().items())  # source untouched
+    assert not encoder.training and not any(p.requires_grad for p in encoder.parameters())
+
+
+def test_adapt_is_reproducible_and_honours_the_block(stages, target):
+    cfg = AdaptConfig(relations=("flip",), steps=2, batch_clips=2, trainable_block="head", w_hcr=0.0)
+    a, b = adapt(cfg, stages, *target), adapt(cfg, stages, *target)
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    changed = {k for k, v in a.state_dict().items() if not torch.equal(v, stages.encoder.state_dict()[k])}
+    assert changed and all(k.startswith("head.") for k in changed)
+
+
+def test_adapt_raises_on_a_non_finite_contrastive_loss(stages, target, monkeypatch):
+    monkeypatch.setattr(adapt_module, "info_nce", lambda *args: torch.tensor(float("nan"), requires_grad=True))
+    with pytest.raises(FloatingPointError, match="lcr loss .* at step 1"):
+        adapt(AdaptConfig(relations=RELATIONS, steps=3, batch_clips=2), stages, *target)
+
+
+def test_adapt_raises_on_a_non_finite_nonlocal_loss(stages, target):
+    broken = Stages(stages.prior, stages.motion, {"flip": _NaN()}, stages.encoder)
+    cfg = AdaptConfig(relations=("flip",), steps=3, batch_clips=2, w_lcr=0.0, w_hcr=0.0, schedule="weighted")
+    with pytest.raises(FloatingPointError, match="pose_flip loss .* at step 1"):
+        adapt(cfg, broken, *target)
+
+
+class _NaN(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * float("nan")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"relations": ("moonwalk",)}, "unknown relation 'moonwalk'; allowed: flip"),
+        ({"relations": ("flip_forward",)}, "no relation transformer .*flip_forward"),
+        ({"schedule": "random"}, "unknown schedule 'random'; allowed: round_robin, weighted"),
+        ({"trainable_block": "block9"}, "unknown trainable block 'block9'"),
+        ({"steps": 0}, "steps must be at least 1"),
+    ],
+)
+def test_adapt_refuses_bad_configs(stages, target, change, message):
+    cfg = AdaptConfig(**{"relations": RELATIONS, "steps": 1, "batch_clips": 2, **change})
+    with pytest.raises(ValueError, match=message):
+        adapt(cfg, stages, *target)
+
+
+def test_adapt_refuses_target_clips_shorter_than_the_relations(stages, target):
+    short = ClipSet(target[0].frames[:, :T])
+    with pytest.raises(ValueError, match="need 8"):
+        adapt(AdaptConfig(relations=RELATIONS, steps=1), stages, short, target[1])
