@@ -24,6 +24,7 @@ from torch import nn
 from nlrd.data import ClipSet
 from nlrd.models import MotionAE, PosePrior, RelationTransformer, build_image_encoder
 from nlrd.relations import get_relation
+from nlrd.train.evaluate import evaluate
 from nlrd.train.motion import MotionConfig, train_motion
 from nlrd.train.prior import PriorConfig, train_prior
 from nlrd.train.relation import RelationConfig, train_relations
@@ -237,7 +238,9 @@ def train_stages(
         announce_cached("source")
     else:
         encoder = train_source(configs.source, prior, world.source, report=tagged("source"), device=device)
-        cache.save(keys.source, _module_payload(encoder, encoder_kwargs(configs.prior, configs.source)))
+        payload = _module_payload(encoder, encoder_kwargs(configs.prior, configs.source))
+        payload["target_val"] = evaluate(encoder, prior, world.target_val, device=device)
+        cache.save(keys.source, payload)
     return keys
 
 
@@ -260,6 +263,11 @@ def encoder_kwargs(prior: PriorConfig, source: SourceConfig) -> dict[str, Any]:
 
 def relation_dim(prior: PriorConfig, motion: MotionConfig, level: str) -> int:
     return prior.latent_dim if level == "pose" else motion.embed_dim
+
+
+def source_only_metrics(cache: StageCache, keys: StageKeys) -> dict[str, float]:
+    """Target-validation MPJPE / PA-MPJPE (mm) of the source encoder before adaptation: the bar to beat."""
+    return dict(cache.load(keys.source)["target_val"])
 
 
 def load_prior_and_motion(

@@ -98,8 +98,13 @@ def write_atomic(path: Path, write: Callable[[str], None]) -> None:
         raise
 
 
-def write_tables(run_dir: Path, table: pd.DataFrame, decisions: list[SetDecision]) -> None:
-    """``trials.csv``, ``trials.parquet``, ``prefilter.csv`` and ``pareto.json`` in ``run_dir``."""
+def write_tables(
+    run_dir: Path, table: pd.DataFrame, decisions: list[SetDecision], source_only: dict[str, float]
+) -> None:
+    """``trials.csv``, ``trials.parquet``, ``prefilter.csv`` and ``pareto.json`` in ``run_dir``.
+
+    ``source_only``: the unadapted source encoder's target metrics, recorded beside the front.
+    """
     write_atomic(run_dir / "trials.csv", lambda p: table.to_csv(p, index=False))
     write_atomic(run_dir / "trials.parquet", lambda p: table.to_parquet(p, index=False))
     prefilter = pd.DataFrame(
@@ -109,6 +114,7 @@ def write_tables(run_dir: Path, table: pd.DataFrame, decisions: list[SetDecision
     front = table[table["pareto"]].sort_values(SCORE)
     payload = {
         "axes": {SCORE: "max", OBJECTIVE: "min"},
+        "source_only": source_only,
         "front": json.loads(front.to_json(orient="records")),
     }
     write_atomic(run_dir / "pareto.json", lambda p: Path(p).write_text(json.dumps(payload, indent=2)))

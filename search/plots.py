@@ -13,9 +13,12 @@ import pandas as pd  # noqa: E402
 from search.export import FINISHED, OBJECTIVE, REJECTED, SCORE, STOPPED, write_atomic  # noqa: E402
 
 
-def pareto_plot(table: pd.DataFrame, path: Path, title: str = "") -> None:
-    """Non-localness score vs target MPJPE: the front highlighted, other trials grey, pre-filter rejects marked."""
+def pareto_plot(table: pd.DataFrame, path: Path, source_only_mpjpe: float | None = None, title: str = "") -> None:
+    """Non-localness score vs target MPJPE: the front highlighted, other trials grey, pre-filter rejects marked,
+    and the unadapted source encoder's error as the line to beat."""
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    if source_only_mpjpe is not None:
+        ax.axhline(source_only_mpjpe, c="tab:blue", ls="--", lw=1, label="source only (before adaptation)")
     finished = table[table["status"] == FINISHED]
     stopped = table[table["status"] == STOPPED]
     front = finished[finished["pareto"]].sort_values(SCORE)

@@ -16,6 +16,19 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import optuna
+import pandas as pd
+import ray
+
+from nlrd.pipeline import StageCache, source_only_metrics
+from search.export import rejected_rows, trial_rows, trials_table, write_tables
+from search.plots import pareto_plot
+from search.prefilter import candidate_sets, decide, score_relations
+from search.space import SpaceError, load_space
+from search.stages import ensure_stages
+from search.trainable import make_trainable
+from search.tuner import build_tuner, num_evaluations
+
 DEFAULT_SPACE = Path(__file__).resolve().parent.parent / "spaces" / "smoke.yaml"
 
 
@@ -34,10 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def start_ray(address: str | None) -> None:
     """Connect to ``address`` or start a local Ray, keeping its logs out of the user's terminal."""
-    import ray
-
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     if ray.is_initialized():
         return
     ray.init(address=address, logging_level="ERROR", log_to_driver=False, configure_logging=True)
@@ -45,27 +55,19 @@ def start_ray(address: str | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from search.space import SpaceError, load_space
-
     try:
         spec = load_space(args.space)
     except SpaceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    import pandas as pd
-
-    from nlrd.pipeline import StageCache
-    from search.export import rejected_rows, trial_rows, trials_table, write_tables
-    from search.plots import pareto_plot
-    from search.prefilter import candidate_sets, decide, score_relations
-    from search.stages import ensure_stages
-    from search.trainable import make_trainable
-    from search.tuner import build_tuner, num_evaluations
-
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     start = time.monotonic()
     run_dir = (args.out / (args.name or f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}")).resolve()
-    run_dir.mkdir(parents=True, exist_ok=False)
+    if run_dir.exists():
+        print(f"error: run directory {run_dir} already exists; choose another --name or --out", file=sys.stderr)
+        return 2
+    run_dir.mkdir(parents=True)
     manifest = {"space": str(args.space.resolve()), "space_digest": spec.digest, "created": datetime.now().isoformat()}
     (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
     (run_dir / "space.yaml").write_text(args.space.read_text())
@@ -74,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     start_ray(args.address)
     cache = StageCache(args.out.resolve() / "cache")
     keys = ensure_stages(spec.stages, spec.relations.candidates, cache, spec.resources, str(run_dir))
+
+    baseline = source_only_metrics(cache, keys)
+    print(f"[stages] source only, before adaptation: target MPJPE {baseline['mpjpe']:.1f} mm", flush=True)
 
     sets = candidate_sets(spec.relations)
     scores = score_relations(cache, keys, spec.relations.candidates, spec.stages.world.clip_len, spec.searcher.seed)
@@ -92,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = trial_rows(results, decisions, num_evaluations(spec)) + rejected_rows(decisions)
     table = trials_table(rows, scores)
-    write_tables(run_dir, table, decisions)
-    pareto_plot(table, run_dir / "pareto.png", title=f"{spec.name}: non-localness vs target MPJPE")
+    write_tables(run_dir, table, decisions, baseline)
+    pareto_plot(table, run_dir / "pareto.png", baseline["mpjpe"], title=f"{spec.name}: non-localness vs target MPJPE")
 
     done = table[table["status"] != "rejected_by_prefilter"]
     with pd.option_context("display.width", 120, "display.max_columns", 8):

@@ -30,11 +30,13 @@ def test_tables_and_plot_are_written(tmp_path):
     table = _table()
     table["pareto"] = pareto_mask(table)
     decisions = [SetDecision(("a",), 0.9, True, "kept"), SetDecision(("e",), 0.1, False, "score below")]
-    write_tables(tmp_path, table, decisions)
-    pareto_plot(table, tmp_path / "pareto.png")
+    write_tables(tmp_path, table, decisions, {"mpjpe": 150.0, "pa_mpjpe": 120.0})
+    pareto_plot(table, tmp_path / "pareto.png", source_only_mpjpe=150.0)
     assert pd.read_csv(tmp_path / "trials.csv")["relation_set"].tolist() == list("abcdef")
     assert pd.read_parquet(tmp_path / "trials.parquet").shape == table.shape
-    front = json.loads((tmp_path / "pareto.json").read_text())["front"]
+    pareto = json.loads((tmp_path / "pareto.json").read_text())
+    assert pareto["source_only"] == {"mpjpe": 150.0, "pa_mpjpe": 120.0}
+    front = pareto["front"]
     assert [p["relation_set"] for p in front] == ["b", "a"]
     assert (tmp_path / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob(".*.tmp"))

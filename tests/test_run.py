@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 import sys
 
@@ -41,9 +42,11 @@ def test_search_runs_end_to_end(tmp_path, ray_cluster):
     assert set(trials["status"]) <= {"finished", "stopped_by_asha"}
     assert (trials["status"] == "finished").any()
     assert trials["mpjpe"].between(1, 5000).all() and trials["pa_mpjpe"].between(1, 5000).all()
+    assert (trials["best_mpjpe"] <= trials["mpjpe"]).all()
     assert set(trials["relation_set"]).isdisjoint(rejected["relation_set"])
     assert {"param_lr_nonlocal", "param_tau", "set_score", "nl_flip", "pareto"} <= set(table.columns)
     assert table["pareto"].sum() >= 1
+    assert json.loads((run_dir / "pareto.json").read_text())["source_only"]["mpjpe"] > 0
     assert (run_dir / "pareto.png").stat().st_size > 10_000
     assert (run_dir / "study.log").stat().st_size > 0
     assert list((tmp_path / "results" / "cache").glob("prior-*.pt"))
