@@ -43,6 +43,17 @@ def write_space(path: Path, space: dict) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Test tensors are tiny: one intra-op thread is as fast, and immune to stalls when the cores are shared."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def ray_cluster():
     """A real local Ray with the dashboard on (Train-in-Tune needs it to release stopped trials' resources)."""

@@ -8,7 +8,6 @@ far-off joint can make PA-MPJPE exceed MPJPE.  Both facts are pinned below.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -21,15 +20,6 @@ SEEDS = st.integers(0, 2**31 - 1)
 ANGLES = st.floats(-math.pi, math.pi, allow_nan=False)
 SCALES = st.floats(0.2, 5.0, allow_nan=False)
 FAST = settings(max_examples=50, deadline=None)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Small tensors: one intra-op thread is as fast, and immune to OpenMP stalls when the cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def pose_pair(seed: int, n: int = 4, noise_mm: float = 60.0) -> tuple[torch.Tensor, torch.Tensor]:

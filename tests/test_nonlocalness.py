@@ -13,15 +13,6 @@ from nlrd.relations import Relation, catalogue
 T = 4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and threads stall badly when other work shares the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def encoders() -> tuple[PosePrior, MotionAE]:
     """Untrained but fixed encoders: distances only need a deterministic, non-constant map."""

@@ -31,14 +31,6 @@ TINY = StageConfigs(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_keys_follow_configs_and_inputs():
     keys = stage_keys(TINY, ["flip", "backward"])
     assert keys == stage_keys(TINY, ["backward", "flip"])

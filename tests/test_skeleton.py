@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -15,15 +14,6 @@ from nlrd import skeleton
 ANGLES = st.floats(-2 * math.pi, 2 * math.pi, allow_nan=False)
 SEEDS = st.integers(0, 2**31 - 1)
 FAST = settings(max_examples=50, deadline=None)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Small tensors: one intra-op thread is as fast, and immune to OpenMP stalls when the cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def random_poses(seed: int, n: int = 8) -> torch.Tensor:

@@ -51,15 +51,6 @@ def improved(reports: list[dict], factor: float, key: str = "loss") -> bool:
     return sum(values[-2:]) < factor * sum(values[:2])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and threads stall badly when other work shares the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def mocap() -> torch.Tensor:
     return random_sequences(24, 2 * T, seed=0)
