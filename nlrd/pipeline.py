@@ -24,6 +24,7 @@ from torch import nn
 from nlrd.data import ClipSet
 from nlrd.models import MotionAE, PosePrior, RelationTransformer, build_image_encoder
 from nlrd.relations import get_relation
+from nlrd.train.common import freeze
 from nlrd.train.evaluate import evaluate
 from nlrd.train.motion import MotionConfig, train_motion
 from nlrd.train.prior import PriorConfig, train_prior
@@ -131,7 +132,7 @@ def _module_payload(module: nn.Module, kwargs: dict[str, Any]) -> dict[str, Any]
 def _restore(module_cls: Callable[..., nn.Module], payload: dict[str, Any], device: str | torch.device) -> nn.Module:
     module = module_cls(**payload["kwargs"])
     module.load_state_dict(payload["state"])
-    return module.to(device).eval().requires_grad_(False)
+    return freeze(module.to(device))
 
 
 def _world_payload(world: World) -> dict[str, Any]:
@@ -283,8 +284,5 @@ def load_stages(
     """The frozen stages an adaptation with ``relations`` starts from."""
     prior, motion = load_prior_and_motion(cache, keys, device)
     transformers = {name: _restore(RelationTransformer, cache.load(keys.relations[name]), device) for name in relations}
-    encoder_payload = cache.load(keys.source)
-    encoder = build_image_encoder(**encoder_payload["kwargs"])
-    encoder.load_state_dict(encoder_payload["state"])
-    encoder = encoder.to(device).eval().requires_grad_(False)
+    encoder = _restore(build_image_encoder, cache.load(keys.source), device)
     return Stages(prior=prior, motion=motion, transformers=transformers, encoder=encoder)

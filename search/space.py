@@ -119,6 +119,8 @@ ALLOWED_MODES = ("min",)
 ALLOWED_AGGREGATES = ("mean", "max", "min", "sum")
 #: AdaptConfig fields the search owns: the relation set is chosen by the searcher, never by hand.
 _SEARCH_OWNED = ("relations",)
+#: AdaptConfig fields a space may fix (``adapt``) or tune (``params``).
+_ADAPT_KEYS = tuple(f.name for f in dataclasses.fields(AdaptConfig) if f.name not in _SEARCH_OWNED)
 
 
 @dataclass(frozen=True)
@@ -278,15 +280,13 @@ class _Checker:
     def adapt_fields(self, value: Any) -> dict[str, Any]:
         value = self.mapping("adapt", value)
         hints = typing.get_type_hints(AdaptConfig)
-        allowed = [f.name for f in dataclasses.fields(AdaptConfig) if f.name not in _SEARCH_OWNED]
-        self.known_keys("adapt", value, allowed)
+        self.known_keys("adapt", value, _ADAPT_KEYS)
         return {name: self.typed(f"adapt.{name}", hints[name], item) for name, item in value.items()}
 
     def params(self, value: Any, fixed: dict[str, Any]) -> tuple[Param, ...]:
         value = self.mapping("params", value)
         hints = typing.get_type_hints(AdaptConfig)
-        allowed = [f.name for f in dataclasses.fields(AdaptConfig) if f.name not in _SEARCH_OWNED]
-        self.known_keys("params", value, allowed)
+        self.known_keys("params", value, _ADAPT_KEYS)
         params = []
         for name, text in value.items():
             key = f"params.{name}"

@@ -45,6 +45,14 @@ def check_finite(loss: torch.Tensor, name: str, step: int) -> None:
         raise FloatingPointError(f"non-finite {name} loss ({loss.item()}) at step {step}")
 
 
+def descend(optimiser: torch.optim.Optimizer, loss: torch.Tensor, name: str, step: int) -> None:
+    """One checked gradient step: refuse a non-finite ``loss``, then backpropagate it and step."""
+    check_finite(loss, name, step)
+    optimiser.zero_grad()
+    loss.backward()
+    optimiser.step()
+
+
 def augment_poses(joints_mm: torch.Tensor, flip_prob: float = 0.5) -> torch.Tensor:
     """Random azimuth (about z) and random left/right flip, one draw per leading index.
 

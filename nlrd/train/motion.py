@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from nlrd.models import MotionAE, PosePrior
-from nlrd.train.common import Report, augment_poses, check_finite, freeze, frozen_copy, pose_l1, seeded, should_report
+from nlrd.train.common import Report, augment_poses, descend, freeze, frozen_copy, pose_l1, seeded, should_report
 
 
 @dataclass
@@ -71,10 +71,7 @@ def train_motion(
             with torch.no_grad():
                 z = prior.encode(clips)
             loss = pose_l1(prior.decode(motion(z)), clips)
-            check_finite(loss, "motion", step)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            descend(opt, loss, "motion", step)
             if report is not None and should_report(step, cfg.report_every, cfg.steps):
                 report({"step": step, "loss": loss.item()})
     return freeze(motion)

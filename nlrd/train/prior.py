@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from nlrd.models import LATENT_BOUND, PoseDiscriminator, PosePrior
-from nlrd.train.common import Report, augment_poses, check_finite, freeze, pose_l1, seeded, should_report
+from nlrd.train.common import Report, augment_poses, descend, freeze, pose_l1, seeded, should_report
 
 
 @dataclass
@@ -59,16 +59,10 @@ def train_prior(
                 critic_loss = F.binary_cross_entropy_with_logits(
                     critic(real), torch.ones(len(real), device=device)
                 ) + F.binary_cross_entropy_with_logits(critic(fake.detach()), torch.zeros(len(fake), device=device))
-                check_finite(critic_loss, "discriminator", step)
-                opt_critic.zero_grad()
-                critic_loss.backward()
-                opt_critic.step()
+                descend(opt_critic, critic_loss, "discriminator", step)
                 adversarial = F.binary_cross_entropy_with_logits(critic(fake), torch.ones(len(fake), device=device))
             loss = recon + cfg.w_cycle * cycle + cfg.w_adv * adversarial
-            check_finite(loss, "prior", step)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            descend(opt, loss, "prior", step)
             if report is not None and should_report(step, cfg.report_every, cfg.steps):
                 report(
                     {

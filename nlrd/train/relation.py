@@ -9,7 +9,7 @@ import torch
 
 from nlrd.models import MotionAE, PosePrior, RelationTransformer
 from nlrd.relations import Relation
-from nlrd.train.common import Report, augment_poses, check_finite, freeze, frozen_copy, seeded, should_report
+from nlrd.train.common import Report, augment_poses, descend, freeze, frozen_copy, seeded, should_report
 
 
 @dataclass
@@ -92,10 +92,7 @@ def train_relations(
                 for name, (anchor, counterpart) in pools.items()
             }
             loss = torch.stack(list(losses.values())).mean()
-            check_finite(loss, "relation", step)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            descend(opt, loss, "relation", step)
             if report is not None and should_report(step, cfg.report_every, cfg.steps):
                 report({"step": step, "loss": loss.item(), **{f"loss_{k}": v.item() for k, v in losses.items()}})
     return {name: freeze(t) for name, t in transformers.items()}

@@ -9,7 +9,7 @@ from torch import nn
 
 from nlrd.data import ClipSet
 from nlrd.models import PosePrior, build_image_encoder
-from nlrd.train.common import Report, check_finite, freeze, frozen_copy, pose_l1, seeded, should_report
+from nlrd.train.common import Report, descend, freeze, frozen_copy, pose_l1, seeded, should_report
 
 
 @dataclass
@@ -48,10 +48,7 @@ def train_source(
             idx = torch.randint(len(frames), (cfg.batch_size,))
             images = frames[idx].to(device).float() / 255.0
             loss = pose_l1(prior.decode(encoder(images)), poses[idx.to(device)])
-            check_finite(loss, "source", step)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            descend(opt, loss, "source", step)
             if report is not None and should_report(step, cfg.report_every, cfg.steps):
                 report({"step": step, "loss": loss.item()})
     return freeze(encoder)
