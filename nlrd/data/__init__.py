@@ -1,10 +1,31 @@
-"""Data types shared by the proxy world and the real-data loaders."""
+"""Data types shared by the proxy world and the real-data loaders, and the loaders themselves.
+
+Mocap (BVH, Human3.6M, and the pose tracks of 3DHP/3DPW) becomes :class:`PoseSequence`, and
+:func:`stack_windows` turns many of them into the ``(N, L, 17, 3)`` float32 mm tensor the method trains on (the shape
+of the proxy world's ``World.mocap``).  Labelled videos become :class:`ClipSet`.  Every loader raises
+:class:`DatasetError` with the file and what was expected.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+
+from nlrd.data.bvh import load_bvh, load_bvh_folder
+from nlrd.data.errors import DatasetError
+from nlrd.data.h36m import load_h36m_clips, load_h36m_poses
+from nlrd.data.images import read_frames, square_box
+from nlrd.data.mpi_inf_3dhp import EVAL_JOINTS_3DHP, VALID_JOINTS_3DHP, load_3dhp_clips, load_3dhp_test
+from nlrd.data.pw3d import load_3dpw, load_3dpw_clips
+from nlrd.data.safe_pickle import restricted_load
+from nlrd.data.sequence import PoseSequence, stack_windows
+
+__all__ = [
+    "EVAL_JOINTS_3DHP", "VALID_JOINTS_3DHP", "ClipSet", "DatasetError", "PoseSequence", "load_3dhp_clips",
+    "load_3dhp_test", "load_3dpw", "load_3dpw_clips", "load_bvh", "load_bvh_folder", "load_h36m_clips",
+    "load_h36m_poses", "read_frames", "restricted_load", "square_box", "stack_windows",
+]  # fmt: skip
 
 
 @dataclass

@@ -1,0 +1,337 @@
+"""BVH motion capture -> :class:`PoseSequence`.
+
+Parsing follows the BVH format: a HIERARCHY of ROOT/JOINT/End Site blocks with OFFSETs and per-joint CHANNELS
+(any count and order; position channels are allowed on any joint), then MOTION with ``Frames``, ``Frame Time``
+and one line of channel values per frame.  Rotation channels compose in the order listed, as intrinsic rotations
+(``Zrotation Xrotation Yrotation`` is ``R = Rz @ Rx @ Ry`` acting on column vectors), angles in degrees.
+Forward kinematics: a joint's position is ``parent_pos + parent_rot @ (offset + translation channels)`` and its
+rotation ``parent_rot @ local_rot``; a root uses the identity as its parent.  End Sites become extra joints named
+``<Joint>_end`` so that a mapping can point at them.
+
+Joint mapping to the 17-joint skeleton: the user's ``mapping`` where it names a joint, else the first name of
+:data:`BVH_NAMES` the file has; names match case-insensitively after dropping a namespace prefix (``mixamorig:Hips``).
+Choices: hip = ``*UpLeg`` (CMU's ``LHipJoint`` sits at the pelvis), knee = ``*Leg``, ankle = ``*Foot``,
+foot = ``*ToeBase``/``*Toe``, shoulder = ``*Arm`` (``*Shoulder`` is the clavicle), elbow = ``*ForeArm``, wrist =
+``*Hand``.  Neck = ``Neck``: our neck is the point the shoulders branch from, and in CMU files ``Neck`` (lower neck)
+starts where the clavicles do while ``Neck1`` is mid-neck.  Head-top = a ``HeadTop_End`` joint (Mixamo), else the
+End Site of ``Head`` when the file has one (approximately the top of the skull), else the ``Head`` joint itself (the
+skull base: a head-top about 10-20 cm low).
+
+Units: ``units`` (mm, cm, m, inches, or ``cmu`` = 1/0.45 inch, the unit of the CMU ASF/AMC data and of its common
+BVH conversions) or, when None, inferred: the stature (median over frames of head-top height above the mean ankle
+height) must land in 1.2-2.2 m for exactly one unit; the ranges do not overlap, and when none fits the loader asks
+for ``units``.  Axes: ``up="y"`` (the BVH default) maps ``(x, y, z) -> (x, -z, y)``, a proper rotation (det +1, no
+mirroring): a character facing +z with its left at +x ends up facing -y with its left at +x, like
+:func:`nlrd.skeleton.rest_pose_mm`.  ``up="z"`` keeps the axes.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from nlrd.data.errors import DatasetError
+from nlrd.data.sequence import PoseSequence
+from nlrd.skeleton import JOINT_NAMES
+
+#: Millimetres per unit.
+UNITS_MM: dict[str, float] = {"mm": 1.0, "cm": 10.0, "m": 1000.0, "inches": 25.4, "cmu": 25.4 / 0.45}
+#: Plausible stature (mm) for unit inference.
+STATURE_RANGE_MM = (1200.0, 2200.0)
+#: Proper rotations taking the file's axes to ours (z up).
+UP_AXES: dict[str, np.ndarray] = {
+    "y": np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]]),
+    "z": np.eye(3),
+}
+
+#: Candidate BVH joint names for each of our joints, in order of preference.  They cover the CMU conversions (Hips,
+#: LHipJoint, LeftUpLeg, LeftLeg, LeftFoot, LeftToeBase, ..., Spine1, Neck, Neck1, Head, LeftShoulder, LeftArm, ...)
+#: and the common (Mixamo-like) naming (Hips, Spine, LeftUpLeg, ..., LeftToe(Base), Neck, Head, HeadTop_End).
+BVH_NAMES: dict[str, tuple[str, ...]] = {
+    "pelvis": ("Hips",),
+    "neck": ("Neck",),
+    "r_shoulder": ("RightArm",),
+    "r_elbow": ("RightForeArm",),
+    "r_wrist": ("RightHand",),
+    "l_shoulder": ("LeftArm",),
+    "l_elbow": ("LeftForeArm",),
+    "l_wrist": ("LeftHand",),
+    "head_top": ("HeadTop_End", "Head_end", "Head"),
+    "r_hip": ("RightUpLeg",),
+    "r_knee": ("RightLeg",),
+    "r_ankle": ("RightFoot",),
+    "r_foot": ("RightToeBase", "RightToe"),
+    "l_hip": ("LeftUpLeg",),
+    "l_knee": ("LeftLeg",),
+    "l_ankle": ("LeftFoot",),
+    "l_foot": ("LeftToeBase", "LeftToe"),
+}
+
+_AXIS = {"x": 0, "y": 1, "z": 2}
+_CHANNEL = re.compile(r"^([xyz])(position|rotation)$", re.IGNORECASE)
+
+
+@dataclass
+class _Joint:
+    name: str
+    parent: int
+    offset: np.ndarray
+    channels: tuple[str, ...]
+
+
+def _normalise(name: str) -> str:
+    return name.rsplit(":", 1)[-1].strip().lower()
+
+
+class _Hierarchy:
+    """Recursive-descent parser of the HIERARCHY section's whitespace-separated tokens."""
+
+    def __init__(self, tokens: list[str], source: str) -> None:
+        self.tokens, self.pos, self.source = tokens, 0, source
+        self.joints: list[_Joint] = []
+
+    def _next(self, expected: str) -> str:
+        if self.pos >= len(self.tokens):
+            raise DatasetError(f"{self.source}: HIERARCHY ends early, expected {expected}")
+        self.pos += 1
+        return self.tokens[self.pos - 1]
+
+    def _expect(self, word: str) -> None:
+        token = self._next(repr(word))
+        if token.upper() != word.upper():
+            raise DatasetError(f"{self.source}: HIERARCHY expected {word!r} but found {token!r}")
+
+    def _number(self, what: str) -> float:
+        token = self._next(what)
+        try:
+            return float(token)
+        except ValueError:
+            raise DatasetError(f"{self.source}: HIERARCHY expected a number for {what}, found {token!r}") from None
+
+    def parse(self) -> list[_Joint]:
+        self._expect("HIERARCHY")
+        while self.pos < len(self.tokens):
+            self._expect("ROOT")
+            self._joint(parent=-1)
+        if not self.joints:
+            raise DatasetError(f"{self.source}: HIERARCHY has no ROOT joint")
+        return self.joints
+
+    def _joint(self, parent: int, end_site: bool = False) -> None:
+        if end_site:
+            self._expect("Site")
+            name = f"{self.joints[parent].name}_end"
+        else:
+            words = []
+            while (word := self._next("a joint name and '{'")) != "{":
+                words.append(word)
+            self.pos -= 1
+            name = " ".join(words)
+            if not name:
+                raise DatasetError(f"{self.source}: HIERARCHY has a joint without a name")
+        self._expect("{")
+        index = len(self.joints)
+        joint = _Joint(name=name, parent=parent, offset=np.zeros(3), channels=())
+        self.joints.append(joint)
+        while (keyword := self._next(f"'}}' closing joint {name!r}").upper()) != "}":
+            if keyword == "OFFSET":
+                joint.offset = np.array([self._number(f"OFFSET of {name!r}") for _ in range(3)])
+            elif keyword == "CHANNELS" and not end_site:
+                count = self._number(f"the CHANNELS count of {name!r}")
+                if count != int(count) or count < 0:
+                    raise DatasetError(f"{self.source}: joint {name!r} has a bad CHANNELS count {count}")
+                channels = tuple(self._next(f"a channel name of {name!r}") for _ in range(int(count)))
+                for channel in channels:
+                    if not _CHANNEL.match(channel):
+                        raise DatasetError(
+                            f"{self.source}: joint {name!r} has an unknown channel {channel!r} "
+                            "(expected Xposition/Yposition/Zposition/Xrotation/Yrotation/Zrotation)"
+                        )
+                joint.channels = channels
+            elif keyword == "JOINT" and not end_site:
+                self._joint(parent=index)
+            elif keyword == "END" and not end_site:
+                self._joint(parent=index, end_site=True)
+            else:
+                raise DatasetError(f"{self.source}: unexpected {keyword!r} inside joint {name!r}")
+
+
+def _header_value(entry: tuple[int, str], key: str, source: str) -> float:
+    """The finite number of a ``<key>: <number>`` line."""
+    number, line = entry
+    match = re.fullmatch(rf"{key}\s*:\s*(\S+)", line, flags=re.IGNORECASE)
+    try:
+        value = float(match.group(1)) if match else math.nan
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise DatasetError(f"{source}: line {number}: expected '{key}: <number>', found {line!r}")
+    return value
+
+
+def _parse_motion(lines: list[str], first_line: int, num_channels: int, source: str) -> tuple[np.ndarray, float]:
+    """The MOTION section (after its keyword): ``(frames, channels)`` float64 values and the frame time in s."""
+    rest = [(first_line + i, line.strip()) for i, line in enumerate(lines) if line.strip()]
+    if len(rest) < 2:
+        raise DatasetError(f"{source}: MOTION must start with 'Frames:' and 'Frame Time:' lines")
+    frames, frame_time = _header_value(rest[0], "Frames", source), _header_value(rest[1], "Frame Time", source)
+    rest = rest[2:]
+    if frames != int(frames) or frames < 1:
+        raise DatasetError(f"{source}: MOTION declares {frames} frames, expected a positive whole number")
+    if frame_time <= 0:
+        raise DatasetError(f"{source}: Frame Time must be positive, got {frame_time}")
+    if len(rest) != int(frames):
+        raise DatasetError(f"{source}: MOTION declares {int(frames)} frames but has {len(rest)} frame lines")
+    values = np.empty((len(rest), num_channels))
+    for row, (number, line) in enumerate(rest):
+        fields = line.split()
+        if len(fields) != num_channels:
+            raise DatasetError(
+                f"{source}: line {number} has {len(fields)} values, the hierarchy has {num_channels} channels"
+            )
+        try:
+            values[row] = [float(v) for v in fields]
+        except ValueError:
+            raise DatasetError(f"{source}: line {number} has a value that is not a number: {line[:80]!r}") from None
+        if not np.isfinite(values[row]).all():
+            raise DatasetError(f"{source}: line {number} (frame {row}) has NaN or infinite values")
+    return values, frame_time
+
+
+def _forward_kinematics(joints: list[_Joint], motion: np.ndarray) -> np.ndarray:
+    """World positions ``(T, J, 3)`` in file units and axes."""
+    from scipy.spatial.transform import Rotation  # imported here: scipy.spatial takes ~0.5 s to import
+
+    frames = motion.shape[0]
+    positions = np.zeros((frames, len(joints), 3))
+    rotations = np.zeros((frames, len(joints), 3, 3))
+    column = 0
+    for j, joint in enumerate(joints):
+        local = np.tile(joint.offset, (frames, 1))
+        rotation = np.tile(np.eye(3), (frames, 1, 1))
+        for channel in joint.channels:
+            axis, kind = _CHANNEL.match(channel).groups()
+            values = motion[:, column]
+            column += 1
+            if kind.lower() == "position":
+                local[:, _AXIS[axis.lower()]] += values
+            else:
+                rotation = rotation @ Rotation.from_euler(axis.upper(), values[:, None], degrees=True).as_matrix()
+        if joint.parent < 0:
+            positions[:, j], rotations[:, j] = local, rotation
+        else:
+            parent_rot = rotations[:, joint.parent]
+            positions[:, j] = positions[:, joint.parent] + np.einsum("tij,tj->ti", parent_rot, local)
+            rotations[:, j] = parent_rot @ rotation
+    return positions
+
+
+def _read_mapping(mapping: str | Path | Mapping[str, str] | None, source: str) -> dict[str, str]:
+    if mapping is None:
+        return {}
+    if not isinstance(mapping, Mapping):
+        path = Path(mapping)
+        if not path.is_file():
+            raise DatasetError(f"{path}: joint mapping file not found")
+        try:
+            mapping = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise DatasetError(f"{path}: not valid YAML ({exc})") from exc
+        if not isinstance(mapping, Mapping):
+            raise DatasetError(f"{path}: expected a YAML mapping {{our_joint_name: bvh_joint_name}}")
+        source = str(path)
+    unknown = sorted(set(mapping) - set(JOINT_NAMES))
+    if unknown:
+        raise DatasetError(f"{source}: joint mapping has unknown joints {unknown}; ours are {list(JOINT_NAMES)}")
+    bad = {k: v for k, v in mapping.items() if not isinstance(v, str)}
+    if bad:
+        raise DatasetError(f"{source}: joint mapping values must be BVH joint names (strings), got {bad}")
+    return dict(mapping)
+
+
+def _map_joints(joints: list[_Joint], mapping: dict[str, str], source: str) -> list[int]:
+    """Index of the BVH joint for each of our 17 joints."""
+    by_name: dict[str, int] = {}
+    for i, joint in enumerate(joints):
+        by_name.setdefault(_normalise(joint.name), i)
+    indices, missing = [], []
+    for ours in JOINT_NAMES:
+        candidates = (mapping[ours],) if ours in mapping else BVH_NAMES[ours]
+        found = next((by_name[_normalise(c)] for c in candidates if _normalise(c) in by_name), None)
+        if found is None:
+            missing.append(f"{ours} (tried {', '.join(candidates)})")
+        else:
+            indices.append(found)
+    if missing:
+        raise DatasetError(
+            f"{source}: cannot map {len(missing)} of our joints: {'; '.join(missing)}. The BVH has joints "
+            f"{[j.name for j in joints]}; pass mapping={{our_joint_name: bvh_joint_name}} (or a YAML file of it)"
+        )
+    return indices
+
+
+def _infer_units(positions: np.ndarray, source: str) -> float:
+    """Millimetres per file unit, from the stature of ``(T, 17, 3)`` positions in file units and our (z-up) axes."""
+    height = positions[..., 2]
+    ankles = [JOINT_NAMES.index("r_ankle"), JOINT_NAMES.index("l_ankle")]
+    stature = float(np.median(height[:, JOINT_NAMES.index("head_top")] - height[:, ankles].mean(axis=1)))
+    low, high = STATURE_RANGE_MM
+    fits = [name for name, mm in UNITS_MM.items() if low <= stature * mm <= high]
+    if len(fits) != 1:
+        readings = ", ".join(f"{stature * mm / 1000:.3g} m in {name}" for name, mm in UNITS_MM.items())
+        raise DatasetError(
+            f"{source}: cannot infer the length unit: the stature (head-top above the ankles) reads {readings}; "
+            f"none lies in {low / 1000:g}-{high / 1000:g} m. Pass units= one of {list(UNITS_MM)}"
+        )
+    return UNITS_MM[fits[0]]
+
+
+def load_bvh(
+    path: str | Path,
+    fps: float | None = 30.0,
+    units: str | None = None,
+    mapping: str | Path | Mapping[str, str] | None = None,
+    up: str = "y",
+) -> PoseSequence:
+    """Read a BVH file as 17-joint poses, root-relative mm, z up, resampled to ``fps`` (None keeps the file's rate).
+
+    ``mapping``: ``{our_joint_name: bvh_joint_name}`` or a YAML file of it, consulted before the built-in tables.
+    """
+    path = Path(path)
+    source = str(path)
+    if units is not None and units not in UNITS_MM:
+        raise DatasetError(f"{source}: units must be one of {list(UNITS_MM)} or None, got {units!r}")
+    if up not in UP_AXES:
+        raise DatasetError(f"{source}: up must be one of {list(UP_AXES)}, got {up!r}")
+    if not path.is_file():
+        raise DatasetError(f"{source}: BVH file not found")
+    lines = path.read_text(encoding="utf-8-sig", errors="replace").splitlines()
+    motion_at = next((i for i, line in enumerate(lines) if line.strip().upper() == "MOTION"), None)
+    first = next((line.strip().upper() for line in lines if line.strip()), "")
+    if first != "HIERARCHY" or motion_at is None:
+        raise DatasetError(f"{source}: not a BVH file (expected a HIERARCHY section followed by a MOTION line)")
+    joints = _Hierarchy(" ".join(lines[:motion_at]).split(), source).parse()
+    indices = _map_joints(joints, _read_mapping(mapping, source), source)
+    num_channels = sum(len(j.channels) for j in joints)
+    values, frame_time = _parse_motion(lines[motion_at + 1 :], motion_at + 2, num_channels, source)
+    ours = _forward_kinematics(joints, values)[:, indices] @ UP_AXES[up].T
+    scale = UNITS_MM[units] if units is not None else _infer_units(ours, source)
+    sequence = PoseSequence.from_positions(ours * scale, fps=1.0 / frame_time, source=source)
+    return sequence if fps is None else sequence.resample(fps)
+
+
+def load_bvh_folder(folder: str | Path, pattern: str = "**/*.bvh", **kwargs) -> list[PoseSequence]:
+    """Every BVH file under ``folder`` matching ``pattern`` (sorted by path), loaded with :func:`load_bvh`."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: BVH folder not found")
+    paths = sorted(p for p in folder.glob(pattern) if p.is_file())
+    if not paths:
+        raise DatasetError(f"{folder}: no files match {pattern!r}")
+    return [load_bvh(p, **kwargs) for p in paths]
