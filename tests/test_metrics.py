@@ -112,3 +112,95 @@ def test_mean_errors_are_not_always_ordered() -> None:
     pred[0, 4] += torch.tensor([3000.0, 0.0, 0.0], dtype=torch.float64)
     assert metrics.pa_mpjpe(pred, target) > metrics.mpjpe(pred, target)
     assert metrics.n_mpjpe(pred, target) > metrics.mpjpe(pred, target)
+
+
+# --- protocols: PCK, AUC, ground-truth bone lengths, joint subsets -----------------------------------------
+
+THRESHOLDS_MM = [5.0 * i for i in range(31)]
+
+
+@FAST
+@given(SEEDS)
+def test_rescaling_a_prediction_with_ground_truth_bone_lengths_is_the_identity(seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    lengths = 50 + 400 * torch.rand(4, 16, generator=g, dtype=torch.float64)
+    target = skeleton.from_bone_directions(torch.randn(4, 16, 3, generator=g, dtype=torch.float64), lengths)
+    pred = skeleton.from_bone_directions(torch.randn(4, 16, 3, generator=g, dtype=torch.float64), lengths)
+    torch.testing.assert_close(metrics.rescale_to_bone_lengths(pred, target), pred)
+
+
+@FAST
+@given(SEEDS)
+def test_rescaling_keeps_predicted_directions_and_takes_target_lengths(seed: int) -> None:
+    pred, target = pose_pair(seed)
+    rescaled = metrics.rescale_to_bone_lengths(pred, target)
+    torch.testing.assert_close(skeleton.measured_bone_lengths(rescaled), skeleton.measured_bone_lengths(target))
+    torch.testing.assert_close(skeleton.to_bone_directions(rescaled), skeleton.to_bone_directions(pred))
+    assert rescaled.dtype == pred.dtype and torch.equal(rescaled[:, 0], torch.zeros(4, 3, dtype=pred.dtype))
+
+
+@FAST
+@given(SEEDS, st.floats(150.001, 2000.0))
+def test_pck_is_100_for_a_perfect_prediction_and_0_beyond_the_threshold(seed: int, distance_mm: float) -> None:
+    _, target = pose_pair(seed)
+    assert metrics.pck(target, target).item() == 100.0
+    g = torch.Generator().manual_seed(seed)
+    offsets = torch.nn.functional.normalize(torch.randn(target.shape, generator=g, dtype=torch.float64), dim=-1)
+    assert metrics.pck(target + distance_mm * offsets, target).item() == 0.0
+
+
+@FAST
+@given(SEEDS, st.integers(0, 4 * 200))
+def test_auc_of_a_constant_error_is_the_share_of_thresholds_above_it(seed: int, quarter_mm: int) -> None:
+    """Integer-mm targets and quarter-mm x offsets keep every distance exact in float64."""
+    _, target = pose_pair(seed)
+    target = target.round()
+    error_mm = quarter_mm / 4
+    g = torch.Generator().manual_seed(seed)
+    sign = torch.where(torch.rand(target.shape[:-1], generator=g) < 0.5, -1.0, 1.0).double()
+    pred = target + torch.stack([sign * error_mm, 0 * sign, 0 * sign], dim=-1)
+    expected = 100.0 * sum(t > error_mm for t in THRESHOLDS_MM) / 31
+    assert metrics.auc(pred, target).item() == pytest.approx(expected)
+    assert metrics.pck(pred, target).item() == (100.0 if error_mm < 150 else 0.0)
+
+
+def test_auc_uses_strict_thresholds_like_the_3dhp_script() -> None:
+    target = torch.zeros(2, 17, 3, dtype=torch.float64)
+    pred = target + torch.tensor([10.0, 0.0, 0.0], dtype=torch.float64)
+    assert metrics.auc(pred, target).item() == pytest.approx(100.0 * 28 / 31)  # thresholds 15, ..., 150 mm
+    assert metrics.auc(target, target).item() == pytest.approx(100.0 * 30 / 31)  # 0 mm counts nothing
+
+
+@FAST
+@given(SEEDS, st.lists(st.integers(0, 16), min_size=4, max_size=17, unique=True))
+def test_joint_subsets_evaluate_only_those_joints(seed: int, joints: list[int]) -> None:
+    pred, target = pose_pair(seed)
+    per_joint = (pred - target).norm(dim=-1)
+    assert metrics.mpjpe(pred, target, joints).item() == pytest.approx(per_joint[:, joints].mean().item())
+    assert metrics.mpjpe(pred, target, tuple(joints)).item() == metrics.mpjpe(pred, target, joints).item()
+    sub_pred, sub_target = pred[:, joints], target[:, joints]
+    assert metrics.pa_mpjpe(pred, target, joints).item() == pytest.approx(metrics.pa_mpjpe(sub_pred, sub_target).item())
+    assert metrics.pck(pred, target, 80.0, joints).item() == metrics.pck(sub_pred, sub_target, 80.0).item()
+    assert metrics.auc(pred, target, joints=torch.tensor(joints)).item() == metrics.auc(sub_pred, sub_target).item()
+
+
+def test_evaluate_protocols_names_both_protocols() -> None:
+    pred, target = pose_pair(5)
+    joints = [0, 1, 2, 3, 5, 6, 9, 10, 13, 14]
+    result = metrics.evaluate_protocols(pred, target, joints)
+    rescaled = metrics.rescale_to_bone_lengths(pred, target)
+    assert result == pytest.approx(
+        {
+            "mpjpe": metrics.mpjpe(pred, target, joints).item(),
+            "pa_mpjpe": metrics.pa_mpjpe(pred, target, joints).item(),
+            "mpjpe_gtbone": metrics.mpjpe(rescaled, target, joints).item(),
+            "pa_mpjpe_gtbone": metrics.pa_mpjpe(rescaled, target, joints).item(),
+            "pck150": metrics.pck(pred, target, 150.0, joints).item(),
+            "auc": metrics.auc(pred, target, joints=joints).item(),
+            "pck150_gtbone": metrics.pck(rescaled, target, 150.0, joints).item(),
+            "auc_gtbone": metrics.auc(rescaled, target, joints=joints).item(),
+        }
+    )
+    assert all(isinstance(v, float) for v in result.values())
+    # Noise changes bone lengths, so the two protocols differ on these poses.
+    assert result["mpjpe_gtbone"] != result["mpjpe"]

@@ -2,6 +2,11 @@
 
 ``SmallCNN`` is the CPU-sized encoder for 64 px worlds.  It uses GroupNorm, not BatchNorm, so a frozen
 block computes the same function in train and eval mode and batch composition never leaks into z.
+``ResNet50`` (``nlrd.models.resnet``) is the paper's encoder; its frozen BatchNorm layers stay in eval mode.
+
+A *block* is a child module that owns parameters: ``block1``..``block4``, ``head`` for ``small_cnn``;
+``conv1``, ``bn1``, ``layer1``..``layer3``, ``head`` for ``resnet50`` (torchvision's layout, kept so that
+ImageNet weights load by name).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import torch
 from torch import nn
 
 from nlrd.models.layers import bounded
+from nlrd.models.resnet import ResNet50
 
 
 def _conv_block(n_in: int, n_out: int) -> nn.Sequential:
@@ -52,14 +58,16 @@ class SmallCNN(nn.Module):
 
 
 def trainable_blocks(module: nn.Module) -> tuple[str, ...]:
-    """Names accepted by ``set_trainable`` for ``module``: its children and ``"all"``."""
-    return (*(name for name, _ in module.named_children()), "all")
+    """Names accepted by ``set_trainable`` for ``module``: its children that own parameters, and ``"all"``."""
+    return (*(name for name, child in module.named_children() if next(child.parameters(), None) is not None), "all")
 
 
 def set_trainable(module: nn.Module, block: str) -> list[nn.Parameter]:
     """Freeze every parameter of ``module`` except those of its child ``block`` (``"all"``: train everything).
 
-    Returns the parameters left trainable, ready for an optimiser.
+    The module's train/eval mode is re-applied afterwards, so an encoder that keeps frozen BatchNorm layers
+    in eval mode (``ResNet50``) sees the new split.  Returns the parameters left trainable, ready for an
+    optimiser.
     """
     allowed = trainable_blocks(module)
     if block not in allowed:
@@ -67,14 +75,26 @@ def set_trainable(module: nn.Module, block: str) -> list[nn.Parameter]:
     module.requires_grad_(block == "all")
     if block != "all":
         getattr(module, block).requires_grad_(True)
+    module.train(module.training)
     return [p for p in module.parameters() if p.requires_grad]
 
 
-IMAGE_ENCODERS: dict[str, Callable[..., nn.Module]] = {"small_cnn": SmallCNN}
+IMAGE_ENCODERS: dict[str, Callable[..., nn.Module]] = {"small_cnn": SmallCNN, "resnet50": ResNet50}
+
+#: The block adaptation trains by default: the third stage of each encoder (the paper trains Res-3).
+DEFAULT_TRAINABLE_BLOCKS: dict[str, str] = {"small_cnn": "block3", "resnet50": "layer2"}
+
+
+def default_trainable_block(name: str) -> str:
+    """The block adaptation trains for encoder ``name``: ``block3`` for ``small_cnn``, ``layer2`` for
+    ``resnet50`` (torchvision's ``layer2`` is the paper's Res-3, its third stage counting the stem)."""
+    if name not in DEFAULT_TRAINABLE_BLOCKS:
+        raise ValueError(f"unknown image encoder {name!r}; allowed: {', '.join(DEFAULT_TRAINABLE_BLOCKS)}")
+    return DEFAULT_TRAINABLE_BLOCKS[name]
 
 
 def build_image_encoder(name: str = "small_cnn", **kwargs: int) -> nn.Module:
-    """Construct an image encoder by name; keyword arguments go to its constructor."""
+    """Construct an image encoder by name; keyword arguments (``latent_dim``, ``width``) go to its constructor."""
     if name not in IMAGE_ENCODERS:
         raise ValueError(f"unknown image encoder {name!r}; allowed: {', '.join(IMAGE_ENCODERS)}")
     return IMAGE_ENCODERS[name](**kwargs)
