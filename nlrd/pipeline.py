@@ -9,11 +9,13 @@ are read with ``torch.load(weights_only=True)``: a cache never unpickles code.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -115,6 +117,18 @@ class StageCache:
             raise
         return target
 
+    @contextlib.contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """Hold an exclusive, cross-process lock on ``key`` (``flock`` on ``.<key>.lock``): whoever trains a
+        missing stage under it is the only one, and the others then find it cached."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / f".{key}.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def load(self, key: str) -> dict[str, Any]:
         path = self.path(key)
         if not path.is_file():
@@ -175,18 +189,28 @@ def heldout_mocap(world: World) -> torch.Tensor:
     return split_mocap(world.mocap)[1]
 
 
+#: The trainable stages in dependency order; ``train_stages(only=...)`` takes a subset.
+STAGE_NAMES = ("world", "prior", "motion", "relations", "source")
+
+
 def train_stages(
     configs: StageConfigs,
     relations: Sequence[str],
     cache: StageCache,
     report: Report | None = None,
     device: str | torch.device = "cpu",
+    only: Sequence[str] = STAGE_NAMES,
 ) -> StageKeys:
-    """Train whatever part of the graph is not in ``cache`` yet; return the keys of the whole graph.
+    """Train whatever part of the graph (restricted to the stages in ``only``) is not in ``cache`` yet; return
+    the keys of the whole graph.  Stages outside ``only`` that a trained stage needs must be cached.
 
-    ``report`` receives ``{"stage": name, ...}`` progress dicts, including ``{"stage": name, "cached": True}``
-    for stages found in the cache.
+    Each stage is trained under the cache's lock on its key, so two processes that need the same missing
+    stage train it once: the second finds it cached.  ``report`` receives ``{"stage": name, ...}`` progress
+    dicts, including ``{"stage": name, "cached": True}`` for stages found in the cache.
     """
+    unknown = set(only) - set(STAGE_NAMES)
+    if unknown:
+        raise ValueError(f"unknown stages {sorted(unknown)}; allowed: {', '.join(STAGE_NAMES)}")
     keys = stage_keys(configs, relations)
     clip_len = configs.world.clip_len
 
@@ -197,51 +221,61 @@ def train_stages(
         if report is not None:
             report({"stage": stage, "cached": True})
 
-    if keys.world in cache:
-        world = load_world(cache, keys.world)
-        announce_cached("world")
-    else:
-        world = build_world(configs.world)
-        cache.save(keys.world, _world_payload(world))
+    with cache.lock(keys.world):
+        if keys.world in cache or "world" not in only:
+            world = load_world(cache, keys.world)
+            announce_cached("world")
+        else:
+            world = build_world(configs.world)
+            cache.save(keys.world, _world_payload(world))
     mocap, _ = split_mocap(world.mocap)
     mocap_poses = mocap.reshape(-1, 17, 3)
 
-    if keys.prior in cache:
-        prior = _restore(PosePrior, cache.load(keys.prior), device)
-        announce_cached("prior")
-    else:
-        prior = train_prior(configs.prior, mocap_poses, report=tagged("prior"), device=device)
-        cache.save(keys.prior, _module_payload(prior, prior_kwargs(configs.prior)))
+    with cache.lock(keys.prior):
+        if keys.prior in cache or "prior" not in only:
+            prior = _restore(PosePrior, cache.load(keys.prior), device)
+            announce_cached("prior")
+        else:
+            prior = train_prior(configs.prior, mocap_poses, report=tagged("prior"), device=device)
+            cache.save(keys.prior, _module_payload(prior, prior_kwargs(configs.prior)))
 
-    if keys.motion in cache:
-        motion = _restore(MotionAE, cache.load(keys.motion), device)
-        announce_cached("motion")
-    else:
-        motion = train_motion(configs.motion, prior, mocap, clip_len, report=tagged("motion"), device=device)
-        cache.save(keys.motion, _module_payload(motion, motion_kwargs(configs.prior, configs.motion)))
+    if "motion" in only or "relations" in only:
+        with cache.lock(keys.motion):
+            if keys.motion in cache or "motion" not in only:
+                motion = _restore(MotionAE, cache.load(keys.motion), device)
+                announce_cached("motion")
+            else:
+                motion = train_motion(configs.motion, prior, mocap, clip_len, report=tagged("motion"), device=device)
+                cache.save(keys.motion, _module_payload(motion, motion_kwargs(configs.prior, configs.motion)))
 
-    missing = [name for name, key in keys.relations.items() if key not in cache]
-    if missing:
-        catalogue = [get_relation(name, clip_len) for name in missing]
-        trained = train_relations(
-            configs.relation, prior, motion, mocap, catalogue, report=tagged("relations"), device=device
-        )
-        for relation in catalogue:
-            kwargs = {
-                "dim": relation_dim(configs.prior, configs.motion, relation.level),
-                "hidden": configs.relation.hidden,
-            }
-            cache.save(keys.relations[relation.name], _module_payload(trained[relation.name], kwargs))
-    else:
-        announce_cached("relations")
+    if "relations" in only:
+        with contextlib.ExitStack() as locks:
+            for key in sorted(keys.relations.values()):  # one order everywhere: no deadlock
+                locks.enter_context(cache.lock(key))
+            missing = [name for name, key in keys.relations.items() if key not in cache]
+            if missing:
+                catalogue = [get_relation(name, clip_len) for name in missing]
+                trained = train_relations(
+                    configs.relation, prior, motion, mocap, catalogue, report=tagged("relations"), device=device
+                )
+                for relation in catalogue:
+                    kwargs = {
+                        "dim": relation_dim(configs.prior, configs.motion, relation.level),
+                        "hidden": configs.relation.hidden,
+                    }
+                    cache.save(keys.relations[relation.name], _module_payload(trained[relation.name], kwargs))
+            else:
+                announce_cached("relations")
 
-    if keys.source in cache:
-        announce_cached("source")
-    else:
-        encoder = train_source(configs.source, prior, world.source, report=tagged("source"), device=device)
-        payload = _module_payload(encoder, encoder_kwargs(configs.prior, configs.source))
-        payload["target_val"] = evaluate(encoder, prior, world.target_val, device=device)
-        cache.save(keys.source, payload)
+    if "source" in only:
+        with cache.lock(keys.source):
+            if keys.source in cache:
+                announce_cached("source")
+            else:
+                encoder = train_source(configs.source, prior, world.source, report=tagged("source"), device=device)
+                payload = _module_payload(encoder, encoder_kwargs(configs.prior, configs.source))
+                payload["target_val"] = evaluate(encoder, prior, world.target_val, device=device)
+                cache.save(keys.source, payload)
     return keys
 
 

@@ -1,59 +1,116 @@
-"""The run directory's tables: one row per trial and per rejected relation set, and the Pareto front."""
+"""The run directory's tables: one row per trial and per rejected relation set, the Pareto front, and the
+files that let a user re-run the best configuration.
+
+Rows come from two places with one shape: live from Tune's ``Trial`` objects as each trial ends (so a
+finished trial is on disk at once), and at the end from the ``ResultGrid``.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
+from ray import tune
 
 from nlrd.nonlocalness import NonLocalness
-from search.prefilter import SetDecision
+from nlrd.train.adapt import ENCODER_FILE
+from search.prefilter import SetDecision, parse_set_label
+from search.space import ObjectiveSpec, SearchSpec
 from search.trainable import RELATIONS_KEY
 
-FINISHED, STOPPED, ERROR, REJECTED = "finished", "stopped_by_asha", "error", "rejected_by_prefilter"
-#: Front axes: the set's non-localness score (higher is better) against target MPJPE (lower is better).
+FINISHED, STOPPED, ERROR, REJECTED, RUNNING = "finished", "stopped_by_asha", "error", "rejected_by_prefilter", "running"
+#: The plotted axes: the set's non-localness score (higher is better) against target MPJPE (lower is better).
 SCORE, OBJECTIVE = "set_score", "mpjpe"
+#: How trial metrics appear as table columns (``nonlocalness`` is the ``set_score`` column).
+METRIC_COLUMNS = {"nonlocalness": SCORE}
+BEST_ENCODER = "best_encoder.pt"
 
 
-def trial_rows(results: Any, decisions: list[SetDecision], max_evaluations: int) -> list[dict[str, Any]]:
-    """Rows for the trials of a Tune ``ResultGrid``."""
-    scores = {d.label: d.score for d in decisions}
-    rows = []
-    for result in results:
-        config = dict(result.config or {})
-        label = config.pop(RELATIONS_KEY, "")
-        metrics = result.metrics or {}
-        history = result.metrics_dataframe
-        iterations = int(metrics.get("training_iteration", 0) or 0)
-        if result.error is not None:
-            status = ERROR
-        elif iterations >= max_evaluations:
-            status = FINISHED
-        else:
-            status = STOPPED
-        row = {
-            "trial_id": metrics.get("trial_id", Path(result.path).name if result.path else ""),
-            "relation_set": label,
-            "set_size": len(label.split("+")) if label else 0,
-            SCORE: scores.get(label, np.nan),
-            "status": status,
-            "mpjpe": metrics.get("mpjpe", np.nan),
-            "pa_mpjpe": metrics.get("pa_mpjpe", np.nan),
-            "best_mpjpe": float(history["mpjpe"].min()) if history is not None and "mpjpe" in history else np.nan,
-            "evaluations": iterations,
-            "steps": metrics.get("step", np.nan),
-            "time_s": metrics.get("time_total_s", np.nan),
-            "error": "" if result.error is None else f"{type(result.error).__name__}: {result.error}".splitlines()[0],
-        }
-        row.update({f"param_{name}": value for name, value in config.items()})
-        rows.append(row)
-    return rows
+@dataclass(frozen=True)
+class TrialRecord:
+    """What the tables need from one trial, whichever Ray object it came from."""
+
+    trial_id: str
+    config: dict[str, Any]
+    last: dict[str, Any]
+    best_mpjpe: float
+    error: str | None
+    ended: bool
+
+
+def record_from_trial(trial: Any, ended: bool = False, failed: bool = False) -> TrialRecord:
+    """From a Tune ``Trial`` (callbacks see these while the search runs).  ``ended``/``failed``: what the
+    callback was just told, which the trial's own status does not show yet."""
+    error = None
+    if failed or trial.status == "ERROR":
+        error = first_error_line(trial.get_error() or "error (no message recorded yet; see the trial's error.txt)")
+    analysis = (trial.metric_analysis or {}).get(OBJECTIVE, {})
+    return TrialRecord(
+        trial_id=trial.trial_id,
+        config=dict(trial.config),
+        last=dict(trial.last_result or {}),
+        best_mpjpe=float(analysis.get("min", np.nan)),
+        error=error,
+        ended=ended or failed or trial.status in ("TERMINATED", "ERROR"),
+    )
+
+
+def record_from_result(result: Any) -> TrialRecord:
+    """From a ``ResultGrid`` entry (what ``Tuner.fit`` returns)."""
+    metrics = dict(result.metrics or {})
+    history = result.metrics_dataframe
+    best = float(history[OBJECTIVE].min()) if history is not None and OBJECTIVE in history else np.nan
+    error = None if result.error is None else first_error_line(f"{type(result.error).__name__}: {result.error}")
+    trial_id = metrics.get("trial_id") or (Path(result.path).name if result.path else "")
+    return TrialRecord(trial_id, dict(result.config or {}), metrics, best, error, ended=True)
+
+
+def first_error_line(text: str) -> str:
+    """The innermost ``SomeError: message`` line of a (possibly chained) traceback, else its first line."""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    errors = [line for line in lines if re.match(r"^[\w.]*(Error|Exception|Interrupt)\b.*:", line)]
+    return (errors[-1] if errors else lines[0] if lines else "error")[:300]
+
+
+def trial_row(record: TrialRecord, scores: dict[str, float], max_evaluations: int) -> dict[str, Any]:
+    config = dict(record.config)
+    label = config.pop(RELATIONS_KEY, "")
+    last = record.last
+    iterations = int(last.get("training_iteration", 0) or 0)
+    if record.error is not None:
+        status = ERROR
+    elif not record.ended:
+        status = RUNNING
+    else:
+        status = FINISHED if iterations >= max_evaluations else STOPPED
+    row = {
+        "trial_id": record.trial_id,
+        "relation_set": label,
+        "set_size": len(parse_set_label(label)) if label else 0,
+        SCORE: scores.get(label, np.nan),
+        "status": status,
+        "mpjpe": last.get("mpjpe", np.nan),
+        "pa_mpjpe": last.get("pa_mpjpe", np.nan),
+        "best_mpjpe": record.best_mpjpe,
+        "evaluations": iterations,
+        "steps": last.get("step", np.nan),
+        "time_s": last.get("time_total_s", np.nan),
+        "device_seconds": last.get("device_seconds", np.nan),
+        "checkpoint": last.get("checkpoint_path", ""),
+        "error": record.error or "",
+    }
+    row.update({f"param_{name}": value for name, value in config.items()})
+    return row
 
 
 def rejected_rows(decisions: list[SetDecision]) -> list[dict[str, Any]]:
@@ -64,24 +121,35 @@ def rejected_rows(decisions: list[SetDecision]) -> list[dict[str, Any]]:
     ]
 
 
-def trials_table(rows: list[dict[str, Any]], scores: dict[str, NonLocalness]) -> pd.DataFrame:
-    """All rows, with each member relation's normalised non-localness as ``nl_<relation>`` columns."""
+def trials_table(
+    rows: list[dict[str, Any]], scores: dict[str, NonLocalness], objectives: Sequence[ObjectiveSpec]
+) -> pd.DataFrame:
+    """All rows, with each member relation's normalised non-localness as ``nl_<relation>`` columns and the
+    Pareto front of ``objectives`` (one objective: non-localness score vs that objective)."""
     table = pd.DataFrame(rows)
     for name, value in sorted(scores.items()):
         members = table["relation_set"].str.split("+")
         table[f"nl_{name}"] = [value.normalised if name in m else np.nan for m in members]
-    table["pareto"] = pareto_mask(table)
+    table["pareto"] = pareto_mask(table, front_axes(objectives))
     return table
 
 
-def pareto_mask(table: pd.DataFrame) -> np.ndarray:
-    """Finished trials that no other finished trial beats on both score (higher) and MPJPE (lower)."""
+def front_axes(objectives: Sequence[ObjectiveSpec]) -> dict[str, str]:
+    """Column -> direction of the front: the objectives, or non-localness vs the single objective."""
+    if len(objectives) == 1:
+        return {SCORE: "max", METRIC_COLUMNS.get(objectives[0].metric, objectives[0].metric): objectives[0].mode}
+    return {METRIC_COLUMNS.get(o.metric, o.metric): o.mode for o in objectives}
+
+
+def pareto_mask(table: pd.DataFrame, axes: dict[str, str] | None = None) -> np.ndarray:
+    """Finished trials that no other finished trial beats on every axis (``axes``: column -> min|max)."""
+    axes = axes or {SCORE: "max", OBJECTIVE: "min"}
     mask = np.zeros(len(table), dtype=bool)
-    done = table.index[(table["status"] == FINISHED) & table[OBJECTIVE].notna()]
-    score = table.loc[done, SCORE].to_numpy(float)
-    error = table.loc[done, OBJECTIVE].to_numpy(float)
+    done = table.index[(table["status"] == FINISHED) & table[list(axes)].notna().all(axis=1)]
+    # Flip maximised axes so that lower is better everywhere.
+    values = np.stack([table.loc[done, c].to_numpy(float) * (-1 if m == "max" else 1) for c, m in axes.items()], 1)
     for i, row in enumerate(done):
-        dominated = (score >= score[i]) & (error <= error[i]) & ((score > score[i]) | (error < error[i]))
+        dominated = (values <= values[i]).all(axis=1) & (values < values[i]).any(axis=1)
         mask[table.index.get_loc(row)] = not dominated.any()
     return mask
 
@@ -98,23 +166,200 @@ def write_atomic(path: Path, write: Callable[[str], None]) -> None:
         raise
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    write_atomic(path, lambda p: Path(p).write_text(text))
+
+
+def write_trials(run_dir: Path, table: pd.DataFrame) -> None:
+    """``trials.csv`` and ``trials.parquet``."""
+    write_atomic(run_dir / "trials.csv", lambda p: table.to_csv(p, index=False))
+    write_atomic(run_dir / "trials.parquet", lambda p: table.to_parquet(p, index=False))
+
+
 def write_tables(
-    run_dir: Path, table: pd.DataFrame, decisions: list[SetDecision], source_only: dict[str, float]
+    run_dir: Path,
+    table: pd.DataFrame,
+    decisions: list[SetDecision],
+    source_only: dict[str, float],
+    objectives: Sequence[ObjectiveSpec],
+    optuna_front: list[dict[str, Any]] | None = None,
 ) -> None:
     """``trials.csv``, ``trials.parquet``, ``prefilter.csv`` and ``pareto.json`` in ``run_dir``.
 
     ``source_only``: the unadapted source encoder's target metrics, recorded beside the front.
+    ``optuna_front``: for multi-objective runs, the study's own Pareto front (``study.best_trials``).
     """
-    write_atomic(run_dir / "trials.csv", lambda p: table.to_csv(p, index=False))
-    write_atomic(run_dir / "trials.parquet", lambda p: table.to_parquet(p, index=False))
+    write_trials(run_dir, table)
     prefilter = pd.DataFrame(
         [{"relation_set": d.label, SCORE: d.score, "kept": d.kept, "reason": d.reason} for d in decisions]
     )
     write_atomic(run_dir / "prefilter.csv", lambda p: prefilter.to_csv(p, index=False))
-    front = table[table["pareto"]].sort_values(SCORE)
-    payload = {
-        "axes": {SCORE: "max", OBJECTIVE: "min"},
+    axes = front_axes(objectives)
+    front = table[table["pareto"]].sort_values(list(axes)[0])
+    payload: dict[str, Any] = {
+        "axes": axes,
         "source_only": source_only,
         "front": json.loads(front.to_json(orient="records")),
     }
-    write_atomic(run_dir / "pareto.json", lambda p: Path(p).write_text(json.dumps(payload, indent=2)))
+    if optuna_front is not None:
+        payload["optuna_front"] = optuna_front
+    write_text_atomic(run_dir / "pareto.json", json.dumps(payload, indent=2))
+
+
+def best_row(table: pd.DataFrame, objective: ObjectiveSpec) -> pd.Series | None:
+    """The finished trial best on the first objective (ties: the earlier trial), or None."""
+    column = METRIC_COLUMNS.get(objective.metric, objective.metric)
+    done = table[(table["status"] == FINISHED) & table[column].notna()]
+    if done.empty:
+        return None
+    return done.loc[done[column].idxmax() if objective.mode == "max" else done[column].idxmin()]
+
+
+def best_space(spec: SearchSpec, row: pd.Series) -> dict[str, Any]:
+    """A space that re-runs ``row``'s configuration once: its relation set and every knob fixed."""
+    raw = json.loads(json.dumps(spec.raw, default=str))
+    relations = parse_set_label(row["relation_set"])
+    sampled = {p.name: _plain(row[f"param_{p.name}"]) for p in spec.params}
+    raw["name"] = f"{spec.name}-best"
+    raw["relations"] = {"candidates": list(relations), "min_set_size": len(relations), "max_set_size": len(relations)}
+    raw["prefilter"] = {"enabled": False}
+    raw["searcher"] = {**raw.get("searcher", {}), "num_trials": 1, "max_concurrent": 1}
+    raw["scheduler"] = {"type": "none"}
+    raw["adapt"] = {**raw.get("adapt", {}), **sampled}
+    raw.pop("params", None)
+    return raw
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars -> Python values, so the YAML stays plain."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def write_best(run_dir: Path, spec: SearchSpec, table: pd.DataFrame) -> pd.Series | None:
+    """``best.yaml`` (re-run with ``search/run.py --space``) and ``best_encoder.pt`` (the adapted encoder's
+    state dict, from the trial's last checkpoint); returns the best row, or None when no trial finished."""
+    row = best_row(table, spec.objective)
+    if row is None:
+        return None
+    header = f"# Best trial {row['trial_id']} of {spec.name}: re-run with  python search/run.py --space <this file>\n"
+    text = header + yaml.safe_dump(best_space(spec, row), sort_keys=False)
+    write_text_atomic(run_dir / "best.yaml", text)
+    checkpoint = Path(str(row.get("checkpoint") or "")) / ENCODER_FILE
+    if checkpoint.is_file():
+        write_atomic(run_dir / BEST_ENCODER, lambda p: shutil.copyfile(checkpoint, p))
+    return row
+
+
+class LiveTables(tune.Callback):
+    """Rewrites ``trials.csv``/``trials.parquet`` each time a trial ends, so finished trials are on disk as
+    soon as they finish, whatever happens to the driver afterwards."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        decisions: list[SetDecision],
+        scores: dict[str, NonLocalness],
+        objectives: Sequence[ObjectiveSpec],
+        max_evaluations: int,
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.decisions = decisions
+        self.scores = scores
+        self.objectives = tuple(objectives)
+        self.max_evaluations = max_evaluations
+        self.failed: dict[str, bool] = {}  # trials this driver saw end -> whether they failed
+
+    def _write(self, trials: list[Any]) -> None:
+        set_scores = {d.label: d.score for d in self.decisions}
+        records = [record_from_trial(t, t.trial_id in self.failed, self.failed.get(t.trial_id, False)) for t in trials]
+        rows = [trial_row(r, set_scores, self.max_evaluations) for r in records]
+        write_trials(self.run_dir, trials_table(rows + rejected_rows(self.decisions), self.scores, self.objectives))
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.failed[trial.trial_id] = False
+        self._write(trials)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.failed[trial.trial_id] = True
+        self._write(trials)
+
+
+#: Fewest finished trials for which rank correlations are reported.
+MIN_CORRELATION_TRIALS = 4
+
+
+def prefilter_correlation(table: pd.DataFrame) -> dict[str, float] | None:
+    """Spearman and Kendall rank correlation between set score and trained MPJPE over finished trials
+    (negative = higher non-localness trained to lower error), or None with too few trials or no spread."""
+    from scipy import stats
+
+    done = table[(table["status"] == FINISHED) & table[OBJECTIVE].notna()]
+    if len(done) < MIN_CORRELATION_TRIALS or done[SCORE].nunique() < 2 or done[OBJECTIVE].nunique() < 2:
+        return None
+    spearman = stats.spearmanr(done[SCORE], done[OBJECTIVE])
+    kendall = stats.kendalltau(done[SCORE], done[OBJECTIVE])
+    return {
+        "n": len(done),
+        "spearman": float(spearman.statistic),
+        "spearman_p": float(spearman.pvalue),
+        "kendall": float(kendall.statistic),
+        "kendall_p": float(kendall.pvalue),
+    }
+
+
+def write_summary(
+    run_dir: Path,
+    spec: SearchSpec,
+    table: pd.DataFrame,
+    source_only: dict[str, float],
+    correlation: dict[str, float] | None,
+    best: pd.Series | None,
+    elapsed_s: float,
+) -> None:
+    """``summary.md``: what ran, what came out, where the files are."""
+    counts = table["status"].value_counts()
+    lines = [
+        f"# Search `{spec.name}`",
+        "",
+        f"Space: `{spec.path}` (digest `{spec.digest}`); searcher {spec.searcher.algorithm}, "
+        f"scheduler {spec.scheduler.type}; objectives: "
+        + ", ".join(f"{o.metric} ({o.mode})" for o in spec.objectives)
+        + f"; wall time of the last session {elapsed_s:.0f} s.",
+        "",
+        "| status | count |",
+        "|---|---|",
+        *(f"| {status} | {counts.get(status, 0)} |" for status in (FINISHED, STOPPED, ERROR, REJECTED)),
+        "",
+        f"Source only (before adaptation): target MPJPE {source_only['mpjpe']:.1f} mm, "
+        f"PA-MPJPE {source_only['pa_mpjpe']:.1f} mm.",
+        "",
+    ]
+    if best is None:
+        lines.append("No trial finished, so there is no best configuration.")
+    else:
+        knobs = ", ".join(f"{c[6:]}={_plain(best[c])}" for c in table.columns if c.startswith("param_"))
+        lines += [
+            f"Best trial `{best['trial_id']}` ({spec.objective.metric}, {spec.objective.mode}): relation set "
+            f"`{best['relation_set']}` (score {best[SCORE]:.3f}){', ' + knobs if knobs else ''}: target MPJPE "
+            f"{best['mpjpe']:.1f} mm, PA-MPJPE {best['pa_mpjpe']:.1f} mm. Re-run it with "
+            "`python search/run.py --space best.yaml`; its adapted encoder is `best_encoder.pt`.",
+        ]
+    lines.append("")
+    if correlation is None:
+        lines.append(f"Pre-filter check: fewer than {MIN_CORRELATION_TRIALS} finished trials with distinct values.")
+    else:
+        lines.append(
+            f"Pre-filter check over {correlation['n']} finished trials: Spearman {correlation['spearman']:+.2f} "
+            f"(p={correlation['spearman_p']:.2g}), Kendall {correlation['kendall']:+.2f} "
+            f"(p={correlation['kendall_p']:.2g}) between set score and trained MPJPE (negative: more non-local "
+            "sets trained to lower error)."
+        )
+    lines += [
+        "",
+        "Files: `trials.csv`/`trials.parquet` (every trial and rejected set), `prefilter.csv`, `pareto.json`, "
+        "`pareto.png`/`pareto.svg`, `prefilter.png`, `best.yaml`, `best_encoder.pt`, `study.log` (the Optuna "
+        "study: `optuna.load_study(storage=optuna.storages.JournalStorage(optuna.storages.journal."
+        "JournalFileBackend('study.log')), study_name=...)`).",
+        "",
+    ]
+    write_text_atomic(run_dir / "summary.md", "\n".join(lines))

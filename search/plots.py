@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -13,7 +14,16 @@ import pandas as pd  # noqa: E402
 from search.export import FINISHED, OBJECTIVE, REJECTED, SCORE, STOPPED, write_atomic  # noqa: E402
 
 
-def pareto_plot(table: pd.DataFrame, path: Path, source_only_mpjpe: float | None = None, title: str = "") -> None:
+def _save(fig: plt.Figure, paths: Sequence[Path]) -> None:
+    """Save ``fig`` once per path, in the format its suffix names (``.png``, ``.svg``)."""
+    for path in paths:
+        write_atomic(path, lambda tmp, path=path: fig.savefig(tmp, format=path.suffix.lstrip(".")))
+    plt.close(fig)
+
+
+def pareto_plot(
+    table: pd.DataFrame, paths: Sequence[Path], source_only_mpjpe: float | None = None, title: str = ""
+) -> None:
     """Non-localness score vs target MPJPE: the front highlighted, other trials grey, pre-filter rejects marked,
     and the unadapted source encoder's error as the line to beat."""
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
@@ -61,5 +71,30 @@ def pareto_plot(table: pd.DataFrame, path: Path, source_only_mpjpe: float | None
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    write_atomic(path, lambda tmp: fig.savefig(tmp, format=path.suffix.lstrip(".")))
-    plt.close(fig)
+    _save(fig, paths)
+
+
+def prefilter_plot(table: pd.DataFrame, path: Path, correlation: dict[str, float] | None, title: str = "") -> None:
+    """Set score vs trained target MPJPE of finished trials, with the rank correlations when there are enough
+    trials to compute them: the picture of how well the pre-filter predicts training."""
+    fig, ax = plt.subplots(figsize=(6.0, 4.2), dpi=120)
+    finished = table[table["status"] == FINISHED]
+    ax.scatter(finished[SCORE], finished[OBJECTIVE], c="tab:blue", s=30, label="finished trials")
+    stopped = table[table["status"] == STOPPED]
+    ax.scatter(stopped[SCORE], stopped[OBJECTIVE], facecolors="none", edgecolors="tab:blue", s=30, label="stopped")
+    if correlation is not None:
+        text = (
+            f"Spearman {correlation['spearman']:+.2f} (p={correlation['spearman_p']:.2g})\n"
+            f"Kendall {correlation['kendall']:+.2f} (p={correlation['kendall_p']:.2g})\n"
+            f"n = {correlation['n']} finished trials"
+        )
+    else:
+        text = "too few finished trials for rank correlations"
+    ax.text(0.02, 0.98, text, transform=ax.transAxes, va="top", fontsize=8)
+    ax.set_xlabel("relation-set non-localness score (pre-filter)")
+    ax.set_ylabel("trained target MPJPE (mm)")
+    ax.set_title(title or "Does the pre-filter predict training?")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    _save(fig, [path])

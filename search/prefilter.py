@@ -8,9 +8,11 @@ of its members' normalised non-localness; sets outside the keep rule are recorde
 
 from __future__ import annotations
 
-import itertools
+import json
 import math
-from dataclasses import dataclass
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import ray
 import torch
@@ -18,7 +20,7 @@ import torch
 from nlrd.nonlocalness import NonLocalness, nonlocalness, set_score
 from nlrd.pipeline import StageCache, StageKeys, heldout_mocap, load_prior_and_motion, load_world
 from nlrd.relations import get_relation
-from search.space import PrefilterSpec, RelationsSpec, SpaceError
+from search.space import PrefilterSpec, SpaceError
 
 SET_SEPARATOR = "+"
 
@@ -46,18 +48,8 @@ def parse_set_label(label: str) -> tuple[str, ...]:
     return tuple(label.split(SET_SEPARATOR))
 
 
-def candidate_sets(spec: RelationsSpec) -> list[tuple[str, ...]]:
-    """Every subset of the candidates with a size in ``[min_set_size, max_set_size]``, in catalogue order."""
-    return [
-        combo
-        for size in range(spec.min_set_size, spec.max_set_size + 1)
-        for combo in itertools.combinations(spec.candidates, size)
-    ]
-
-
-@ray.remote(num_cpus=1)
-def _score_relation(cache_root: str, keys: StageKeys, name: str, clip_len: int, seed: int) -> NonLocalness:
-    torch.set_num_threads(1)
+def score_relation(cache_root: str, keys: StageKeys, name: str, clip_len: int, seed: int) -> NonLocalness:
+    """Non-localness of one relation through the cached prior and motion embedding, on held-out mocap."""
     cache = StageCache(cache_root)
     prior, motion = load_prior_and_motion(cache, keys)
     mocap = heldout_mocap(load_world(cache, keys.world))
@@ -65,11 +57,17 @@ def _score_relation(cache_root: str, keys: StageKeys, name: str, clip_len: int, 
     return nonlocalness(prior, motion, mocap, get_relation(name, clip_len), generator=generator)
 
 
+@ray.remote(num_cpus=1)
+def _score_relation_task(cache_root: str, keys: StageKeys, name: str, clip_len: int, seed: int) -> NonLocalness:
+    torch.set_num_threads(1)
+    return score_relation(cache_root, keys, name, clip_len, seed)
+
+
 def score_relations(
     cache: StageCache, keys: StageKeys, names: tuple[str, ...], clip_len: int, seed: int = 0
 ) -> dict[str, NonLocalness]:
     """Non-localness of each named relation, computed in parallel as Ray tasks."""
-    refs = {name: _score_relation.remote(str(cache.root), keys, name, clip_len, seed) for name in names}
+    refs = {name: _score_relation_task.remote(str(cache.root), keys, name, clip_len, seed) for name in names}
     return {name: ray.get(ref) for name, ref in refs.items()}
 
 
@@ -78,7 +76,10 @@ def decide(
 ) -> list[SetDecision]:
     """Apply the keep rule to the sets; raise ``SpaceError`` when it would keep nothing."""
     scored = [(s, set_score([scores[name].normalised for name in s], rule.aggregate)) for s in sets]
-    if rule.keep_fraction is not None:
+    if not rule.enabled:
+        kept = set(range(len(scored)))
+        reason = ""
+    elif rule.keep_fraction is not None:
         n_keep = max(1, math.ceil(rule.keep_fraction * len(scored)))
         ranked = sorted(range(len(scored)), key=lambda i: -scored[i][1])
         kept = set(ranked[:n_keep])
@@ -97,3 +98,21 @@ def decide(
         SetDecision(relations=s, score=score, kept=i in kept, reason="kept" if i in kept else reason)
         for i, (s, score) in enumerate(scored)
     ]
+
+
+def save_prefilter(path: Path, scores: dict[str, NonLocalness], decisions: list[SetDecision]) -> None:
+    """The pre-filter's inputs and verdicts as JSON, so a resumed search offers Optuna the very same sets."""
+    payload = {
+        "scores": {name: asdict(value) for name, value in scores.items()},
+        "decisions": [asdict(d) for d in decisions],
+    }
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2))
+    os.replace(tmp, path)
+
+
+def load_prefilter(path: Path) -> tuple[dict[str, NonLocalness], list[SetDecision]]:
+    payload = json.loads(path.read_text())
+    scores = {name: NonLocalness(**value) for name, value in payload["scores"].items()}
+    decisions = [SetDecision(**{**d, "relations": tuple(d["relations"])}) for d in payload["decisions"]]
+    return scores, decisions

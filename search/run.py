@@ -2,8 +2,8 @@
 
 Starts a local Ray when no ``--address`` is given, trains the shared stages once (cached), scores every
 candidate relation set with the non-localness pre-filter, searches the kept sets and the tuned knobs
-with Ray Tune + Optuna + ASHA (each trial a Ray Train job), and writes tables and plots into a new
-run directory.
+with Ray Tune + Optuna (+ ASHA; each trial a Ray Train job), and writes tables and plots into a run
+directory.  ``--resume RUN_DIR`` continues a search that was interrupted; ``--dry-run`` prints the plan.
 """
 
 from __future__ import annotations
@@ -15,26 +15,43 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pandas as pd
 import ray
+from ray import tune
 
-from nlrd.pipeline import StageCache, source_only_metrics
-from search.export import rejected_rows, trial_rows, trials_table, write_tables
-from search.plots import pareto_plot
-from search.prefilter import candidate_sets, decide, score_relations
-from search.space import SpaceError, load_space
-from search.stages import ensure_stages
+from nlrd.pipeline import StageCache, StageKeys, source_only_metrics, stage_keys
+from search.export import (
+    prefilter_correlation,
+    record_from_result,
+    rejected_rows,
+    trial_row,
+    trials_table,
+    write_best,
+    write_summary,
+    write_tables,
+    write_text_atomic,
+)
+from search.plots import pareto_plot, prefilter_plot
+from search.prefilter import SetDecision, decide, load_prefilter, save_prefilter, score_relation, score_relations
+from search.space import SearchSpec, SpaceError, load_space
+from search.stages import ensure_stages, missing_stages
 from search.trainable import make_trainable
-from search.tuner import build_tuner, num_evaluations
+from search.tuner import TUNE_DIR, build_tuner, num_evaluations, study_storage
 
 DEFAULT_SPACE = Path(__file__).resolve().parent.parent / "spaces" / "smoke.yaml"
+MANIFEST, SPACE_COPY, PREFILTER_FILE = "manifest.json", "space.yaml", "prefilter.json"
+
+
+class RunError(Exception):
+    """A problem with the command line or the run directory; the message says what to do."""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="search/run.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--space", type=Path, default=DEFAULT_SPACE, help="search space YAML (default: %(default)s)")
+    parser.add_argument("--space", type=Path, default=None, help=f"search space YAML (default: {DEFAULT_SPACE})")
     parser.add_argument(
         "--out", type=Path, default=Path("results"), help="parent of run directories (default: %(default)s)"
     )
@@ -42,6 +59,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--address", default=None, help="Ray cluster address, e.g. 'auto' on a head node (default: start a local Ray)"
     )
     parser.add_argument("--name", default=None, help="run directory name (default: <space name>-<timestamp>)")
+    parser.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue an interrupted search")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and exit without training")
     return parser.parse_args(argv)
 
 
@@ -50,60 +69,177 @@ def start_ray(address: str | None) -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if ray.is_initialized():
         return
-    ray.init(address=address, logging_level="ERROR", log_to_driver=False, configure_logging=True)
+    try:
+        ray.init(address=address, logging_level="ERROR", log_to_driver=False, configure_logging=True)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise RunError(f"--address {address}: no Ray cluster answered ({str(exc).splitlines()[0]})") from None
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RunError(f"--resume {run_dir}: no {MANIFEST} there; it is not a run directory of search/run.py") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RunError(f"--resume {run_dir}: cannot read {path} ({exc})") from None
+    if not isinstance(manifest, dict) or "space_digest" not in manifest or "cache" not in manifest:
+        raise RunError(f"--resume {run_dir}: {path} is not a search/run.py manifest (no space_digest or cache)")
+    return manifest
+
+
+def open_run(args: argparse.Namespace) -> tuple[SearchSpec, Path, StageCache, bool]:
+    """The space, run directory and stage cache of this invocation, and whether it resumes a search.
+
+    A resumed run must be ours and belong to the same space: its directory is as trusted as code (Tune
+    unpickles its state), so it is checked before Ray sees it.
+    """
+    if args.resume is None:
+        spec = load_space(args.space or DEFAULT_SPACE)
+        run_dir = (args.out / (args.name or f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}")).resolve()
+        return spec, run_dir, StageCache(args.out.resolve() / "cache"), False
+    run_dir = args.resume.resolve()
+    manifest = read_manifest(run_dir)
+    spec = load_space(run_dir / SPACE_COPY)
+    if spec.digest != manifest["space_digest"]:
+        raise RunError(f"--resume {run_dir}: {SPACE_COPY} was changed after the run started (digest differs)")
+    if args.space is not None and load_space(args.space).digest != manifest["space_digest"]:
+        raise RunError(
+            f"--resume {run_dir}: this run belongs to a different space than {args.space}; "
+            f"resume without --space, or start a new run"
+        )
+    return spec, run_dir, StageCache(manifest["cache"]), True
+
+
+def create_run_dir(run_dir: Path, spec: SearchSpec, cache: StageCache) -> None:
+    if run_dir.exists():
+        raise RunError(f"run directory {run_dir} already exists; choose another --name or --out, or --resume it")
+    run_dir.mkdir(parents=True)
+    manifest = {
+        "space": str(spec.path.resolve()),
+        "space_digest": spec.digest,
+        "cache": str(cache.root),
+        "created": datetime.now().isoformat(timespec="seconds"),
+    }
+    write_text_atomic(run_dir / MANIFEST, json.dumps(manifest, indent=2))
+    write_text_atomic(run_dir / SPACE_COPY, spec.path.read_text())
+
+
+def dry_run(spec: SearchSpec, cache: StageCache) -> None:
+    """Print what a run would do, scoring the relation sets only when the stages they need are cached."""
+    keys = stage_keys(spec.stages, spec.relations.candidates)
+    missing = missing_stages(cache, keys)
+    sets = spec.relations.sets()
+    print(f"[plan] space {spec.name} ({spec.path}), digest {spec.digest}; stage cache {cache.root}")
+    print(f"[plan] stages to train: {', '.join(missing)}" if missing else "[plan] every stage is cached")
+    print(f"[plan] {len(sets)} candidate relation sets from {len(spec.relations.candidates)} relations")
+    if {"world", "prior", "motion"} & set(missing):
+        print("[plan] set scores need the cached world, pose prior and motion embedding; a run trains them first")
+    else:
+        scores = {
+            name: score_relation(str(cache.root), keys, name, spec.stages.world.clip_len, spec.searcher.seed)
+            for name in spec.relations.candidates
+        }
+        print_decisions(decide(sets, scores, spec.prefilter, str(spec.path)))
+    adapt = spec.adapt_config((), {})
+    steps = max(num_evaluations(spec) * adapt.eval_every, adapt.steps)
+    images = spec.searcher.num_trials * steps * adapt.batch_clips * 2 * spec.stages.world.clip_len
+    objectives = ", ".join(f"{o.metric} ({o.mode})" for o in spec.objectives)
+    print(
+        f"[plan] {spec.searcher.num_trials} trials with {spec.searcher.algorithm}, at most "
+        f"{spec.searcher.max_concurrent} at once, scheduler {spec.scheduler.type}; objectives: {objectives}"
+    )
+    print(
+        f"[plan] cost: at most {spec.searcher.num_trials} x {steps} adaptation steps, about {images:,} frames "
+        f"through the encoder ({adapt.batch_clips} clips x {2 * spec.stages.world.clip_len} frames per step), plus "
+        f"a Ray Train launch per trial; each trial holds {spec.resources.trial_cpus} CPU and "
+        f"{spec.resources.trial_gpus} GPU"
+    )
+
+
+def print_decisions(decisions: list[SetDecision]) -> None:
+    kept = sum(d.kept for d in decisions)
+    print(f"[prefilter] {len(decisions)} relation sets scored, {kept} kept, {len(decisions) - kept} rejected")
+    for d in sorted(decisions, key=lambda d: -d.score):
+        print(f"  {'keep  ' if d.kept else 'reject'} {d.score:6.3f}  {d.label}", flush=True)
+
+
+def prefilter(spec: SearchSpec, cache: StageCache, keys: StageKeys, run_dir: Path) -> tuple[dict, list[SetDecision]]:
+    """Score and decide once per run; a resumed run reads the saved verdicts."""
+    path = run_dir / PREFILTER_FILE
+    if path.exists():
+        scores, decisions = load_prefilter(path)
+        print(f"[prefilter] verdicts read from {path}", flush=True)
+    else:
+        scores = score_relations(cache, keys, spec.relations.candidates, spec.stages.world.clip_len, spec.searcher.seed)
+        decisions = decide(spec.relations.sets(), scores, spec.prefilter, str(spec.path))
+        save_prefilter(path, scores, decisions)
+    print_decisions(decisions)
+    return scores, decisions
+
+
+def optuna_front(spec: SearchSpec, run_dir: Path) -> list[dict[str, Any]] | None:
+    """The Pareto front as the Optuna study records it (multi-objective runs only)."""
+    if not spec.multi_objective:
+        return None
+    study = optuna.load_study(study_name=spec.name, storage=study_storage(run_dir))
+    names = [o.metric for o in spec.objectives]
+    return [{"number": t.number, "values": dict(zip(names, t.values, strict=True)), "params": t.params}
+            for t in study.best_trials]  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        spec = load_space(args.space)
-    except SpaceError as exc:
+        return run(args)
+    except (SpaceError, RunError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
+
+def run(args: argparse.Namespace) -> int:
+    spec, run_dir, cache, resuming = open_run(args)
+    if args.dry_run:
+        dry_run(spec, cache)
+        return 0
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     start = time.monotonic()
-    run_dir = (args.out / (args.name or f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}")).resolve()
-    if run_dir.exists():
-        print(f"error: run directory {run_dir} already exists; choose another --name or --out", file=sys.stderr)
-        return 2
-    run_dir.mkdir(parents=True)
-    manifest = {"space": str(args.space.resolve()), "space_digest": spec.digest, "created": datetime.now().isoformat()}
-    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    (run_dir / "space.yaml").write_text(args.space.read_text())
-    print(f"[run] {spec.name}: results in {run_dir}", flush=True)
+    if not resuming:
+        create_run_dir(run_dir, spec, cache)
+    print(f"[run] {spec.name}: {'resuming' if resuming else 'results in'} {run_dir}", flush=True)
 
     start_ray(args.address)
-    cache = StageCache(args.out.resolve() / "cache")
     keys = ensure_stages(spec.stages, spec.relations.candidates, cache, spec.resources, str(run_dir))
-
     baseline = source_only_metrics(cache, keys)
     print(f"[stages] source only, before adaptation: target MPJPE {baseline['mpjpe']:.1f} mm", flush=True)
+    scores, decisions = prefilter(spec, cache, keys, run_dir)
 
-    sets = candidate_sets(spec.relations)
-    scores = score_relations(cache, keys, spec.relations.candidates, spec.stages.world.clip_len, spec.searcher.seed)
-    try:
-        decisions = decide(sets, scores, spec.prefilter, str(spec.path))
-    except SpaceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    kept = sum(d.kept for d in decisions)
-    print(f"[prefilter] {len(sets)} relation sets scored, {kept} kept, {len(sets) - kept} rejected", flush=True)
-    for d in sorted(decisions, key=lambda d: -d.score):
-        print(f"  {'keep  ' if d.kept else 'reject'} {d.score:6.3f}  {d.label}", flush=True)
-
-    tuner = build_tuner(spec, make_trainable(spec, cache, keys, str(run_dir)), decisions, run_dir)
+    set_scores = {d.label: d.score for d in decisions}
+    trainable = make_trainable(spec, cache, keys, str(run_dir), set_scores)
+    tune_dir = run_dir / TUNE_DIR
+    if resuming and tune.Tuner.can_restore(str(tune_dir)):
+        tuner = tune.Tuner.restore(str(tune_dir), trainable=trainable, resume_unfinished=True, resume_errored=False)
+    else:
+        tuner = build_tuner(spec, trainable, decisions, scores, run_dir)
     results = tuner.fit()
 
-    rows = trial_rows(results, decisions, num_evaluations(spec)) + rejected_rows(decisions)
-    table = trials_table(rows, scores)
-    write_tables(run_dir, table, decisions, baseline)
-    pareto_plot(table, run_dir / "pareto.png", baseline["mpjpe"], title=f"{spec.name}: non-localness vs target MPJPE")
+    records = [record_from_result(r) for r in results]
+    rows = [trial_row(r, set_scores, num_evaluations(spec)) for r in records] + rejected_rows(decisions)
+    table = trials_table(rows, scores, spec.objectives)
+    write_tables(run_dir, table, decisions, baseline, spec.objectives, optuna_front(spec, run_dir))
+    title = f"{spec.name}: non-localness vs target MPJPE"
+    pareto_plot(table, [run_dir / "pareto.png", run_dir / "pareto.svg"], baseline["mpjpe"], title=title)
+    correlation = prefilter_correlation(table)
+    prefilter_plot(table, run_dir / "prefilter.png", correlation, title=f"{spec.name}: pre-filter vs training")
+    best = write_best(run_dir, spec, table)
+    write_summary(run_dir, spec, table, baseline, correlation, best, time.monotonic() - start)
 
     done = table[table["status"] != "rejected_by_prefilter"]
     with pd.option_context("display.width", 120, "display.max_columns", 8):
         print(done[["trial_id", "relation_set", "set_score", "status", "mpjpe", "pa_mpjpe"]].to_string(index=False))
-    print(f"[run] finished in {time.monotonic() - start:.0f} s: {run_dir / 'trials.csv'}, {run_dir / 'pareto.png'}")
+    if best is not None:
+        print(f"[run] best: {best['relation_set']} at {best['mpjpe']:.1f} mm; {run_dir / 'best.yaml'}")
+    print(f"[run] finished in {time.monotonic() - start:.0f} s: {run_dir / 'summary.md'}", flush=True)
     return 0
 
 

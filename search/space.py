@@ -5,6 +5,7 @@ Tuned values use a grammar close to Hydra's Optuna sweeper, written as YAML stri
     lr_nonlocal: tag(log, interval(1e-5, 1e-3))   # float, log-uniform
     tau: interval(0.05, 0.2)                       # float, uniform
     steps: int(interval(20, 80))                   # integer, uniform
+    eval_every: range(5, 25, step=5)               # 5, 10, 15, 20 (the stop is excluded, as in Python)
     trainable_block: choice(block3, block4)        # categorical
 
 Everything is checked before any work starts; a problem raises ``SpaceError`` naming the file, the key
@@ -17,6 +18,7 @@ import ast
 import dataclasses
 import difflib
 import hashlib
+import itertools
 import json
 import math
 import types
@@ -44,17 +46,38 @@ class SpaceError(ValueError):
 
 @dataclass(frozen=True)
 class RelationsSpec:
-    """Which relations may be used and how candidate relation sets are formed (all subsets in size range)."""
+    """Which relations may be used and how candidate relation sets are formed.
+
+    A candidate set is any subset of ``candidates`` with ``min_set_size <= size <= max_set_size`` that
+    honours the two rules: each group in ``require_together`` appears whole or not at all, and no group in
+    ``forbid_together`` appears whole.
+    """
 
     candidates: tuple[str, ...] = ("flip", "flip_backward", "slow_backward")
     min_set_size: int = 1
     max_set_size: int = 3
+    require_together: tuple[tuple[str, ...], ...] = ()
+    forbid_together: tuple[tuple[str, ...], ...] = ()
+
+    def sets(self) -> list[tuple[str, ...]]:
+        """Every candidate relation set, smallest first, members in ``candidates`` order."""
+        return [
+            combo
+            for size in range(self.min_set_size, self.max_set_size + 1)
+            for combo in itertools.combinations(self.candidates, size)
+            if all(set(g).isdisjoint(combo) or set(g) <= set(combo) for g in self.require_together)
+            and not any(set(g) <= set(combo) for g in self.forbid_together)
+        ]
 
 
 @dataclass(frozen=True)
 class PrefilterSpec:
-    """Keep the ``keep_fraction`` best-scoring relation sets (or those scoring >= ``threshold``)."""
+    """Keep the ``keep_fraction`` best-scoring relation sets (or those scoring >= ``threshold``).
 
+    ``enabled: false`` still scores every set (the scores are reported) but keeps them all.
+    """
+
+    enabled: bool = True
     keep_fraction: float | None = 0.5
     threshold: float | None = None
     aggregate: str = "mean"
@@ -62,6 +85,9 @@ class PrefilterSpec:
 
 @dataclass(frozen=True)
 class SearcherSpec:
+    """The Optuna sampler (``tpe``, ``random``, ``nsga2`` or ``gp``), its seed, the trial budget and how many
+    trials run at once."""
+
     algorithm: str = "tpe"
     seed: int = 0
     num_trials: int = 8
@@ -79,6 +105,8 @@ class SchedulerSpec:
 
 @dataclass(frozen=True)
 class ObjectiveSpec:
+    """One objective: a metric every trial reports (see ``OBJECTIVE_METRICS``) and its direction."""
+
     metric: str = "mpjpe"
     mode: str = "min"
 
@@ -95,7 +123,8 @@ class ResourcesSpec:
 
 @dataclass(frozen=True)
 class Param:
-    """One tuned value: a categorical ``choices`` list or a numeric interval."""
+    """One tuned value: a categorical ``choices`` list or a numeric interval (``high`` included), optionally
+    on a grid of ``step``."""
 
     name: str
     choices: tuple[Any, ...] | None = None
@@ -103,19 +132,31 @@ class Param:
     high: float | None = None
     log: bool = False
     integer: bool = False
+    step: float | None = None
 
     def distribution(self) -> optuna.distributions.BaseDistribution:
         if self.choices is not None:
             return optuna.distributions.CategoricalDistribution(list(self.choices))
         if self.integer:
-            return optuna.distributions.IntDistribution(int(self.low), int(self.high), log=self.log)
-        return optuna.distributions.FloatDistribution(float(self.low), float(self.high), log=self.log)
+            step = 1 if self.step is None else int(self.step)
+            return optuna.distributions.IntDistribution(int(self.low), int(self.high), log=self.log, step=step)
+        return optuna.distributions.FloatDistribution(float(self.low), float(self.high), log=self.log, step=self.step)
 
 
-ALLOWED_ALGORITHMS = ("tpe", "random")
+#: The value grammar of ``params``, as error messages list it.
+GRAMMAR = (
+    "choice(a, b, ...)",
+    "interval(lo, hi)",
+    "int(interval(lo, hi))",
+    "tag(log, interval(lo, hi))",
+    "range(start, stop, step=s)",
+)
+ALLOWED_ALGORITHMS = ("tpe", "random", "nsga2", "gp")
 ALLOWED_SCHEDULERS = ("asha", "none")
-ALLOWED_METRICS = ("mpjpe", "pa_mpjpe")
-ALLOWED_MODES = ("min",)
+#: What a trial reports and an objective may name: target-validation errors in mm, the relation set's
+#: non-localness score, and the trial's cost in device-seconds (wall seconds x GPUs held, or CPUs on CPU).
+OBJECTIVE_METRICS = ("mpjpe", "pa_mpjpe", "nonlocalness", "device_seconds")
+ALLOWED_MODES = ("min", "max")
 ALLOWED_AGGREGATES = ("mean", "max", "min", "sum")
 #: AdaptConfig fields the search owns: the relation set is chosen by the searcher, never by hand.
 _SEARCH_OWNED = ("relations",)
@@ -134,7 +175,7 @@ class SearchSpec:
     prefilter: PrefilterSpec
     searcher: SearcherSpec
     scheduler: SchedulerSpec
-    objective: ObjectiveSpec
+    objectives: tuple[ObjectiveSpec, ...]
     resources: ResourcesSpec
     adapt: dict[str, Any] = field(default_factory=dict)
     params: tuple[Param, ...] = ()
@@ -144,6 +185,15 @@ class SearchSpec:
     def digest(self) -> str:
         """Hash of the space's content: identifies which space a run directory belongs to."""
         return hashlib.sha256(json.dumps(self.raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    @property
+    def objective(self) -> ObjectiveSpec:
+        """The first objective: the one ASHA and the progress line follow."""
+        return self.objectives[0]
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
 
     def adapt_config(self, relations: tuple[str, ...], sampled: dict[str, Any]) -> AdaptConfig:
         return AdaptConfig(relations=relations, **self.adapt, **sampled)
@@ -157,7 +207,7 @@ _SECTIONS: dict[str, Any] = {
     "prefilter": PrefilterSpec,
     "searcher": SearcherSpec,
     "scheduler": SchedulerSpec,
-    "objective": ObjectiveSpec,
+    "objectives": ObjectiveSpec,  # a list of {metric, mode}
     "resources": ResourcesSpec,
     "adapt": AdaptConfig,
     "params": AdaptConfig,
@@ -202,7 +252,7 @@ def parse_space(raw: Any, path: str | Path = "<space>") -> SearchSpec:
     prefilter = checker.dataclass("prefilter", PrefilterSpec, raw.get("prefilter", {}))
     searcher = checker.dataclass("searcher", SearcherSpec, raw.get("searcher", {}))
     scheduler = checker.dataclass("scheduler", SchedulerSpec, raw.get("scheduler", {}))
-    objective = checker.dataclass("objective", ObjectiveSpec, raw.get("objective", {}))
+    objectives = checker.objectives(raw.get("objectives", [{}]))
     resources = checker.dataclass("resources", ResourcesSpec, raw.get("resources", {}))
     adapt = checker.adapt_fields(raw.get("adapt", {}))
     params = checker.params(raw.get("params", {}), fixed=adapt)
@@ -216,8 +266,13 @@ def parse_space(raw: Any, path: str | Path = "<space>") -> SearchSpec:
     checker.positive("scheduler.grace_period", scheduler.grace_period)
     if scheduler.reduction_factor < 2:
         checker.fail("scheduler.reduction_factor", f"must be at least 2, got {scheduler.reduction_factor}")
-    checker.one_of("objective.metric", objective.metric, ALLOWED_METRICS)
-    checker.one_of("objective.mode", objective.mode, ALLOWED_MODES)
+    if scheduler.type == "asha" and len(objectives) > 1:
+        checker.fail(
+            "scheduler.type",
+            "asha stops trials on one metric, so it needs a single objective; with several objectives set "
+            "scheduler.type: none (NSGA-II or TPE then trade them off)",
+            ALLOWED_SCHEDULERS,
+        )
     for key in ("trial_cpus", "stage_cpus"):
         checker.positive(f"resources.{key}", getattr(resources, key))
     for key in ("trial_gpus", "stage_gpus"):
@@ -234,7 +289,7 @@ def parse_space(raw: Any, path: str | Path = "<space>") -> SearchSpec:
         prefilter=prefilter,
         searcher=searcher,
         scheduler=scheduler,
-        objective=objective,
+        objectives=objectives,
         resources=resources,
         adapt=adapt,
         params=params,
@@ -304,7 +359,7 @@ class _Checker:
         return tuple(params)
 
     def expression(self, key: str, name: str, text: Any) -> Param:
-        grammar = ["choice(a, b, ...)", "interval(lo, hi)", "int(interval(lo, hi))", "tag(log, interval(lo, hi))"]
+        grammar = list(GRAMMAR)
         if not isinstance(text, str):
             self.fail(key, f"must be a search expression string, got {text!r}", grammar)
         try:
@@ -313,16 +368,22 @@ class _Checker:
             self.fail(key, f"cannot parse {text!r}", grammar)
         param = self._param(key, name, node, grammar)
         if param.choices is None:
-            if not (math.isfinite(param.low) and math.isfinite(param.high)) or param.low >= param.high:
+            if not (math.isfinite(param.low) and math.isfinite(param.high)) or param.low > param.high:
+                self.fail(key, f"interval must have low < high, got ({param.low}, {param.high})")
+            if param.low == param.high and param.step is None:
                 self.fail(key, f"interval must have low < high, got ({param.low}, {param.high})")
             if param.log and param.low <= 0:
                 self.fail(key, f"a log interval needs low > 0, got {param.low}")
         return param
 
     def _param(self, key: str, name: str, node: ast.AST, grammar: list[str]) -> Param:
-        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name) or node.keywords:
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
             self.fail(key, f"unsupported expression {ast.unparse(node)!r}", grammar)
         func, args = node.func.id, node.args
+        if func == "range":
+            return self._range(key, name, node)
+        if node.keywords:
+            self.fail(key, f"unsupported expression {ast.unparse(node)!r}", grammar)
         if func == "choice":
             if not args:
                 self.fail(key, "choice(...) needs at least one value")
@@ -341,10 +402,27 @@ class _Checker:
             return dataclasses.replace(inner, integer=True)
         if func == "tag" and len(args) == 2 and isinstance(args[0], ast.Name) and args[0].id == "log":
             inner = self._param(key, name, args[1], grammar)
-            if inner.choices is not None:
+            if inner.choices is not None or inner.step is not None:
                 self.fail(key, "tag(log, ...) wraps an interval", grammar)
             return dataclasses.replace(inner, log=True)
         self.fail(key, f"unsupported expression {ast.unparse(node)!r}", grammar)
+
+    def _range(self, key: str, name: str, node: ast.Call) -> Param:
+        """``range(start, stop[, step])`` or ``range(start, stop, step=s)``: the grid ``start, start+s, ...``
+        below ``stop``, integer when all three are integers."""
+        keywords = {kw.arg: kw.value for kw in node.keywords}
+        if set(keywords) - {"step"} or not 2 <= len(node.args) + len(keywords) <= 3 or len(node.args) < 2:
+            self.fail(key, f"write range(start, stop, step=s), got {ast.unparse(node)!r}", GRAMMAR)
+        values = [self._constant(key, arg) for arg in [*node.args, *keywords.values()]]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            self.fail(key, f"range bounds and step must be numbers, got {ast.unparse(node)!r}")
+        start, stop, step = (*values, 1)[:3]
+        if step <= 0 or not start < stop:
+            self.fail(key, f"range needs start < stop and step > 0, got start={start}, stop={stop}, step={step}")
+        count = math.ceil((stop - start) / step - 1e-9)
+        last = start + (count - 1) * step
+        integer = all(isinstance(v, int) for v in (start, stop, step))
+        return Param(name, low=start, high=last if integer else round(last, 12), integer=integer, step=step)
 
     def _constant(self, key: str, node: ast.AST) -> Any:
         if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, str, bool)):
@@ -394,6 +472,18 @@ class _Checker:
             return value
         return value
 
+    def objectives(self, value: Any) -> tuple[ObjectiveSpec, ...]:
+        if not isinstance(value, list) or not value:
+            self.fail("objectives", f"must be a non-empty list of {{metric, mode}} mappings, got {value!r}")
+        objectives = tuple(self.dataclass(f"objectives[{i}]", ObjectiveSpec, item) for i, item in enumerate(value))
+        for i, objective in enumerate(objectives):
+            self.one_of(f"objectives[{i}].metric", objective.metric, OBJECTIVE_METRICS)
+            self.one_of(f"objectives[{i}].mode", objective.mode, ALLOWED_MODES)
+        metrics = [o.metric for o in objectives]
+        if len(set(metrics)) != len(metrics):
+            self.fail("objectives", f"lists a metric twice: {metrics}")
+        return objectives
+
     def one_of(self, key: str, value: Any, allowed: tuple[Any, ...]) -> None:
         if value not in allowed:
             self.fail(key, f"got {value!r}", allowed)
@@ -418,6 +508,20 @@ class _Checker:
                 "relations",
                 f"set sizes must satisfy 1 <= min_set_size <= max_set_size <= {n} (the number of candidates), "
                 f"got min_set_size={spec.min_set_size}, max_set_size={spec.max_set_size}",
+            )
+        for rule in ("require_together", "forbid_together"):
+            for i, group in enumerate(getattr(spec, rule)):
+                if len(group) < 2:
+                    self.fail(f"relations.{rule}[{i}]", f"a group needs at least two relations, got {list(group)}")
+                for j, name in enumerate(group):
+                    if name not in spec.candidates:
+                        self.fail(f"relations.{rule}[{i}][{j}]", f"{name!r} is not a candidate", spec.candidates)
+        if not spec.sets():
+            self.fail(
+                "relations",
+                f"no relation set satisfies set sizes {spec.min_set_size}..{spec.max_set_size} together with "
+                f"require_together={[list(g) for g in spec.require_together]} and "
+                f"forbid_together={[list(g) for g in spec.forbid_together]}; loosen one of them",
             )
 
     def prefilter(self, spec: PrefilterSpec) -> None:

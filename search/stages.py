@@ -1,12 +1,16 @@
-"""Train the shared stages once, as one Ray Train job, and fill the stage cache.
+"""Train the shared stages once, each group a Ray Train job, and fill the stage cache.
 
-All stages run in one job because a Train job costs seconds to launch: the stages are small and
-sequential (each needs the one before), so one worker holding the node's resources is the fast path.
-A graph already in the cache launches nothing.
+The graph is world -> prior -> (motion -> relation transformers) and prior -> source encoder, so three
+jobs cover it: ``world+prior`` first, then ``motion+relations`` and ``source`` side by side.  Grouping
+keeps launches few (a Train job costs seconds to start) while the two independent branches run in
+parallel when the cluster has room.  A graph already in the cache launches nothing, and the cache's
+per-key locks make concurrent runs sharing a cache train each stage once.  Workers send their progress
+through a Ray queue; the driver prints it.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -15,16 +19,30 @@ import ray.train
 import torch
 from ray.train import RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
+from ray.util.queue import Empty, Queue
 
 from nlrd.pipeline import StageCache, StageConfigs, StageKeys, stage_keys, train_stages
 from search.space import ResourcesSpec
 
+#: Jobs in launch order, with the jobs each waits for.
+STAGE_JOBS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "world+prior": (("world", "prior"), ()),
+    "motion+relations": (("motion", "relations"), ("world+prior",)),
+    "source": (("source",), ("world+prior",)),
+}
+
 
 def _stages_loop(config: dict[str, Any]) -> None:
-    """Ray Train worker: train what is missing from the cache (runs on the GPU when the worker has one)."""
+    """Ray Train worker: train this job's missing stages (on the GPU when the worker has one)."""
     torch.set_num_threads(max(1, int(config["cpus"])))
+    progress: Queue = config["progress"]
     train_stages(
-        config["configs"], config["relations"], StageCache(config["cache_root"]), device=ray.train.torch.get_device()
+        config["configs"],
+        config["relations"],
+        StageCache(config["cache_root"]),
+        report=lambda metrics: progress.put(metrics),
+        device=ray.train.torch.get_device(),
+        only=config["only"],
     )
     ray.train.report({"done": 1})
 
@@ -33,6 +51,21 @@ def missing_stages(cache: StageCache, keys: StageKeys) -> list[str]:
     named = {"world": keys.world, "prior": keys.prior, "motion": keys.motion, "source": keys.source}
     named.update({f"relation {name}": key for name, key in keys.relations.items()})
     return [name for name, key in named.items() if key not in cache]
+
+
+def _missing_in(job_stages: Sequence[str], missing: Sequence[str]) -> bool:
+    return any(m in job_stages or (m.startswith("relation ") and "relations" in job_stages) for m in missing)
+
+
+def _progress_line(metrics: dict[str, Any]) -> str | None:
+    if metrics.get("cached"):
+        return None
+    values = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k not in ("stage", "step") and _number(v))
+    return f"[stages] {metrics['stage']} step {metrics.get('step', '?')}: {values}"
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def ensure_stages(
@@ -48,26 +81,72 @@ def ensure_stages(
     if not missing:
         print(f"[stages] all {len(keys.relations) + 4} stages found in the cache {cache.root}", flush=True)
         return keys
-    print(f"[stages] training {', '.join(missing)} (one Ray Train job)", flush=True)
+    jobs = [name for name, (stages, _) in STAGE_JOBS.items() if _missing_in(stages, missing)]
+    print(f"[stages] training {', '.join(missing)} ({len(jobs)} Ray Train jobs: {', '.join(jobs)})", flush=True)
     start = time.monotonic()
-    trainer = TorchTrainer(
+    progress = Queue(actor_options={"num_cpus": 0})
+    done: dict[str, threading.Event] = {name: threading.Event() for name in STAGE_JOBS}
+    errors: dict[str, BaseException] = {}
+
+    def run_job(name: str) -> None:
+        stages, after = STAGE_JOBS[name]
+        try:
+            for dependency in after:
+                done[dependency].wait()
+                if dependency in errors:
+                    raise RuntimeError(f"stage job {dependency} failed")
+            if name in jobs:
+                _fit(name, stages, configs, relations, cache, resources, storage_path, progress)
+        except BaseException as exc:  # reported by the driver thread below
+            errors[name] = exc
+        finally:
+            done[name].set()
+
+    threads = [threading.Thread(target=run_job, args=(name,), daemon=True) for name in STAGE_JOBS]
+    for thread in threads:
+        thread.start()
+    while any(thread.is_alive() for thread in threads) or not progress.empty():
+        try:
+            line = _progress_line(progress.get(timeout=0.5))
+        except Empty:
+            continue
+        if line:
+            print(line, flush=True)
+    ray.kill(progress.actor)
+    if errors:
+        name, exc = next(iter(errors.items()))
+        raise RuntimeError(f"stage job {name} failed: {exc}") from exc
+    still_missing = missing_stages(cache, keys)
+    if still_missing:
+        raise RuntimeError(f"the stage jobs finished but {', '.join(still_missing)} is not in {cache.root}")
+    print(f"[stages] done in {time.monotonic() - start:.0f} s", flush=True)
+    return keys
+
+
+def _fit(
+    name: str,
+    stages: Sequence[str],
+    configs: StageConfigs,
+    relations: Sequence[str],
+    cache: StageCache,
+    resources: ResourcesSpec,
+    storage_path: str,
+    progress: Queue,
+) -> None:
+    TorchTrainer(
         _stages_loop,
         train_loop_config={
             "configs": configs,
             "relations": list(relations),
             "cache_root": str(cache.root),
             "cpus": resources.stage_cpus,
+            "only": list(stages),
+            "progress": progress,
         },
         scaling_config=ScalingConfig(
             num_workers=1,
             use_gpu=resources.stage_gpus > 0,
             resources_per_worker={"CPU": resources.stage_cpus, "GPU": resources.stage_gpus},
         ),
-        run_config=RunConfig(name="stages", storage_path=storage_path),
-    )
-    trainer.fit()
-    still_missing = missing_stages(cache, keys)
-    if still_missing:
-        raise RuntimeError(f"the stage job finished but {', '.join(still_missing)} is not in {cache.root}")
-    print(f"[stages] done in {time.monotonic() - start:.0f} s", flush=True)
-    return keys
+        run_config=RunConfig(name=f"stages-{name.replace('+', '-')}", storage_path=storage_path),
+    ).fit()

@@ -7,13 +7,15 @@ Tune (and so ASHA and Optuna) through ``TuneReportCallback``.
 
 from __future__ import annotations
 
+import tempfile
+import time
 from dataclasses import asdict
 from typing import Any
 
 import ray.train
 import torch
 from ray import tune
-from ray.train import RunConfig, ScalingConfig
+from ray.train import Checkpoint, CheckpointConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -29,19 +31,39 @@ TRIAL_COORDINATOR_CPU = 0.1
 
 
 def adapt_loop(config: dict[str, Any]) -> None:
-    """Ray Train worker: adapt the source encoder to the target domain, reporting each evaluation."""
+    """Ray Train worker: adapt the source encoder to the target domain, reporting each evaluation with the
+    relation set's non-localness, the cost so far and a checkpoint of the encoder."""
     torch.set_num_threads(max(1, int(config["cpus"])))
+    start = time.monotonic()
     cache = StageCache(config["cache_root"])
     keys = StageKeys(**config["keys"])
     adapt_config = AdaptConfig(**config["adapt"])
     device = ray.train.torch.get_device()
     stages = load_stages(cache, keys, adapt_config.relations, device)
     world = load_world(cache, keys.world)
-    adapt(adapt_config, stages, world.target_train, world.target_val, report=ray.train.report, device=device)
+    with tempfile.TemporaryDirectory(prefix="nlrd-ckpt-") as checkpoint_dir:
+
+        def report(metrics: dict[str, float]) -> None:
+            cost = (time.monotonic() - start) * config["devices"]
+            extra = {"nonlocalness": config["nonlocalness"], "device_seconds": cost}
+            ray.train.report({**metrics, **extra}, checkpoint=Checkpoint.from_directory(checkpoint_dir))
+
+        adapt(
+            adapt_config,
+            stages,
+            world.target_train,
+            world.target_val,
+            report=report,
+            device=device,
+            checkpoint_dir=checkpoint_dir,
+        )
 
 
-def make_trainable(spec: SearchSpec, cache: StageCache, keys: StageKeys, storage_path: str) -> Any:
-    """The Tune trainable for ``spec``, with its resources declared."""
+def make_trainable(
+    spec: SearchSpec, cache: StageCache, keys: StageKeys, storage_path: str, set_scores: dict[str, float]
+) -> Any:
+    """The Tune trainable for ``spec``, with its resources declared.  ``set_scores``: each relation set's
+    pre-filter score by label, reported by the trial as ``nonlocalness``."""
     resources = spec.resources
 
     def trial(config: dict[str, Any]) -> None:
@@ -54,6 +76,8 @@ def make_trainable(spec: SearchSpec, cache: StageCache, keys: StageKeys, storage
                 "keys": keys.as_dict(),
                 "cache_root": str(cache.root),
                 "cpus": resources.trial_cpus,
+                "devices": resources.trial_gpus or resources.trial_cpus,
+                "nonlocalness": set_scores[config[RELATIONS_KEY]],
             },
             scaling_config=ScalingConfig(
                 num_workers=1,
@@ -64,6 +88,7 @@ def make_trainable(spec: SearchSpec, cache: StageCache, keys: StageKeys, storage
                 name=f"train-{tune.get_context().get_trial_id()}",
                 storage_path=storage_path,
                 callbacks=[TuneReportCallback()],
+                checkpoint_config=CheckpointConfig(num_to_keep=1),
             ),
         )
         trainer.fit()

@@ -12,7 +12,9 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
 
+from nlrd.nonlocalness import NonLocalness
 from nlrd.train.adapt import AdaptConfig
+from search.export import LiveTables
 from search.prefilter import SetDecision
 from search.space import SearchSpec
 from search.trainable import RELATIONS_KEY
@@ -47,58 +49,87 @@ def search_distributions(
 
 
 def make_sampler(spec: SearchSpec) -> optuna.samplers.BaseSampler:
-    seed = spec.searcher.seed
-    if spec.searcher.algorithm == "random":
+    """The space's Optuna sampler.  Model-based samplers start from random trials: a third of the budget,
+    between 2 and 10; NSGA-II's population is a quarter of the budget, between 4 and 50."""
+    seed, budget = spec.searcher.seed, spec.searcher.num_trials
+    startup = min(10, max(2, budget // 3))
+    algorithm = spec.searcher.algorithm
+    if algorithm == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, spec.searcher.num_trials // 3)))
+    if algorithm == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=min(50, max(4, budget // 4)))
+    if algorithm == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
 
 
 class ProgressPrinter(tune.Callback):
-    """One short line per trial event, instead of Ray's tables."""
+    """One short line per trial event, with the running count and the best value so far, instead of Ray's
+    tables."""
 
-    def __init__(self, total: int, metric: str) -> None:
+    def __init__(self, total: int, metric: str, mode: str, rejected: int) -> None:
         self.total = total
         self.metric = metric
-        self.done = 0
+        self.mode = mode
+        self.rejected = rejected
         self.best: float | None = None
         self.start = time.monotonic()
 
-    def _line(self, text: str) -> None:
-        print(f"[search {time.monotonic() - self.start:5.0f}s] {text}", flush=True)
+    def _line(self, trials: list, text: str) -> None:
+        running = sum(t.status == "RUNNING" for t in trials)
+        ended = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+        best = "n/a" if self.best is None else f"{self.best:.4g}"
+        print(
+            f"[search {time.monotonic() - self.start:5.0f}s] {text} | running {running}, ended {ended}/{self.total}, "
+            f"rejected by pre-filter {self.rejected}, best {self.metric} {best}",
+            flush=True,
+        )
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         knobs = ", ".join(f"{k}={_fmt(v)}" for k, v in trial.config.items() if k != RELATIONS_KEY)
-        self._line(f"{trial.trial_id} started: {trial.config[RELATIONS_KEY]}" + (f" ({knobs})" if knobs else ""))
+        self._line(trials, f"{trial.trial_id} started {trial.config[RELATIONS_KEY]}" + (f" ({knobs})" if knobs else ""))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         value = result.get(self.metric)
         if value is not None:
-            self.best = value if self.best is None else min(self.best, value)
-            self._line(f"{trial.trial_id} step {result.get('step')}: {self.metric} {value:.1f} mm")
+            better = self.best is None or (value < self.best if self.mode == "min" else value > self.best)
+            self.best = value if better else self.best
+            self._line(trials, f"{trial.trial_id} step {result.get('step')}: {self.metric} {value:.4g}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.done += 1
-        best = "n/a" if self.best is None else f"{self.best:.1f} mm"
-        self._line(f"{trial.trial_id} ended ({self.done}/{self.total} trials; best {self.metric} so far {best})")
+        self._line(trials, f"{trial.trial_id} ended")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.done += 1
-        self._line(f"{trial.trial_id} FAILED ({self.done}/{self.total}); see trials.csv")
+        self._line(trials, f"{trial.trial_id} FAILED (reason in trials.csv)")
 
 
 def _fmt(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def build_tuner(spec: SearchSpec, trainable: Any, decisions: list[SetDecision], run_dir: Path) -> tune.Tuner:
+def study_storage(run_dir: Path) -> optuna.storages.BaseStorage:
+    """The run's Optuna study storage: a journal file that ``optuna-dashboard`` and ``optuna.load_study`` open."""
+    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(run_dir / STUDY_FILE)))
+
+
+def build_tuner(
+    spec: SearchSpec,
+    trainable: Any,
+    decisions: list[SetDecision],
+    scores: dict[str, NonLocalness],
+    run_dir: Path,
+) -> tune.Tuner:
+    """The Tuner of a new search: Optuna's sampler over the kept sets and knobs, its study in ``run_dir``,
+    ASHA for single-objective runs, and callbacks that print progress and keep the tables current."""
     metric, mode = spec.objective.metric, spec.objective.mode
-    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(run_dir / STUDY_FILE)))
+    metrics = [o.metric for o in spec.objectives]
+    modes = [o.mode for o in spec.objectives]
     searcher = OptunaSearch(
         search_distributions(spec, decisions),
-        metric=metric,
-        mode=mode,
+        metric=metrics if spec.multi_objective else metric,
+        mode=modes if spec.multi_objective else mode,
         sampler=make_sampler(spec),
-        storage=storage,
+        storage=study_storage(run_dir),
         study_name=spec.name,
     )
     if spec.scheduler.type == "asha":
@@ -112,7 +143,8 @@ def build_tuner(spec: SearchSpec, trainable: Any, decisions: list[SetDecision], 
         )
     else:
         scheduler = FIFOScheduler()
-    printer = ProgressPrinter(spec.searcher.num_trials, metric)
+    printer = ProgressPrinter(spec.searcher.num_trials, metric, mode, sum(not d.kept for d in decisions))
+    tables = LiveTables(run_dir, decisions, scores, spec.objectives, num_evaluations(spec))
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -121,5 +153,7 @@ def build_tuner(spec: SearchSpec, trainable: Any, decisions: list[SetDecision], 
             num_samples=spec.searcher.num_trials,
             max_concurrent_trials=spec.searcher.max_concurrent,
         ),
-        run_config=tune.RunConfig(name=TUNE_DIR, storage_path=str(run_dir.resolve()), verbose=0, callbacks=[printer]),
+        run_config=tune.RunConfig(
+            name=TUNE_DIR, storage_path=str(run_dir.resolve()), verbose=0, callbacks=[tables, printer]
+        ),
     )

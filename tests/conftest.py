@@ -31,7 +31,7 @@ TINY_SPACE = {
     "prefilter": {"keep_fraction": 0.5, "aggregate": "mean"},
     "searcher": {"algorithm": "tpe", "seed": 0, "num_trials": 4, "max_concurrent": 2},
     "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2},
-    "objective": {"metric": "mpjpe", "mode": "min"},
+    "objectives": [{"metric": "mpjpe", "mode": "min"}],
     "adapt": {"steps": 6, "eval_every": 2, "batch_clips": 2},
     "params": {"lr_nonlocal": "tag(log, interval(1e-5, 1e-3))", "tau": "choice(0.07, 0.1)"},
     "resources": {"trial_cpus": 1, "stage_cpus": 2},

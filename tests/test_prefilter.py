@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from nlrd.nonlocalness import NonLocalness
-from search.prefilter import candidate_sets, decide, parse_set_label, set_label
+from search.prefilter import decide, parse_set_label, set_label
 from search.space import PrefilterSpec, RelationsSpec, SpaceError
 
 
@@ -15,9 +15,29 @@ def _scores(**normalised: float) -> dict[str, NonLocalness]:
 
 
 def test_candidate_sets_are_all_subsets_in_the_size_range():
-    sets = candidate_sets(RelationsSpec(candidates=("a", "b", "c"), min_set_size=1, max_set_size=2))
+    sets = RelationsSpec(candidates=("a", "b", "c"), min_set_size=1, max_set_size=2).sets()
     assert sets == [("a",), ("b",), ("c",), ("a", "b"), ("a", "c"), ("b", "c")]
-    assert len(candidate_sets(RelationsSpec(candidates=("a", "b", "c", "d"), min_set_size=2, max_set_size=4))) == 11
+    assert len(RelationsSpec(candidates=("a", "b", "c", "d"), min_set_size=2, max_set_size=4).sets()) == 11
+
+
+def test_together_rules_shape_the_candidate_sets():
+    spec = RelationsSpec(
+        candidates=("a", "b", "c", "d"),
+        min_set_size=1,
+        max_set_size=3,
+        require_together=(("b", "c"),),
+        forbid_together=(("a", "d"),),
+    )
+    sets = spec.sets()
+    assert ("b",) not in sets and ("a", "b") not in sets and ("b", "c") in sets and ("a", "b", "c") in sets
+    assert all(not {"a", "d"} <= set(s) for s in sets)
+    assert ("a",) in sets and ("d",) in sets
+
+
+def test_a_disabled_prefilter_scores_but_keeps_every_set():
+    decisions = decide([("a",), ("b",)], _scores(a=0.1, b=0.3), PrefilterSpec(enabled=False), "s.yaml")
+    assert all(d.kept for d in decisions)
+    assert [d.score for d in decisions] == pytest.approx([0.1, 0.3])
 
 
 def test_labels_round_trip():

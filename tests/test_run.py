@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import copy
 import json
+import signal
 import subprocess
 import sys
 
+import optuna
 import pandas as pd
+import pytest
 
 from search.run import main
+from search.space import load_space
+from search.tuner import study_storage
 from tests.conftest import REPO, TINY_SPACE, write_space
 
 
@@ -50,3 +55,109 @@ def test_search_runs_end_to_end(tmp_path, ray_cluster):
     assert (run_dir / "pareto.png").stat().st_size > 10_000
     assert (run_dir / "study.log").stat().st_size > 0
     assert list((tmp_path / "results" / "cache").glob("prior-*.pt"))
+
+
+def _run_cli(args: list[str], **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "search" / "run.py"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kwargs,
+    )
+
+
+def test_killed_search_resumes_without_losing_or_repeating_trials(tmp_path, ray_cluster):
+    """SIGKILL the driver after its first trial ended, then ``--resume``: every trial ends exactly once."""
+    address = ray_cluster.get_runtime_context().gcs_address
+    path = write_space(tmp_path / "tiny.yaml", TINY_SPACE)
+    out = tmp_path / "results"
+    proc = _run_cli(["--space", str(path), "--out", str(out), "--name", "run", "--address", address])
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if " ended |" in line:
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "".join(seen)
+    run_dir = out / "run"
+    before = pd.read_csv(run_dir / "trials.csv")  # written by the live callback when that trial ended
+    assert (before["status"] == "finished").sum() + (before["status"] == "stopped_by_asha").sum() >= 1
+
+    resumed = _run_cli(["--resume", str(run_dir), "--address", address])
+    log, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, log
+    assert "verdicts read from" in log
+    table = pd.read_csv(run_dir / "trials.csv")
+    trials = table[table["status"] != "rejected_by_prefilter"]
+    assert len(trials) == TINY_SPACE["searcher"]["num_trials"]
+    assert trials["trial_id"].is_unique
+    assert set(trials["status"]) <= {"finished", "stopped_by_asha"}
+    ended_before = before[before["status"].isin(["finished", "stopped_by_asha"])]
+    for _, row in ended_before.iterrows():  # finished trials are kept as they were, not re-run
+        again = trials[trials["trial_id"] == row["trial_id"]].iloc[0]
+        assert again["mpjpe"] == pytest.approx(row["mpjpe"])
+    study = optuna.load_study(study_name="tiny", storage=study_storage(run_dir))
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == TINY_SPACE["searcher"]["num_trials"]
+    assert (run_dir / "summary.md").exists() and (run_dir / "best.yaml").exists()
+
+
+def test_multi_objective_search_reads_its_front_from_the_study(tmp_path, ray_cluster):
+    space = copy.deepcopy(TINY_SPACE)
+    space["objectives"] = [{"metric": "mpjpe", "mode": "min"}, {"metric": "nonlocalness", "mode": "max"}]
+    space["scheduler"] = {"type": "none"}
+    space["searcher"] = {"algorithm": "nsga2", "seed": 1, "num_trials": 3, "max_concurrent": 2}
+    path = write_space(tmp_path / "multi.yaml", space)
+    assert main(["--space", str(path), "--out", str(tmp_path / "results"), "--name", "run"]) == 0
+    run_dir = tmp_path / "results" / "run"
+    table = pd.read_csv(run_dir / "trials.csv")
+    trials = table[table["status"] != "rejected_by_prefilter"]
+    assert (trials["status"] == "finished").all() and len(trials) == 3
+    pareto = json.loads((run_dir / "pareto.json").read_text())
+    assert pareto["axes"] == {"mpjpe": "min", "set_score": "max"}
+    study_front = pareto["optuna_front"]
+    assert study_front and all(set(p["values"]) == {"mpjpe", "nonlocalness"} for p in study_front)
+    ours = {(round(r["mpjpe"], 3), round(r["set_score"], 3)) for r in pareto["front"]}
+    theirs = {(round(p["values"]["mpjpe"], 3), round(p["values"]["nonlocalness"], 3)) for p in study_front}
+    assert ours == theirs
+
+
+def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path, capsys):
+    path = write_space(tmp_path / "tiny.yaml", TINY_SPACE)
+    assert main(["--space", str(path), "--out", str(tmp_path / "results"), "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert "stages to train: world, prior, motion, source" in plan
+    assert "6 candidate relation sets from 3 relations" in plan
+    assert "4 trials with tpe, at most 2 at once" in plan and "adaptation steps" in plan
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda tmp: tmp, "no manifest.json there"),
+        (lambda tmp: (tmp / "manifest.json").write_text("[1, 2]") and tmp, "is not a search/run.py manifest"),
+        (lambda tmp: (tmp / "manifest.json").write_text("{") and tmp, "cannot read"),
+    ],
+)
+def test_resume_refuses_directories_that_are_not_runs(tmp_path, capsys, make, expected):
+    assert main(["--resume", str(make(tmp_path))]) == 2
+    assert expected in capsys.readouterr().err
+
+
+def test_resume_refuses_a_run_of_another_space(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    write_space(run_dir / "space.yaml", TINY_SPACE)
+    spec_digest = load_space(run_dir / "space.yaml").digest
+    (run_dir / "manifest.json").write_text(json.dumps({"space_digest": spec_digest, "cache": str(tmp_path / "c")}))
+    other = copy.deepcopy(TINY_SPACE)
+    other["searcher"]["num_trials"] = 9
+    other_path = write_space(tmp_path / "other.yaml", other)
+    assert main(["--resume", str(run_dir), "--space", str(other_path)]) == 2
+    assert "belongs to a different space" in capsys.readouterr().err
+    (run_dir / "space.yaml").write_text((run_dir / "space.yaml").read_text().replace("num_trials: 4", "num_trials: 5"))
+    assert main(["--resume", str(run_dir)]) == 2
+    assert "was changed after the run started" in capsys.readouterr().err

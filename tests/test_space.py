@@ -37,6 +37,10 @@ def test_tiny_space_parses_into_configs():
         ("tag(log, interval(1e-5, 1e-2))", optuna.distributions.FloatDistribution, (1e-5, 1e-2, True)),
         ("int(interval(10, 40))", optuna.distributions.IntDistribution, (10, 40, False)),
         ("tag(log, int(interval(8, 64)))", optuna.distributions.IntDistribution, (8, 64, True)),
+        ("range(10, 50, step=10)", optuna.distributions.IntDistribution, (10, 40, False)),
+        ("range(10, 41, 10)", optuna.distributions.IntDistribution, (10, 40, False)),
+        ("range(2, 5)", optuna.distributions.IntDistribution, (2, 4, False)),
+        ("range(0.05, 0.2, step=0.05)", optuna.distributions.FloatDistribution, (0.05, 0.15, False)),
     ],
 )
 def test_grammar_maps_to_optuna_distributions(grammar, kind, expected):
@@ -46,7 +50,25 @@ def test_grammar_maps_to_optuna_distributions(grammar, kind, expected):
     space["params"] = {name: grammar}
     dist = parse_space(space, "s.yaml").params[0].distribution()
     assert isinstance(dist, kind)
-    assert (dist.low, dist.high, dist.log) == expected
+    assert (dist.low, pytest.approx(dist.high), dist.log) == expected
+
+
+def test_range_steps_reach_optuna():
+    space = copy.deepcopy(TINY_SPACE)
+    space["adapt"].pop("steps", None)
+    space["params"] = {"steps": "range(10, 50, step=10)", "tau": "range(0.05, 0.2, step=0.05)"}
+    steps, tau = (p.distribution() for p in parse_space(space, "s.yaml").params)
+    assert steps.step == 10 and tau.step == 0.05
+
+
+def test_objectives_sections_and_multi_objective():
+    space = copy.deepcopy(TINY_SPACE)
+    space["objectives"] = [{"metric": "mpjpe", "mode": "min"}, {"metric": "nonlocalness", "mode": "max"}]
+    space["scheduler"] = {"type": "none"}
+    space["searcher"]["algorithm"] = "nsga2"
+    spec = parse_space(space, "s.yaml")
+    assert spec.multi_objective and spec.objective.metric == "mpjpe"
+    assert [o.mode for o in spec.objectives] == ["min", "max"]
 
 
 def test_choice_accepts_bare_words():
@@ -78,7 +100,21 @@ def _with(path: str, value) -> dict:
         ("worlds", {}, ["bad.yaml: worlds: unknown key", "did you mean 'world'"]),
         ("stages.prior.stepz", 3, ["stages.prior.stepz", "did you mean 'steps'"]),
         ("world.image_size", "big", ["world.image_size", "must be an integer"]),
-        ("searcher.algorithm", "grid", ["searcher.algorithm", "Allowed: tpe, random"]),
+        ("searcher.algorithm", "grid", ["searcher.algorithm", "Allowed: tpe, random, nsga2, gp"]),
+        ("params.seed", "range(10, 5)", ["params.seed", "start < stop"]),
+        ("params.seed", "range(10, 50, step=0)", ["params.seed", "step > 0"]),
+        ("params.seed", "range(10, 50, stride=5)", ["params.seed", "range(start, stop, step=s)"]),
+        ("params.lr_nonlocal", "tag(log, range(1, 5))", ["params.lr_nonlocal", "tag(log, ...) wraps an interval"]),
+        ("params.tau", "range(a, b)", ["params.tau", "must be numbers"]),
+        ("relations.require_together", [["flip", "flipp"]], ["relations.require_together[0][1]", "not a candidate"]),
+        ("relations.forbid_together", [["flip"]], ["relations.forbid_together[0]", "at least two relations"]),
+        (
+            "relations.require_together",
+            [["flip", "inplane5", "flip_backward"]],
+            ["relations", "no relation set satisfies"],
+        ),
+        ("relations.require_together", "flip", ["relations.require_together", "must be a list"]),
+        ("prefilter.enabled", "yes", ["prefilter.enabled", "true or false"]),
         ("params.tau", "interval(0.2, 0.1)", ["params.tau", "low < high"]),
         ("params.tau", "interval(0.1, 0.1)", ["params.tau", "low < high"]),
         ("params.lr_nonlocal", "tag(log, interval(0, 1))", ["params.lr_nonlocal", "low > 0"]),
@@ -101,7 +137,17 @@ def _with(path: str, value) -> dict:
         ("resources.trial_cpus", 0, ["resources.trial_cpus", "must be > 0"]),
         ("resources.trial_gpus", -1, ["resources.trial_gpus", "must be >= 0"]),
         ("scheduler.reduction_factor", 1, ["scheduler.reduction_factor", "at least 2"]),
-        ("objective.mode", "max", ["objective.mode", "Allowed: min"]),
+        ("objectives", {"metric": "mpjpe"}, ["objectives", "non-empty list"]),
+        ("objectives", [], ["objectives", "non-empty list"]),
+        ("objectives", [{"metric": "mpjpee"}], ["objectives[0].metric", "Allowed: mpjpe, pa_mpjpe, nonlocalness"]),
+        ("objectives", [{"metric": "mpjpe", "mode": "down"}], ["objectives[0].mode", "Allowed: min, max"]),
+        ("objectives", [{"metric": "mpjpe"}, {"metric": "mpjpe"}], ["objectives", "lists a metric twice"]),
+        (
+            "objectives",
+            [{"metric": "mpjpe"}, {"metric": "nonlocalness", "mode": "max"}],
+            ["scheduler.type", "asha stops trials on one metric"],
+        ),
+        ("objective", {"metric": "mpjpe"}, ["objective: unknown key", "did you mean 'objectives'"]),
     ],
 )
 def test_bad_spaces_name_file_key_and_allowed_values(path, value, expected):

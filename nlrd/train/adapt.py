@@ -9,9 +9,11 @@ counterpart image/video, so relations learnt on mocap pull the target features i
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property, partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -28,6 +30,8 @@ if TYPE_CHECKING:  # nlrd.pipeline imports the stage trainers; adapt needs only 
     from nlrd.pipeline import Stages
 
 SCHEDULES = ("round_robin", "weighted")
+#: File name of the adapted encoder's state dict inside a checkpoint directory.
+ENCODER_FILE = "encoder.pt"
 
 
 @dataclass
@@ -158,6 +162,14 @@ def _resolve_relations(names: tuple[str, ...], clip_len: int, transformers: dict
     return relations
 
 
+def save_encoder(encoder: nn.Module, path: Path) -> None:
+    """Write ``encoder``'s state dict to ``path`` through a temporary file, so a reader never sees half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save({name: t.detach().cpu() for name, t in encoder.state_dict().items()}, tmp)
+    os.replace(tmp, path)
+
+
 def _check_config(cfg: AdaptConfig) -> None:
     if cfg.schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {cfg.schedule!r}; allowed: {', '.join(SCHEDULES)}")
@@ -175,13 +187,16 @@ def adapt(
     target_val: ClipSet,
     report: Report | None = None,
     device: str | torch.device = "cpu",
+    checkpoint_dir: str | os.PathLike | None = None,
 ) -> nn.Module:
     """Adapt a copy of ``stages.encoder`` to the target domain; returns it frozen.
 
     ``target_train``: unlabelled clips of 2T frames (at least the longest relation window).
     ``target_val``: labelled clips of T frames; T is the relations' clip length.  Reports
     ``{"step", "mpjpe", "pa_mpjpe", "loss"}`` (mm; ``loss`` is the last step's total) every ``eval_every``
-    steps and at the end.  Raises FloatingPointError on a non-finite loss.
+    steps and at the end.  With ``checkpoint_dir``, the encoder's state is written to
+    ``checkpoint_dir/encoder.pt`` just before each report, so every report has a matching checkpoint.
+    Raises FloatingPointError on a non-finite loss.
     """
     _check_config(cfg)
     if target_val.poses is None:
@@ -251,5 +266,8 @@ def adapt(
             total.backward()
             opt.step()
             if report is not None and should_report(s, cfg.eval_every, cfg.steps):
-                report({"step": s, **evaluate(encoder, prior, target_val, device=device), "loss": total.item()})
+                metrics = {"step": s, **evaluate(encoder, prior, target_val, device=device), "loss": total.item()}
+                if checkpoint_dir is not None:
+                    save_encoder(encoder, Path(checkpoint_dir) / ENCODER_FILE)
+                report(metrics)
     return freeze(encoder)
