@@ -26,7 +26,7 @@ from nlrd.nonlocalness import NonLocalness
 from nlrd.train.adapt import ENCODER_FILE
 from search.prefilter import SetDecision, parse_set_label
 from search.space import ObjectiveSpec, SearchSpec
-from search.trainable import RELATIONS_KEY
+from search.trainable import RELATIONS_KEY, TrialReports
 
 FINISHED, STOPPED, ERROR, REJECTED, RUNNING = "finished", "stopped_by_asha", "error", "rejected_by_prefilter", "running"
 #: The plotted axes: the set's non-localness score (higher is better) against target MPJPE (lower is better).
@@ -268,6 +268,13 @@ class LiveTables(tune.Callback):
         self.objectives = tuple(objectives)
         self.max_evaluations = max_evaluations
         self.failed: dict[str, bool] = {}  # trials this driver saw end -> whether they failed
+        self.reports = TrialReports(self.run_dir)
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.reports.start(trial.trial_id)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        self.reports.append(trial.trial_id, result)
 
     def _write(self, trials: list[Any]) -> None:
         set_scores = {d.label: d.score for d in self.decisions}
@@ -277,6 +284,7 @@ class LiveTables(tune.Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.failed[trial.trial_id] = False
+        self.reports.finish(trial.trial_id)
         self._write(trials)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

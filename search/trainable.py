@@ -7,9 +7,11 @@ Tune (and so ASHA and Optuna) through ``TuneReportCallback``.
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import ray.train
@@ -18,6 +20,7 @@ from ray import tune
 from ray.train import Checkpoint, CheckpointConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
+from ray.tune.result import AUTO_RESULT_KEYS
 
 from nlrd.pipeline import StageCache, StageKeys, load_stages, load_world
 from nlrd.train.adapt import AdaptConfig, adapt
@@ -28,6 +31,50 @@ from search.space import SearchSpec
 RELATIONS_KEY = "relations"
 #: CPU share of the coordinating Tune trial (zero is refused by Ray).
 TRIAL_COORDINATOR_CPU = 0.1
+
+
+#: Keys Tune adds to every result; a replay reports only what the trial itself reported.
+_TUNE_KEYS = {*AUTO_RESULT_KEYS, "trial_id", "done", "experiment_tag", "should_checkpoint"}
+
+
+class TrialReports:
+    """Each trial's reports as JSON lines under ``<run>/reports``, and a marker once it ended normally.
+
+    Tune saves its own state a moment after a trial ends; a crash in between would make a resumed search
+    train that trial again.  Instead the trainable replays the recorded reports of a trial marked done
+    (``replay``), so the searcher and ASHA see the same values and nothing is trained twice.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.root = Path(run_dir) / "reports"
+
+    def _log(self, trial_id: str) -> Path:
+        return self.root / f"{trial_id}.jsonl"
+
+    def _done(self, trial_id: str) -> Path:
+        return self.root / f"{trial_id}.done"
+
+    def start(self, trial_id: str) -> None:
+        """A trial (re)starts from scratch: forget a partial history, keep a finished one for its replay."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not self._done(trial_id).exists():
+            self._log(trial_id).unlink(missing_ok=True)
+
+    def append(self, trial_id: str, result: dict[str, Any]) -> None:
+        if self._done(trial_id).exists():
+            return  # a replay reports what is already recorded
+        reported = {k: v for k, v in result.items() if k not in _TUNE_KEYS and isinstance(v, (int, float, str))}
+        with open(self._log(trial_id), "a") as handle:
+            handle.write(json.dumps(reported) + "\n")
+
+    def finish(self, trial_id: str) -> None:
+        self._done(trial_id).touch()
+
+    def replay(self, trial_id: str) -> list[dict[str, Any]] | None:
+        """The reports of a trial that already ended, or None when it must train."""
+        if not self._done(trial_id).exists():
+            return None
+        return [json.loads(line) for line in self._log(trial_id).read_text().splitlines() if line.strip()]
 
 
 def adapt_loop(config: dict[str, Any]) -> None:
@@ -66,7 +113,14 @@ def make_trainable(
     pre-filter score by label, reported by the trial as ``nonlocalness``."""
     resources = spec.resources
 
+    reports = TrialReports(storage_path)
+
     def trial(config: dict[str, Any]) -> None:
+        recorded = reports.replay(tune.get_context().get_trial_id())
+        if recorded is not None:  # it ended before a crash that Tune's saved state did not see
+            for metrics in recorded:
+                tune.report(metrics)
+            return
         sampled = {name: value for name, value in config.items() if name != RELATIONS_KEY}
         adapt_config = spec.adapt_config(parse_set_label(config[RELATIONS_KEY]), sampled)
         trainer = TorchTrainer(

@@ -112,6 +112,67 @@ def study_storage(run_dir: Path) -> optuna.storages.BaseStorage:
     return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(run_dir / STUDY_FILE)))
 
 
+class StudyRecorder(tune.Callback):
+    """Records each ended trial, once, in the run's persistent Optuna study (``study.log``).
+
+    The searcher's own study lives in Tune's checkpointed searcher state, so that after a crash the
+    searcher and Tune agree on which trials ended; this persistent copy is what ``optuna-dashboard``,
+    Optuna's plots and the multi-objective Pareto front read.  Finished trials are COMPLETE, trials ASHA
+    stopped are PRUNED (with their last value as an intermediate value), failed ones FAIL; each carries
+    its Tune trial id, which keeps a resumed search from recording a trial twice.
+    """
+
+    def __init__(self, run_dir: Path, spec: SearchSpec, distributions: dict, max_evaluations: int) -> None:
+        self.run_dir = run_dir
+        self.study_name = spec.name
+        self.metrics = [o.metric for o in spec.objectives]
+        self.directions = ["minimize" if o.mode == "min" else "maximize" for o in spec.objectives]
+        self.distributions = distributions
+        self.max_evaluations = max_evaluations
+
+    def _study(self) -> optuna.Study:
+        return optuna.create_study(
+            storage=study_storage(self.run_dir),
+            study_name=self.study_name,
+            directions=self.directions,
+            load_if_exists=True,
+        )
+
+    def _record(self, trial: Any, failed: bool) -> None:
+        study = self._study()
+        if any(t.user_attrs.get("tune_trial_id") == trial.trial_id for t in study.get_trials(deepcopy=False)):
+            return
+        result = trial.last_result or {}
+        values = [result.get(m) for m in self.metrics]
+        iterations = int(result.get("training_iteration", 0) or 0)
+        if failed or any(v is None for v in values):
+            state, values, intermediate = optuna.trial.TrialState.FAIL, None, None
+        elif iterations < self.max_evaluations:
+            state, intermediate = optuna.trial.TrialState.PRUNED, {iterations: values[0]}
+            values = None
+        else:
+            state, intermediate = optuna.trial.TrialState.COMPLETE, None
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=state,
+                values=values,
+                params={name: trial.config[name] for name in self.distributions},
+                distributions=self.distributions,
+                intermediate_values=intermediate,
+                user_attrs={"tune_trial_id": trial.trial_id},
+            )
+        )
+
+    def setup(self, **info: Any) -> None:
+        self._study()  # the study exists from the start, for dashboards watching the run
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._record(trial, failed=False)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._record(trial, failed=True)
+
+
 def build_tuner(
     spec: SearchSpec,
     trainable: Any,
@@ -124,13 +185,12 @@ def build_tuner(
     metric, mode = spec.objective.metric, spec.objective.mode
     metrics = [o.metric for o in spec.objectives]
     modes = [o.mode for o in spec.objectives]
+    distributions = search_distributions(spec, decisions)
     searcher = OptunaSearch(
-        search_distributions(spec, decisions),
+        distributions,
         metric=metrics if spec.multi_objective else metric,
         mode=modes if spec.multi_objective else mode,
         sampler=make_sampler(spec),
-        storage=study_storage(run_dir),
-        study_name=spec.name,
     )
     if spec.scheduler.type == "asha":
         scheduler = ASHAScheduler(
@@ -145,6 +205,7 @@ def build_tuner(
         scheduler = FIFOScheduler()
     printer = ProgressPrinter(spec.searcher.num_trials, metric, mode, sum(not d.kept for d in decisions))
     tables = LiveTables(run_dir, decisions, scores, spec.objectives, num_evaluations(spec))
+    study = StudyRecorder(run_dir, spec, distributions, num_evaluations(spec))
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -154,6 +215,6 @@ def build_tuner(
             max_concurrent_trials=spec.searcher.max_concurrent,
         ),
         run_config=tune.RunConfig(
-            name=TUNE_DIR, storage_path=str(run_dir.resolve()), verbose=0, callbacks=[tables, printer]
+            name=TUNE_DIR, storage_path=str(run_dir.resolve()), verbose=0, callbacks=[tables, study, printer]
         ),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -57,27 +58,30 @@ def test_search_runs_end_to_end(tmp_path, ray_cluster):
     assert list((tmp_path / "results" / "cache").glob("prior-*.pt"))
 
 
-def _run_cli(args: list[str], **kwargs) -> subprocess.Popen:
+def _run_cli(args: list[str]) -> subprocess.Popen:
+    """``search/run.py`` in its own process group, starting its own local Ray (as on a laptop)."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     return subprocess.Popen(
         [sys.executable, str(REPO / "search" / "run.py"), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        **kwargs,
+        env=env,
+        start_new_session=True,
     )
 
 
-def test_killed_search_resumes_without_losing_or_repeating_trials(tmp_path, ray_cluster):
-    """SIGKILL the driver after its first trial ended, then ``--resume``: every trial ends exactly once."""
-    address = ray_cluster.get_runtime_context().gcs_address
+def test_killed_search_resumes_without_losing_or_repeating_trials(tmp_path):
+    """SIGKILL the driver and its local Ray after the first trial ended, then ``--resume``: every trial ends
+    exactly once."""
     path = write_space(tmp_path / "tiny.yaml", TINY_SPACE)
     out = tmp_path / "results"
-    proc = _run_cli(["--space", str(path), "--out", str(out), "--name", "run", "--address", address])
+    proc = _run_cli(["--space", str(path), "--out", str(out), "--name", "run"])
     seen = []
     for line in proc.stdout:
         seen.append(line)
         if " ended |" in line:
-            proc.send_signal(signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started, as in a crash
             break
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL, "".join(seen)
@@ -85,8 +89,12 @@ def test_killed_search_resumes_without_losing_or_repeating_trials(tmp_path, ray_
     before = pd.read_csv(run_dir / "trials.csv")  # written by the live callback when that trial ended
     assert (before["status"] == "finished").sum() + (before["status"] == "stopped_by_asha").sum() >= 1
 
-    resumed = _run_cli(["--resume", str(run_dir), "--address", address])
-    log, _ = resumed.communicate(timeout=600)
+    resumed = _run_cli(["--resume", str(run_dir)])
+    try:
+        log, _ = resumed.communicate(timeout=420)
+    finally:
+        if resumed.poll() is None:
+            os.killpg(resumed.pid, signal.SIGKILL)
     assert resumed.returncode == 0, log
     assert "verdicts read from" in log
     table = pd.read_csv(run_dir / "trials.csv")
@@ -96,11 +104,15 @@ def test_killed_search_resumes_without_losing_or_repeating_trials(tmp_path, ray_
     assert set(trials["status"]) <= {"finished", "stopped_by_asha"}
     ended_before = before[before["status"].isin(["finished", "stopped_by_asha"])]
     for _, row in ended_before.iterrows():  # finished trials are kept as they were, not re-run
-        again = trials[trials["trial_id"] == row["trial_id"]].iloc[0]
-        assert again["mpjpe"] == pytest.approx(row["mpjpe"])
+        again = trials[trials["trial_id"] == row["trial_id"]]
+        assert len(again) == 1, f"{row['trial_id']} lost on resume:\n{''.join(seen)}\n{log}"
+        assert again["mpjpe"].iloc[0] == pytest.approx(row["mpjpe"])
     study = optuna.load_study(study_name="tiny", storage=study_storage(run_dir))
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(complete) == TINY_SPACE["searcher"]["num_trials"]
+    recorded = [t.user_attrs["tune_trial_id"] for t in study.trials]
+    assert sorted(recorded) == sorted(trials["trial_id"])  # each trial recorded once, none lost
+    finished = trials[trials["status"] == "finished"]["trial_id"]
+    complete = [t.user_attrs["tune_trial_id"] for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted(complete) == sorted(finished)
     assert (run_dir / "summary.md").exists() and (run_dir / "best.yaml").exists()
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from nlrd import skeleton
 from nlrd.data import ClipSet
 from nlrd.models import PosePrior, build_image_encoder
 from nlrd.train.common import Report, descend, freeze, frozen_copy, pose_l1, seeded, should_report
@@ -14,15 +17,65 @@ from nlrd.train.common import Report, descend, freeze, frozen_copy, pose_l1, see
 
 @dataclass
 class SourceConfig:
-    """``encoder``: a name for ``nlrd.models.build_image_encoder``; ``width``: its base channel count."""
+    """``encoder``: a name for ``nlrd.models.build_image_encoder``; ``width``: its base channel count.
 
-    steps: int = 300
+    ``augment``: label-preserving augmentation of every batch (see ``augment_labelled``); without it the encoder
+    overfits the source's exact colours and scale and is worse than the mean pose on the target.  The learning
+    rate follows a one-cycle schedule (warm-up over the first ``warmup_fraction``, then cosine decay).
+    """
+
+    steps: int = 1200
     batch_size: int = 32
     lr: float = 1e-3
     width: int = 32
     encoder: str = "small_cnn"
+    augment: bool = True
+    warmup_fraction: float = 0.1
     report_every: int = 50
     seed: int = 0
+
+
+#: Random zoom about the image centre, up to this factor either way.
+ZOOM = 1.2
+#: Saturation is scaled by a factor in ``1 +- SATURATION``.
+SATURATION = 0.5
+
+
+def _hue_rotation(angle: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` rad -> ``(B, 3, 3)`` rotations of RGB space about the grey axis (a hue shift that keeps greys)."""
+    k = 1.0 / math.sqrt(3.0)
+    cross = angle.new_tensor([[0.0, -k, k], [k, 0.0, -k], [-k, k, 0.0]])
+    sin, cos = torch.sin(angle)[:, None, None], torch.cos(angle)[:, None, None]
+    return torch.eye(3, device=angle.device) + sin * cross + (1.0 - cos) * (cross @ cross)
+
+
+def augment_labelled(images: torch.Tensor, poses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random label-preserving changes, one draw per image: ``(B, 3, H, W)`` in [0, 1] and ``(B, 17, 3)`` mm.
+
+    Horizontal flip with the pose flipped (exact: the renderer commutes with the flip), zoom about the centre
+    (the root-relative pose does not depend on the camera distance), any hue rotation, saturation, brightness,
+    contrast, per-channel gain and pixel noise.  None of them reads the target domain: they widen the source
+    so that the encoder learns limb shapes rather than the source's exact palette and scale.
+    """
+    b, device = images.shape[0], images.device
+    flipped = torch.rand(b, device=device) < 0.5
+    images = torch.where(flipped[:, None, None, None], images.flip(-1), images)
+    poses = torch.where(flipped[:, None, None], skeleton.flip(poses), poses)
+    zoom = torch.exp((2 * torch.rand(b, device=device) - 1) * math.log(ZOOM))
+    theta = torch.zeros(b, 2, 3, device=device)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0 / zoom
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    images = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    hue = _hue_rotation((2 * torch.rand(b, device=device) - 1) * math.pi)
+    images = torch.einsum("bij,bjhw->bihw", hue, images - 0.5) + 0.5
+    grey = images.mean(1, keepdim=True)
+    images = grey + (1 + SATURATION * (2 * torch.rand(b, 1, 1, 1, device=device) - 1)) * (images - grey)
+    brightness = 0.3 * (torch.rand(b, 1, 1, 1, device=device) - 0.5)
+    contrast = 0.7 + 0.6 * torch.rand(b, 1, 1, 1, device=device)
+    gain = 0.8 + 0.4 * torch.rand(b, 3, 1, 1, device=device)
+    noise = 0.04 * torch.rand(b, 1, 1, 1, device=device) * torch.randn(images.shape, device=device)
+    images = ((images - 0.5) * contrast + 0.5 + brightness) * gain + noise
+    return images.clamp(0.0, 1.0), poses
 
 
 def train_source(
@@ -44,11 +97,17 @@ def train_source(
     with seeded(cfg.seed, device):
         encoder = build_image_encoder(cfg.encoder, latent_dim=prior.latent_dim, width=cfg.width).to(device)
         opt = torch.optim.Adam(encoder.parameters(), lr=cfg.lr)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            opt, cfg.lr, total_steps=cfg.steps, pct_start=cfg.warmup_fraction
+        )
         for step in range(1, cfg.steps + 1):
             idx = torch.randint(len(frames), (cfg.batch_size,))
-            images = frames[idx].to(device).float() / 255.0
-            loss = pose_l1(prior.decode(encoder(images)), poses[idx.to(device)])
+            images, targets = frames[idx].to(device).float() / 255.0, poses[idx.to(device)]
+            if cfg.augment:
+                images, targets = augment_labelled(images, targets)
+            loss = pose_l1(prior.decode(encoder(images)), targets)
             descend(opt, loss, "source", step)
+            schedule.step()
             if report is not None and should_report(step, cfg.report_every, cfg.steps):
                 report({"step": step, "loss": loss.item()})
     return freeze(encoder)

@@ -1,0 +1,198 @@
+"""The paper's ablation on the proxy benchmark: source only -> + contrastive -> + pose-flip -> + flip-backward ->
++ slow-backward, target-validation MPJPE / PA-MPJPE (mm), mean +- std over seeds.
+
+``python bench/ablation.py --seeds 0 1 2 --out bench/out/ablation --steps 200``
+
+Seed ``s`` trains the source encoder with ``SourceConfig(seed=s)`` (unless ``--fixed-source``) and runs every
+adaptation row with ``AdaptConfig(seed=s)``; the world, prior, motion embedding and relation transformers are
+shared by all seeds.  Stages are cached in ``--cache`` and reused across runs.  No Ray: plain nlrd calls.
+Writes ``<out>/ablation.md`` (the table) and ``<out>/ablation.json`` (every per-seed number and the timings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+
+from nlrd.pipeline import (
+    StageCache,
+    StageConfigs,
+    StageKeys,
+    load_stages,
+    load_world,
+    source_only_metrics,
+    train_stages,
+)
+from nlrd.train.adapt import AdaptConfig, adapt
+from nlrd.train.evaluate import evaluate
+from nlrd.train.motion import MotionConfig
+from nlrd.train.prior import PriorConfig
+from nlrd.train.relation import RelationConfig
+from nlrd.train.source import SourceConfig
+from nlrd.world import WorldConfig
+
+#: Ablation rows in the paper's order: (label, relations, adapt at all).
+ROWS: tuple[tuple[str, tuple[str, ...], bool], ...] = (
+    ("source only", (), False),
+    ("+ contrastive (LCR+HCR)", (), True),
+    ("+ pose-flip", ("flip",), True),
+    ("+ flip-backward", ("flip", "flip_backward"), True),
+    ("+ slow-backward", ("flip", "flip_backward", "slow_backward"), True),
+)
+RELATIONS = ("flip", "flip_backward", "slow_backward")
+METRICS = ("mpjpe", "pa_mpjpe")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", type=Path, default=Path("bench/out/ablation"))
+    parser.add_argument("--cache", type=Path, default=Path("bench/out/stage_cache"))
+    parser.add_argument("--steps", type=int, default=200, help="adaptation steps per run")
+    parser.add_argument("--batch-clips", type=int, default=4)
+    parser.add_argument("--lr-contrastive", type=float, default=1e-4)
+    parser.add_argument("--lr-nonlocal", type=float, default=1e-4)
+    parser.add_argument("--trainable-block", default="block3")
+    parser.add_argument("--fixed-source", action="store_true", help="one source encoder (seed 0) for every seed")
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--source-steps", type=int, default=SourceConfig.steps)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    return parser.parse_args()
+
+
+def smoke_configs(image_size: int, source_steps: int) -> StageConfigs:
+    """The shared stages of ``spaces/smoke.yaml``."""
+    return StageConfigs(
+        world=WorldConfig(
+            image_size=image_size,
+            clip_len=16,
+            mocap_sequences=256,
+            source_clips=96,
+            target_clips=96,
+            val_clips=24,
+            seed=0,
+        ),
+        prior=PriorConfig(steps=600),
+        motion=MotionConfig(steps=200),
+        relation=RelationConfig(steps=200),
+        source=SourceConfig(steps=source_steps),
+    )
+
+
+class StageTimer:
+    """Report callback: the wall time of each stage, from the end of the previous stage to its last report."""
+
+    def __init__(self) -> None:
+        self.mark = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, metrics: dict) -> None:
+        now = time.perf_counter()
+        stage = metrics["stage"]
+        if metrics.get("cached"):
+            self.seconds.setdefault(stage, 0.0)
+        else:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self.mark
+        self.mark = now
+
+
+def build(configs: StageConfigs, cache: StageCache) -> tuple[StageKeys, dict[str, float]]:
+    """Train (or find) the stages: their keys and seconds per stage (0 when cached; the world build counts in
+    the prior's time)."""
+    timer = StageTimer()
+    keys = train_stages(configs, RELATIONS, cache, report=timer)
+    return keys, timer.seconds
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def table(results: dict[str, dict[int, dict[str, float]]]) -> str:
+    """Markdown: one row per ablation row, mean +- std over seeds and the change of the mean vs source only."""
+    base = {m: mean_std([r[m] for r in results[ROWS[0][0]].values()])[0] for m in METRICS}
+    lines = [
+        "| row | MPJPE (mm) | PA-MPJPE (mm) | MPJPE vs source only | PA-MPJPE vs source only |",
+        "|---|---|---|---|---|",
+    ]
+    for label, _, _ in ROWS:
+        stats = {m: mean_std([r[m] for r in results[label].values()]) for m in METRICS}
+        cells = [f"{stats[m][0]:.1f} ± {stats[m][1]:.1f}" for m in METRICS]
+        change = [f"{100 * (stats[m][0] / base[m] - 1):+.1f}%" for m in METRICS]
+        lines.append(f"| {label} | {' | '.join(cells)} | {' | '.join(change)} |")
+    return "\n".join(lines)
+
+
+def run_row(
+    cfg: AdaptConfig, cache: StageCache, keys: StageKeys, relations: tuple[str, ...], adapted: bool
+) -> tuple[dict[str, float], float]:
+    """Final target-validation metrics of one ablation row and the adaptation's seconds (0 for source only)."""
+    if not adapted:
+        return source_only_metrics(cache, keys), 0.0
+    world = load_world(cache, keys.world)
+    stages = load_stages(cache, keys, relations)
+    start = time.perf_counter()
+    encoder = adapt(replace(cfg, relations=relations), stages, world.target_train, world.target_val)
+    seconds = time.perf_counter() - start
+    return evaluate(encoder, stages.prior, world.target_val), seconds
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    configs = smoke_configs(args.image_size, args.source_steps)
+    cache = StageCache(args.cache)
+    args.out.mkdir(parents=True, exist_ok=True)
+    adapt_cfg = AdaptConfig(
+        steps=args.steps,
+        eval_every=args.steps,
+        batch_clips=args.batch_clips,
+        lr_contrastive=args.lr_contrastive,
+        lr_nonlocal=args.lr_nonlocal,
+        trainable_block=args.trainable_block,
+        schedule="round_robin",
+    )
+    timings: dict[str, dict[str, float]] = {}
+    results: dict[str, dict[int, dict[str, float]]] = {label: {} for label, _, _ in ROWS}
+    adapt_seconds: list[float] = []
+    for seed in args.seeds:
+        source = replace(configs.source, seed=0 if args.fixed_source else seed)
+        keys, timings[f"stages seed {seed}"] = build(replace(configs, source=source), cache)
+        for label, relations, adapted in ROWS:
+            metrics, seconds = run_row(replace(adapt_cfg, seed=seed), cache, keys, relations, adapted)
+            results[label][seed] = metrics
+            if adapted:
+                adapt_seconds.append(seconds)
+            print(
+                f"seed {seed} | {label}: MPJPE {metrics['mpjpe']:.1f} PA-MPJPE {metrics['pa_mpjpe']:.1f} mm"
+                + (f" ({seconds:.0f} s)" if adapted else ""),
+                flush=True,
+            )
+    for name, stage_seconds in timings.items():
+        print(f"[time] {name}: " + ", ".join(f"{k} {v:.0f} s" for k, v in stage_seconds.items()))
+    print(f"[time] one adaptation run ({args.steps} steps): {statistics.fmean(adapt_seconds):.0f} s on average")
+    markdown = table(results)
+    command = "python bench/ablation.py " + " ".join(
+        [f"--seeds {' '.join(map(str, args.seeds))}", f"--out {args.out}", f"--steps {args.steps}"]
+    )
+    (args.out / "ablation.md").write_text(
+        f"Target-validation error, mean ± std over seeds {args.seeds} (`{command}`).\n\n{markdown}\n"
+    )
+    payload = {
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "adapt": asdict(adapt_cfg),
+        "results": results,
+        "timings_s": {**timings, "adapt_run_mean": statistics.fmean(adapt_seconds)},
+    }
+    (args.out / "ablation.json").write_text(json.dumps(payload, indent=2))
+    print(markdown)
+
+
+if __name__ == "__main__":
+    main()
