@@ -30,6 +30,7 @@ from typing import Any
 import optuna
 import yaml
 
+from nlrd.models.image import IMAGE_ENCODERS, build_image_encoder, default_trainable_block, trainable_blocks
 from nlrd.pipeline import StageConfigs
 from nlrd.relations import RELATION_NAMES
 from nlrd.train.adapt import AdaptConfig
@@ -196,7 +197,9 @@ class SearchSpec:
         return len(self.objectives) > 1
 
     def adapt_config(self, relations: tuple[str, ...], sampled: dict[str, Any]) -> AdaptConfig:
-        return AdaptConfig(relations=relations, **self.adapt, **sampled)
+        """The trial's adaptation config; the trained block defaults to the encoder's (the paper's Res-3)."""
+        fields = {"trainable_block": default_trainable_block(self.stages.source.encoder), **self.adapt, **sampled}
+        return AdaptConfig(relations=relations, **fields)
 
 
 _SECTIONS: dict[str, Any] = {
@@ -258,6 +261,7 @@ def parse_space(raw: Any, path: str | Path = "<space>") -> SearchSpec:
     params = checker.params(raw.get("params", {}), fixed=adapt)
 
     checker.relations(relations)
+    checker.encoder_blocks(stages.source.encoder, adapt, params)
     checker.prefilter(prefilter)
     checker.one_of("searcher.algorithm", searcher.algorithm, ALLOWED_ALGORITHMS)
     checker.positive("searcher.num_trials", searcher.num_trials)
@@ -483,6 +487,20 @@ class _Checker:
         if len(set(metrics)) != len(metrics):
             self.fail("objectives", f"lists a metric twice: {metrics}")
         return objectives
+
+    def encoder_blocks(self, encoder: str, adapt: dict[str, Any], params: tuple[Param, ...]) -> None:
+        """The encoder exists and every trainable block the space fixes or tunes is one of its blocks."""
+        self.one_of("stages.source.encoder", encoder, tuple(IMAGE_ENCODERS))
+        allowed = trainable_blocks(build_image_encoder(encoder, width=8))  # a thin copy: only names matter
+        tuned = {p.name: p for p in params}
+        if "trainable_block" in tuned:
+            key, blocks = "params.trainable_block", tuned["trainable_block"].choices or ()
+        else:
+            key = "adapt.trainable_block"
+            blocks = (adapt.get("trainable_block", default_trainable_block(encoder)),)
+        for block in blocks:
+            if block not in allowed:
+                self.fail(key, f"{block!r} is not a block of the {encoder} encoder", allowed)
 
     def one_of(self, key: str, value: Any, allowed: tuple[Any, ...]) -> None:
         if value not in allowed:

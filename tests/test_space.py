@@ -12,10 +12,11 @@ from search.space import SpaceError, load_space, parse_space
 from tests.conftest import REPO, TINY_SPACE, write_space
 
 
-def test_shipped_smoke_space_is_valid():
-    spec = load_space(REPO / "spaces" / "smoke.yaml")
-    assert spec.name == "smoke"
-    assert spec.relations.candidates
+@pytest.mark.parametrize("name", ["smoke", "default", "paper"])
+def test_shipped_spaces_are_valid(name):
+    spec = load_space(REPO / "spaces" / f"{name}.yaml")
+    assert spec.name == name
+    assert spec.relations.sets()
     assert {p.name for p in spec.params}
 
 
@@ -115,6 +116,9 @@ def _with(path: str, value) -> dict:
         ),
         ("relations.require_together", "flip", ["relations.require_together", "must be a list"]),
         ("prefilter.enabled", "yes", ["prefilter.enabled", "true or false"]),
+        ("adapt.trainable_block", "layer2", ["adapt.trainable_block", "not a block of the small_cnn encoder"]),
+        ("params.trainable_block", "choice(block3, block9)", ["params.trainable_block", "'block9' is not a block"]),
+        ("stages.source.encoder", "vgg", ["stages.source.encoder", "Allowed: small_cnn, resnet50"]),
         ("params.tau", "interval(0.2, 0.1)", ["params.tau", "low < high"]),
         ("params.tau", "interval(0.1, 0.1)", ["params.tau", "low < high"]),
         ("params.lr_nonlocal", "tag(log, interval(0, 1))", ["params.lr_nonlocal", "low > 0"]),
