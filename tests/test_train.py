@@ -268,3 +268,14 @@ def test_adapt_refuses_target_clips_shorter_than_the_relations(stages, target):
     short = ClipSet(target[0].frames[:, :T])
     with pytest.raises(ValueError, match="need 8"):
         adapt(AdaptConfig(relations=RELATIONS, steps=1), stages, short, target[1])
+
+
+@pytest.mark.parametrize("steps", [1, 2, 10, 1200])
+def test_one_cycle_warms_up_then_decays_for_any_length(steps):
+    from nlrd.train.source import one_cycle
+
+    factors = [one_cycle(s, steps, 0.1) for s in range(steps)]
+    assert all(0 <= f <= 1 for f in factors) and max(factors) == 1.0
+    peak = factors.index(1.0)
+    assert factors[: peak + 1] == sorted(factors[: peak + 1])
+    assert factors[peak:] == sorted(factors[peak:], reverse=True)

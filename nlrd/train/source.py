@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -78,6 +79,15 @@ def augment_labelled(images: torch.Tensor, poses: torch.Tensor) -> tuple[torch.T
     return images.clamp(0.0, 1.0), poses
 
 
+def one_cycle(step: int, steps: int, warmup: float) -> float:
+    """Learning-rate factor at ``step`` (from 0): linear warm-up over ``warmup * steps`` steps (at least one),
+    then cosine decay to zero; defined for any number of steps, however small."""
+    ramp = max(1, round(warmup * steps))
+    if step < ramp:
+        return (step + 1) / ramp
+    return 0.5 * (1 + math.cos(math.pi * (step - ramp) / max(1, steps - ramp)))
+
+
 def train_source(
     cfg: SourceConfig,
     prior: PosePrior,
@@ -97,9 +107,8 @@ def train_source(
     with seeded(cfg.seed, device):
         encoder = build_image_encoder(cfg.encoder, latent_dim=prior.latent_dim, width=cfg.width).to(device)
         opt = torch.optim.Adam(encoder.parameters(), lr=cfg.lr)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(
-            opt, cfg.lr, total_steps=cfg.steps, pct_start=cfg.warmup_fraction
-        )
+        factor = partial(one_cycle, steps=cfg.steps, warmup=cfg.warmup_fraction)
+        schedule = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         for step in range(1, cfg.steps + 1):
             idx = torch.randint(len(frames), (cfg.batch_size,))
             images, targets = frames[idx].to(device).float() / 255.0, poses[idx.to(device)]
