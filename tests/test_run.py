@@ -36,28 +36,6 @@ def test_bad_space_exits_with_a_clear_error_before_starting_ray(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_search_runs_end_to_end(tmp_path, ray_cluster):
-    path = write_space(tmp_path / "tiny.yaml", TINY_SPACE)
-    assert main(["--space", str(path), "--out", str(tmp_path / "results"), "--name", "run"]) == 0
-    run_dir = tmp_path / "results" / "run"
-    table = pd.read_csv(run_dir / "trials.csv")
-    trials = table[table["status"] != "rejected_by_prefilter"]
-    rejected = table[table["status"] == "rejected_by_prefilter"]
-    assert len(trials) == TINY_SPACE["searcher"]["num_trials"]
-    assert len(rejected) == 3  # 6 sets of at most 2 of 3 relations, keep 50%
-    assert set(trials["status"]) <= {"finished", "stopped_by_asha"}
-    assert (trials["status"] == "finished").any()
-    assert trials["mpjpe"].between(1, 5000).all() and trials["pa_mpjpe"].between(1, 5000).all()
-    assert (trials["best_mpjpe"] <= trials["mpjpe"]).all()
-    assert set(trials["relation_set"]).isdisjoint(rejected["relation_set"])
-    assert {"param_lr_nonlocal", "param_tau", "set_score", "nl_flip", "pareto"} <= set(table.columns)
-    assert table["pareto"].sum() >= 1
-    assert json.loads((run_dir / "pareto.json").read_text())["source_only"]["mpjpe"] > 0
-    assert (run_dir / "pareto.png").stat().st_size > 10_000
-    assert (run_dir / "study.log").stat().st_size > 0
-    assert list((tmp_path / "results" / "cache").glob("prior-*.pt"))
-
-
 def _run_cli(args: list[str]) -> subprocess.Popen:
     """``search/run.py`` in its own process group, starting its own local Ray (as on a laptop)."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
@@ -73,7 +51,7 @@ def _run_cli(args: list[str]) -> subprocess.Popen:
 
 def test_killed_search_resumes_without_losing_or_repeating_trials(tmp_path):
     """SIGKILL the driver and its local Ray after the first trial ended, then ``--resume``: every trial ends
-    exactly once."""
+    exactly once.  It runs before the session's shared cluster starts, so only its own Ray holds the cores."""
     path = write_space(tmp_path / "tiny.yaml", TINY_SPACE)
     out = tmp_path / "results"
     proc = _run_cli(["--space", str(path), "--out", str(out), "--name", "run"])
@@ -114,6 +92,28 @@ def test_killed_search_resumes_without_losing_or_repeating_trials(tmp_path):
     complete = [t.user_attrs["tune_trial_id"] for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert sorted(complete) == sorted(finished)
     assert (run_dir / "summary.md").exists() and (run_dir / "best.yaml").exists()
+
+
+def test_search_runs_end_to_end(tmp_path, ray_cluster):
+    path = write_space(tmp_path / "tiny.yaml", TINY_SPACE)
+    assert main(["--space", str(path), "--out", str(tmp_path / "results"), "--name", "run"]) == 0
+    run_dir = tmp_path / "results" / "run"
+    table = pd.read_csv(run_dir / "trials.csv")
+    trials = table[table["status"] != "rejected_by_prefilter"]
+    rejected = table[table["status"] == "rejected_by_prefilter"]
+    assert len(trials) == TINY_SPACE["searcher"]["num_trials"]
+    assert len(rejected) == 3  # 6 sets of at most 2 of 3 relations, keep 50%
+    assert set(trials["status"]) <= {"finished", "stopped_by_asha"}
+    assert (trials["status"] == "finished").any()
+    assert trials["mpjpe"].between(1, 5000).all() and trials["pa_mpjpe"].between(1, 5000).all()
+    assert (trials["best_mpjpe"] <= trials["mpjpe"]).all()
+    assert set(trials["relation_set"]).isdisjoint(rejected["relation_set"])
+    assert {"param_lr_nonlocal", "param_tau", "set_score", "nl_flip", "pareto"} <= set(table.columns)
+    assert table["pareto"].sum() >= 1
+    assert json.loads((run_dir / "pareto.json").read_text())["source_only"]["mpjpe"] > 0
+    assert (run_dir / "pareto.png").stat().st_size > 10_000
+    assert (run_dir / "study.log").stat().st_size > 0
+    assert list((tmp_path / "results" / "cache").glob("prior-*.pt"))
 
 
 def test_multi_objective_search_reads_its_front_from_the_study(tmp_path, ray_cluster):
