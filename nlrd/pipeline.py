@@ -1,7 +1,9 @@
 """The stage graph and its cache.
 
 World -> pose prior -> motion embedding -> one relation transformer per relation, and
-world + prior -> source image encoder.  Every stage's output is stored under a key that hashes its own
+world + prior -> source image encoder.  The "world" stage is the data stage (``nlrd.data_stage``): the proxy
+benchmark, or real data sets where ``StageConfigs.data`` names them; its key then also hashes the data files' paths,
+sizes and modification times.  Every stage's output is stored under a key that hashes its own
 config and the keys of its inputs, so a search trains each stage once and every trial (and every
 later run with the same configs) reuses it.  Checkpoints hold only tensors and plain containers and
 are read with ``torch.load(weights_only=True)``: a cache never unpickles code.
@@ -23,7 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from nlrd.data import ClipSet
+from nlrd.data import ClipSet, DataConfig
+from nlrd.data_stage import build_data
 from nlrd.models import MotionAE, PosePrior, RelationTransformer, build_image_encoder
 from nlrd.relations import get_relation
 from nlrd.train.common import freeze
@@ -32,7 +35,7 @@ from nlrd.train.motion import MotionConfig, train_motion
 from nlrd.train.prior import PriorConfig, train_prior
 from nlrd.train.relation import RelationConfig, train_relations
 from nlrd.train.source import SourceConfig, train_source
-from nlrd.world import World, WorldConfig, build_world
+from nlrd.world import World, WorldConfig
 
 Report = Callable[[dict], None]
 
@@ -59,6 +62,7 @@ class StageConfigs:
     motion: MotionConfig = field(default_factory=MotionConfig)
     relation: RelationConfig = field(default_factory=RelationConfig)
     source: SourceConfig = field(default_factory=SourceConfig)
+    data: DataConfig = field(default_factory=DataConfig)
 
 
 @dataclass(frozen=True)
@@ -82,9 +86,14 @@ def stage_key(stage: str, config: Any, inputs: Sequence[str] = ()) -> str:
     return f"{stage}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
+def data_key_payload(configs: StageConfigs) -> dict[str, Any]:
+    """What the data stage's key hashes when real data is named: the world's sizes and the data's fingerprint."""
+    return {"world": asdict(configs.world), "data": configs.data.fingerprint()}
+
+
 def stage_keys(configs: StageConfigs, relations: Sequence[str]) -> StageKeys:
     """All keys of the graph, computed without training anything."""
-    world = stage_key("world", configs.world)
+    world = stage_key("world", configs.world if configs.data.is_proxy else data_key_payload(configs))
     prior = stage_key("prior", configs.prior, [world])
     motion = stage_key("motion", configs.motion, [prior, world])
     source = stage_key("source", configs.source, [prior, world])
@@ -129,14 +138,19 @@ class StageCache:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def load(self, key: str) -> dict[str, Any]:
+    def load(self, key: str, mmap: bool = False) -> dict[str, Any]:
+        """The payload stored under ``key``.  ``mmap=True`` maps tensors instead of reading them: a cheap way to
+        check that a large checkpoint is whole and holds only tensors and plain containers."""
         path = self.path(key)
         if not path.is_file():
             raise FileNotFoundError(f"stage checkpoint {path} is missing: train the stages first")
         try:
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
         except Exception as exc:  # truncated, foreign or tampered files all land here
-            raise ValueError(f"stage checkpoint {path} cannot be read as an nlrd checkpoint: {exc}") from exc
+            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ValueError(
+                f"stage checkpoint {path} cannot be read as an nlrd checkpoint ({why}); delete it to train it again"
+            ) from exc
 
 
 def _module_payload(module: nn.Module, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -157,6 +171,7 @@ def _world_payload(world: World) -> dict[str, Any]:
         "target_train_frames": world.target_train.frames,
         "target_val_frames": world.target_val.frames,
         "target_val_poses": world.target_val.poses,
+        "target_val_eval_joints": world.target_val.eval_joints,
         "fps": world.source.fps,
     }
 
@@ -168,7 +183,9 @@ def load_world(cache: StageCache, key: str) -> World:
         mocap=data["mocap"],
         source=ClipSet(data["source_frames"], data["source_poses"], fps),
         target_train=ClipSet(data["target_train_frames"], None, fps),
-        target_val=ClipSet(data["target_val_frames"], data["target_val_poses"], fps),
+        target_val=ClipSet(
+            data["target_val_frames"], data["target_val_poses"], fps, eval_joints=data.get("target_val_eval_joints")
+        ),
     )
 
 
@@ -226,7 +243,7 @@ def train_stages(
             world = load_world(cache, keys.world)
             announce_cached("world")
         else:
-            world = build_world(configs.world)
+            world = build_data(configs.world, configs.data)
             cache.save(keys.world, _world_payload(world))
     mocap, _ = split_mocap(world.mocap)
     mocap_poses = mocap.reshape(-1, 17, 3)

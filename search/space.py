@@ -9,7 +9,8 @@ Tuned values use a grammar close to Hydra's Optuna sweeper, written as YAML stri
     trainable_block: choice(block3, block4)        # categorical
 
 Everything is checked before any work starts; a problem raises ``SpaceError`` naming the file, the key
-path and what is allowed.
+path and what is allowed.  That includes the data a ``data`` section names (``nlrd.data.sources``): each path
+must exist and hold its format, or the run stops before Ray starts.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from typing import Any
 import optuna
 import yaml
 
+from nlrd.data.errors import DatasetError
+from nlrd.data.sources import PART_KINDS, PARTS, SOURCE_KINDS, DataConfig, DataConfigError, DataSource
 from nlrd.models.image import IMAGE_ENCODERS, build_image_encoder, default_trainable_block, trainable_blocks
 from nlrd.pipeline import StageConfigs
 from nlrd.relations import RELATION_NAMES
@@ -123,6 +126,17 @@ class ResourcesSpec:
 
 
 @dataclass(frozen=True)
+class FailureSpec:
+    """What a failing trial costs.  ``max_retries``: how often Tune starts a trial that raised again, from its
+    last checkpoint; a trial whose loss turned NaN/inf ends failed at once (its seed would diverge again).
+    ``worker_restarts``: how often Ray Train restarts a trial's worker that died (a lost node, an out-of-memory
+    kill), resuming from the trial's last checkpoint."""
+
+    max_retries: int = 1
+    worker_restarts: int = 2
+
+
+@dataclass(frozen=True)
 class Param:
     """One tuned value: a categorical ``choices`` list or a numeric interval (``high`` included), optionally
     on a grid of ``step``."""
@@ -178,6 +192,7 @@ class SearchSpec:
     scheduler: SchedulerSpec
     objectives: tuple[ObjectiveSpec, ...]
     resources: ResourcesSpec
+    failure: FailureSpec = field(default_factory=FailureSpec)
     adapt: dict[str, Any] = field(default_factory=dict)
     params: tuple[Param, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -205,6 +220,7 @@ class SearchSpec:
 _SECTIONS: dict[str, Any] = {
     "name": str,
     "world": WorldConfig,
+    "data": None,  # nested: fps and one source per part (mocap / source / target_train / target_val)
     "stages": None,  # nested: prior / motion / relation / source
     "relations": RelationsSpec,
     "prefilter": PrefilterSpec,
@@ -212,6 +228,7 @@ _SECTIONS: dict[str, Any] = {
     "scheduler": SchedulerSpec,
     "objectives": ObjectiveSpec,  # a list of {metric, mode}
     "resources": ResourcesSpec,
+    "failure": FailureSpec,
     "adapt": AdaptConfig,
     "params": AdaptConfig,
 }
@@ -246,6 +263,7 @@ def parse_space(raw: Any, path: str | Path = "<space>") -> SearchSpec:
     checker.known_keys("stages", stages_raw, _STAGE_SECTIONS)
     stages = StageConfigs(
         world=checker.dataclass("world", WorldConfig, raw.get("world", {})),
+        data=checker.data(raw.get("data", {})),
         **{
             name: checker.dataclass(f"stages.{name}", cls, stages_raw.get(name, {}))
             for name, cls in _STAGE_SECTIONS.items()
@@ -257,6 +275,7 @@ def parse_space(raw: Any, path: str | Path = "<space>") -> SearchSpec:
     scheduler = checker.dataclass("scheduler", SchedulerSpec, raw.get("scheduler", {}))
     objectives = checker.objectives(raw.get("objectives", [{}]))
     resources = checker.dataclass("resources", ResourcesSpec, raw.get("resources", {}))
+    failure = checker.dataclass("failure", FailureSpec, raw.get("failure", {}))
     adapt = checker.adapt_fields(raw.get("adapt", {}))
     params = checker.params(raw.get("params", {}), fixed=adapt)
 
@@ -282,9 +301,13 @@ def parse_space(raw: Any, path: str | Path = "<space>") -> SearchSpec:
     for key in ("trial_gpus", "stage_gpus"):
         if getattr(resources, key) < 0:
             checker.fail(f"resources.{key}", f"must be >= 0, got {getattr(resources, key)}")
+    for key in ("max_retries", "worker_restarts"):
+        if getattr(failure, key) < 0:
+            checker.fail(f"failure.{key}", f"must be >= 0, got {getattr(failure, key)}")
     name = raw.get("name", path.stem)
     if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
         checker.fail("name", f"must be a short name of letters, digits, '-' and '_', got {name!r}")
+    checker.data_files(stages.data)  # last: it reads the data sets' files, everything cheaper is checked first
     return SearchSpec(
         name=name,
         path=path,
@@ -295,6 +318,7 @@ def parse_space(raw: Any, path: str | Path = "<space>") -> SearchSpec:
         scheduler=scheduler,
         objectives=objectives,
         resources=resources,
+        failure=failure,
         adapt=adapt,
         params=params,
         raw=raw,
@@ -335,6 +359,46 @@ class _Checker:
         fields = [f.name for f in dataclasses.fields(cls)]
         self.known_keys(key, value, fields)
         return cls(**{name: self.typed(_join(key, name), hints[name], item) for name, item in value.items()})
+
+    def data(self, value: Any) -> DataConfig:
+        """The ``data`` section's structure (kinds, keys, types); the files are checked by ``data_files``."""
+        value = self.mapping("data", value)
+        self.known_keys("data", value, ("fps", *PARTS))
+        fps = self.typed("data.fps", float, value.get("fps", DataConfig.fps))
+        self.positive("data.fps", fps)
+        return DataConfig(fps=fps, **{part: self.data_source(part, value[part]) for part in PARTS if part in value})
+
+    def data_source(self, part: str, value: Any) -> DataSource:
+        key = f"data.{part}"
+        value = self.mapping(key, value)
+        kind, allowed = value.get("kind", "world"), PART_KINDS[part]
+        if kind not in allowed:
+            close = difflib.get_close_matches(str(kind), allowed, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            if isinstance(kind, str) and kind in SOURCE_KINDS:  # bvh in a clip part
+                hint = f": {kind} has no images; set data.mocap to it and this part to world to render its motion"
+            self.fail(f"{key}.kind", f"{kind!r} cannot fill {part}{hint}", allowed)
+        cls = SOURCE_KINDS[kind]
+        hints = typing.get_type_hints(cls)
+        fields = dataclasses.fields(cls)
+        self.known_keys(key, value, ["kind", *(f.name for f in fields)])
+        for f in fields:
+            if f.default is dataclasses.MISSING and f.name not in value:
+                self.fail(f"{key}.{f.name}", f"is required for kind {kind}")
+        values = {name: self.typed(f"{key}.{name}", hints[name], v) for name, v in value.items() if name != "kind"}
+        for name, item in values.items():  # the only integers of a source are strides
+            if isinstance(item, int) and not isinstance(item, bool) and item < 1:
+                self.fail(f"{key}.{name}", f"must be at least 1, got {item}")
+        return cls(**values)
+
+    def data_files(self, data: DataConfig) -> None:
+        """Every path the data section names exists and holds what its kind expects."""
+        try:
+            data.check()
+        except DataConfigError as exc:
+            self.fail(f"data.{exc.key}", str(exc))
+        except DatasetError as exc:
+            self.fail("data", str(exc))
 
     def adapt_fields(self, value: Any) -> dict[str, Any]:
         value = self.mapping("adapt", value)

@@ -136,3 +136,12 @@ def test_stack_windows_concatenates_in_order_and_skips_short_on_request() -> Non
 def test_contiguous_runs() -> None:
     assert contiguous_runs([1, 1, 0, 1, 0, 0, 1, 1, 1]) == [(0, 2), (3, 4), (6, 9)]
     assert contiguous_runs([0, 0]) == [] and contiguous_runs([True]) == [(0, 1)]
+
+
+def test_stack_windows_limit_spreads_evenly_in_order() -> None:
+    a, b = walking(6, source="a"), walking(8, source="b")
+    every = stack_windows([a, b], 4)  # 3 + 5 windows
+    assert torch.equal(stack_windows([a, b], 4, limit=3), every[[0, 4, 7]])
+    assert torch.equal(stack_windows([a, b], 4, limit=100), every)
+    with pytest.raises(DatasetError, match="window limit"):
+        stack_windows([a], 4, limit=0)

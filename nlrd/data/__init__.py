@@ -3,7 +3,8 @@
 Mocap (BVH, Human3.6M, and the pose tracks of 3DHP/3DPW) becomes :class:`PoseSequence`, and
 :func:`stack_windows` turns many of them into the ``(N, L, 17, 3)`` float32 mm tensor the method trains on (the shape
 of the proxy world's ``World.mocap``).  Labelled videos become :class:`ClipSet`.  Every loader raises
-:class:`DatasetError` with the file and what was expected.
+:class:`DatasetError` with the file and what was expected.  :class:`DataConfig` (``nlrd.data.sources``) says which
+source, proxy or real, fills each part of the data.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from nlrd.data.mpi_inf_3dhp import EVAL_JOINTS_3DHP, VALID_JOINTS_3DHP, load_3dh
 from nlrd.data.pw3d import load_3dpw, load_3dpw_clips
 from nlrd.data.safe_pickle import restricted_load
 from nlrd.data.sequence import PoseSequence, stack_windows
+from nlrd.data.sources import DataConfig, DataConfigError, DataSource
 
 __all__ = [
-    "EVAL_JOINTS_3DHP", "VALID_JOINTS_3DHP", "ClipSet", "DatasetError", "PoseSequence", "load_3dhp_clips",
+    "EVAL_JOINTS_3DHP", "VALID_JOINTS_3DHP", "ClipSet", "DataConfig", "DataConfigError", "DataSource",
+    "DatasetError", "PoseSequence", "load_3dhp_clips",
     "load_3dhp_test", "load_3dpw", "load_3dpw_clips", "load_bvh", "load_bvh_folder", "load_h36m_clips",
     "load_h36m_poses", "read_frames", "restricted_load", "square_box", "stack_windows",
 ]  # fmt: skip
@@ -33,12 +36,15 @@ class ClipSet:
     """Video clips and, when labelled, their poses.
 
     ``frames``: ``(N, T, 3, H, W)`` uint8 RGB.  ``poses``: ``(N, T, 17, 3)`` float32 root-relative mm,
-    or ``None`` for unlabelled data.  ``fps``: frames per second of the clips.
+    or ``None`` for unlabelled data.  ``fps``: frames per second of the clips.  ``eval_joints``: the joints whose
+    ground truth is real and comparable (MPI-INF-3DHP has no feet: :data:`EVAL_JOINTS_3DHP`), or ``None`` for all 17;
+    evaluation passes it to ``nlrd.metrics.evaluate_protocols`` as its joint subset.
     """
 
     frames: torch.Tensor
     poses: torch.Tensor | None = None
     fps: float = 30.0
+    eval_joints: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.frames.dtype != torch.uint8 or self.frames.dim() != 5 or self.frames.shape[2] != 3:
@@ -47,6 +53,12 @@ class ClipSet:
             )
         if self.poses is not None and tuple(self.poses.shape) != (*self.frames.shape[:2], 17, 3):
             raise ValueError(f"poses must be (N, T, 17, 3) matching frames, got {tuple(self.poses.shape)}")
+        if self.eval_joints is not None:
+            self.eval_joints = tuple(int(j) for j in self.eval_joints)
+            if not self.eval_joints or len(set(self.eval_joints)) != len(self.eval_joints):
+                raise ValueError(f"eval_joints must be distinct joint indices, got {self.eval_joints}")
+            if not all(0 <= j < 17 for j in self.eval_joints):
+                raise ValueError(f"eval_joints must index the 17 joints, got {self.eval_joints}")
 
     def __len__(self) -> int:
         return self.frames.shape[0]

@@ -108,10 +108,10 @@ def _select(available: Sequence[str], wanted: Sequence[str] | None) -> list[str]
     return sorted(key for key in available if key in wanted or key.split(" ")[0] in wanted)
 
 
-def _h36m_sequences(
-    npz_path: str | Path, subjects: Sequence[str], actions: Sequence[str] | None, source_fps: float
-) -> list[tuple[str, str, PoseSequence]]:
-    """``(subject, action, poses at the recording rate)`` for the selected recordings."""
+def h36m_recordings(
+    npz_path: str | Path, subjects: Sequence[str], actions: Sequence[str] | None
+) -> list[tuple[str, str, np.ndarray]]:
+    """``(subject, action, (T, 32, 3) metres)`` for the selected recordings, checked but not converted."""
     data = read_npz_array(npz_path, "positions_3d")
     if data.shape != () or not isinstance(data.item(), dict):
         raise DatasetError(f"{npz_path}[positions_3d]: expected a 0-d object array holding a dict, got {data.shape}")
@@ -126,16 +126,27 @@ def _h36m_sequences(
                 f"{npz_path}: subject {subject} has no action in {list(actions or [])}; it has {sorted(tree[subject])}"
             )
         for action in names:
-            source = f"{npz_path} {subject}/{action}"
             positions = np.asarray(tree[subject][action])
             if positions.ndim != 3 or positions.shape[1:] != (32, 3) or not np.issubdtype(positions.dtype, np.number):
                 raise DatasetError(
-                    f"{source}: expected (T, 32, 3) positions in metres, got {positions.dtype} {positions.shape}"
+                    f"{npz_path} {subject}/{action}: expected (T, 32, 3) positions in metres, "
+                    f"got {positions.dtype} {positions.shape}"
                 )
-            if not np.isfinite(positions).all():
-                raise DatasetError(f"{source}: positions contain NaN or infinite values")
-            mm = positions[:, list(H36M_TO_OURS)].astype(np.float64) * 1000.0
-            out.append((subject, action, PoseSequence.from_positions(mm, fps=source_fps, source=source)))
+            out.append((subject, action, positions))
+    return out
+
+
+def _h36m_sequences(
+    npz_path: str | Path, subjects: Sequence[str], actions: Sequence[str] | None, source_fps: float
+) -> list[tuple[str, str, PoseSequence]]:
+    """``(subject, action, poses at the recording rate)`` for the selected recordings."""
+    out = []
+    for subject, action, positions in h36m_recordings(npz_path, subjects, actions):
+        source = f"{npz_path} {subject}/{action}"
+        if not np.isfinite(positions).all():
+            raise DatasetError(f"{source}: positions contain NaN or infinite values")
+        mm = positions[:, list(H36M_TO_OURS)].astype(np.float64) * 1000.0
+        out.append((subject, action, PoseSequence.from_positions(mm, fps=source_fps, source=source)))
     return out
 
 

@@ -23,6 +23,7 @@ Conversions and approximations:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -128,6 +129,10 @@ def load_3dhp_clips(
     source_fps: Mapping[str, float] = TEST_FPS,
 ) -> ClipSet:
     """Labelled test clips: valid runs cut into ``clip_len`` frames at ``fps`` (a whole divisor of each sequence's
-    rate: 25 fps takes every frame of TS1-TS4 and every 2nd of TS5-TS6), cropped around the person, resized."""
+    rate: 25 fps takes every frame of TS1-TS4 and every 2nd of TS5-TS6), cropped around the person, resized.
+
+    The clips' ``eval_joints`` is :data:`EVAL_JOINTS_3DHP`: their feet are copies of the ankles.
+    """
     items = _framed_sequences(root, sequences, source_fps)
-    return build_clips(items, clip_len, fps, image_size, stride=stride, max_clips=max_clips)
+    clips = build_clips(items, clip_len, fps, image_size, stride=stride, max_clips=max_clips)
+    return dataclasses.replace(clips, eval_joints=EVAL_JOINTS_3DHP)

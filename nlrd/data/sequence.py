@@ -125,24 +125,36 @@ def window_starts(num_frames: int, length: int, stride: int = 1) -> range:
 
 
 def stack_windows(
-    sequences: Iterable[PoseSequence], length: int, stride: int = 1, skip_short: bool = False
+    sequences: Iterable[PoseSequence],
+    length: int,
+    stride: int = 1,
+    skip_short: bool = False,
+    limit: int | None = None,
 ) -> torch.Tensor:
     """Unpaired mocap in the shape the method consumes: every window of every sequence, ``(N, length, 17, 3)``.
 
     ``skip_short`` drops sequences shorter than ``length`` instead of raising (useful after splitting a recording
-    at invalid frames); it still raises when no window is left.
+    at invalid frames); it still raises when no window is left.  ``limit``: at most that many windows, evenly
+    spread over all of them and in the same order (a large mocap collection never has every window in memory).
     """
-    chunks = []
+    if limit is not None and limit < 1:
+        raise DatasetError(f"window limit must be >= 1 or None, got {limit}")
+    chosen: list[tuple[PoseSequence, int]] = []
     seen = 0
     for sequence in sequences:
         seen += 1
         if skip_short and len(sequence) < length:
             continue
-        chunks.append(sequence.windows(length, stride))
-    if not chunks:
+        starts = window_starts(len(sequence), length, stride)
+        if not starts:
+            raise DatasetError(f"{sequence.source}: {len(sequence)} frames, shorter than a clip of {length} frames")
+        chosen += [(sequence, start) for start in starts]
+    if not chosen:
         what = "no sequences were given" if seen == 0 else f"all {seen} sequences are shorter than {length} frames"
         raise DatasetError(f"cannot build {length}-frame windows: {what}")
-    return torch.cat(chunks)
+    if limit is not None and limit < len(chosen):
+        chosen = [chosen[i] for i in np.linspace(0, len(chosen) - 1, limit).round().astype(int)]
+    return torch.stack([sequence.joints[start : start + length] for sequence, start in chosen])
 
 
 def contiguous_runs(mask: Sequence[bool] | np.ndarray) -> list[tuple[int, int]]:

@@ -3,7 +3,8 @@
 ``build_world`` turns a :class:`WorldConfig` into the four data sources the method needs: unpaired mocap
 (all motion families), labelled source clips, unlabelled target clips of ``2 * clip_len`` frames (slow and
 fast relations need 2T-frame windows) and a labelled target validation split used only for evaluation.
-The target differs from the source both visually (``domains``) and in its motion families.
+The target differs from the source both visually (``domains``) and in its motion families.  Given real mocap
+(``motion``, e.g. a BVH folder through ``nlrd.data``), the world renders that instead of procedural motion.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import torch
 
 from nlrd.data import ClipSet
 from nlrd.world.domains import DOMAINS, SOURCE, TARGET, Domain
-from nlrd.world.motion import FAMILIES, sample_sequences
+from nlrd.world.motion import FAMILIES, sample_sequences, sample_windows
 from nlrd.world.render import Appearance, render_clips, render_poses, sample_appearance
 
 __all__ = [
-    "DOMAINS", "FAMILIES", "FPS", "SOURCE", "TARGET", "Appearance", "Domain", "World", "WorldConfig",
-    "build_world", "render_clips", "render_poses", "sample_appearance", "sample_sequences",
+    "DOMAINS", "FAMILIES", "FPS", "PARTS", "SOURCE", "TARGET", "Appearance", "Domain", "World", "WorldConfig",
+    "build_world", "render_clips", "render_poses", "sample_appearance", "sample_sequences", "sample_windows",
+    "world_part",
 ]  # fmt: skip
 
 #: Frame rate of every world clip.
@@ -61,9 +63,9 @@ class WorldConfig:
 
 @dataclass
 class World:
-    """The proxy benchmark's data.
+    """The data every stage trains and evaluates on: the proxy benchmark's, or real data sets' (``nlrd.data_stage``).
 
-    ``mocap``: ``(M, 2 * clip_len, 17, 3)`` float32 mm, unpaired sequences from all motion families.
+    ``mocap``: ``(M, 2 * clip_len, 17, 3)`` float32 mm, unpaired sequences (in the proxy: from all motion families).
     ``source``: labelled ``clip_len``-frame clips in the SOURCE domain.  ``target_train``: unlabelled
     ``2 * clip_len``-frame clips in the TARGET domain.  ``target_val``: labelled ``clip_len``-frame TARGET
     clips, for evaluation only.
@@ -89,10 +91,21 @@ def _to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 
 def _clips(
-    n: int, length: int, domain: Domain, image_size: int, motion_gen: torch.Generator, look_gen: torch.Generator
+    n: int,
+    length: int,
+    domain: Domain,
+    image_size: int,
+    motion_gen: torch.Generator,
+    look_gen: torch.Generator,
+    motion: torch.Tensor | None = None,
+    fps: float = FPS,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sample ``n`` motions of the domain's families and render them: uint8 ``(n, T, 3, S, S)`` and mm poses."""
-    poses = sample_sequences(n, length, families=domain.families, fps=FPS, generator=motion_gen)
+    """Sample ``n`` motions and render them: uint8 ``(n, T, 3, S, S)`` and mm poses.  The motions are the domain's
+    procedural families, or random windows of ``motion`` ``(M, L, 17, 3)`` (real mocap) when it is given."""
+    if motion is None:
+        poses = sample_sequences(n, length, families=domain.families, fps=fps, generator=motion_gen)
+    else:
+        poses = sample_windows(motion, n, length, generator=motion_gen)
     look = sample_appearance(n, domain, image_size, look_gen)
     frames = torch.cat(
         [
@@ -103,19 +116,51 @@ def _clips(
     return frames, poses
 
 
-def build_world(cfg: WorldConfig) -> World:
-    """Build the proxy world; deterministic for a given config (each part has its own random stream)."""
+#: The clip parts of a world: (count field of WorldConfig, clip length in T, domain, labelled, motion and look stream).
+_CLIP_PARTS: dict[str, tuple[str, int, Domain, bool, str, str]] = {
+    "source": ("source_clips", 1, SOURCE, True, "source_motion", "source_look"),
+    "target_train": ("target_clips", 2, TARGET, False, "target_train_motion", "target_train_look"),
+    "target_val": ("val_clips", 1, TARGET, True, "val_motion", "val_look"),
+}
+#: The parts of a World, in field order.
+PARTS: tuple[str, ...] = ("mocap", *_CLIP_PARTS)
+
+
+def world_part(
+    cfg: WorldConfig, part: str, motion: torch.Tensor | None = None, fps: float = FPS
+) -> torch.Tensor | ClipSet:
+    """One part of the world (see :class:`World`); each part has its own random streams, so building parts one by one
+    gives exactly what :func:`build_world` gives.
+
+    ``motion``: real mocap ``(M, 2 * clip_len, 17, 3)`` mm in place of procedural motion: it *is* the ``mocap`` part,
+    and clips render random windows of it at random headings (the domains' motion families then play no part).
+    ``fps``: the frame rate of procedural motion and of the clips (real motion must already be at this rate).
+    """
     gens = _generators(cfg.seed)
-    length, size = cfg.clip_len, cfg.image_size
-    mocap = sample_sequences(cfg.mocap_sequences, 2 * length, families=FAMILIES, fps=FPS, generator=gens["mocap"])
-    src_frames, src_poses = _clips(cfg.source_clips, length, SOURCE, size, gens["source_motion"], gens["source_look"])
-    train_frames, _ = _clips(
-        cfg.target_clips, 2 * length, TARGET, size, gens["target_train_motion"], gens["target_train_look"]
+    if part == "mocap":
+        if motion is not None:
+            return motion
+        length = 2 * cfg.clip_len
+        return sample_sequences(cfg.mocap_sequences, length, families=FAMILIES, fps=fps, generator=gens["mocap"])
+    if part not in _CLIP_PARTS:
+        raise ValueError(f"unknown world part {part!r}; allowed: {', '.join(PARTS)}")
+    count, multiple, domain, labelled, motion_stream, look_stream = _CLIP_PARTS[part]
+    frames, poses = _clips(
+        getattr(cfg, count),
+        multiple * cfg.clip_len,
+        domain,
+        cfg.image_size,
+        gens[motion_stream],
+        gens[look_stream],
+        motion=motion,
+        fps=fps,
     )
-    val_frames, val_poses = _clips(cfg.val_clips, length, TARGET, size, gens["val_motion"], gens["val_look"])
-    return World(
-        mocap=mocap,
-        source=ClipSet(src_frames, src_poses, fps=FPS),
-        target_train=ClipSet(train_frames, None, fps=FPS),
-        target_val=ClipSet(val_frames, val_poses, fps=FPS),
-    )
+    return ClipSet(frames, poses if labelled else None, fps=fps)
+
+
+def build_world(cfg: WorldConfig, motion: torch.Tensor | None = None, fps: float = FPS) -> World:
+    """Build the proxy world; deterministic for a given config (each part has its own random stream).
+
+    ``motion`` and ``fps``: as for :func:`world_part` (default: procedural motion at 30 fps).
+    """
+    return World(**{part: world_part(cfg, part, motion, fps) for part in PARTS})

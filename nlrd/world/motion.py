@@ -1,4 +1,4 @@
-"""Procedural 3D human motion on the nlrd skeleton.
+"""Procedural 3D human motion on the nlrd skeleton, and random windows of real motion for the same renderer.
 
 Each motion family is a small set of periodic joint-angle curves.  Angles are turned into global bone
 directions by composing rotations down the kinematic tree, and ``skeleton.from_bone_directions`` turns
@@ -292,3 +292,22 @@ def sample_sequences(
             angles_deg[idx, :, CHANNELS.index(name)] += torch.as_tensor(curve).expand(len(idx), length)
     directions = angles_to_directions(torch.deg2rad(angles_deg), heading)
     return skeleton.from_bone_directions(directions).float()
+
+
+def sample_windows(motion: torch.Tensor, n: int, length: int, *, generator: torch.Generator) -> torch.Tensor:
+    """``n`` random ``length``-frame windows of real motion ``(M, L, 17, 3)`` mm -> ``(n, length, 17, 3)`` float32.
+
+    Per window: a uniform sequence, a uniform start inside it, and a uniform heading (azimuth about z in
+    [0, 2pi)) applied about the pelvis, as procedural motion has; so the world renders recorded motion (e.g.
+    BVH mocap through ``nlrd.data``) the same way it renders its own.
+    """
+    if motion.dim() != 4 or tuple(motion.shape[2:]) != (skeleton.NUM_JOINTS, 3) or motion.shape[0] < 1:
+        raise ValueError(f"motion must be (M, L, 17, 3) with M >= 1, got {tuple(motion.shape)}")
+    if not 1 <= length <= motion.shape[1] or n < 0:
+        raise ValueError(f"need n >= 0 and 1 <= length <= {motion.shape[1]}, got n={n}, length={length}")
+    sequence = torch.randint(motion.shape[0], (n,), generator=generator)
+    start = torch.randint(motion.shape[1] - length + 1, (n,), generator=generator)
+    heading = 2 * math.pi * torch.rand(n, generator=generator)
+    frames = start[:, None] + torch.arange(length)
+    windows = motion[sequence[:, None], frames].float()
+    return windows @ skeleton.rotation_z(heading)[:, None].transpose(-1, -2)

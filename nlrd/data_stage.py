@@ -1,0 +1,55 @@
+"""The data stage: a ``World`` (mocap, source, target_train, target_val) filled as a ``DataConfig`` says.
+
+Every part comes from the proxy world or from a real data set; the rest of the method sees the same ``World`` either
+way.  Sizes follow the ``WorldConfig``: ``clip_len`` T (source and target_val clips have T frames, target_train
+clips and mocap windows 2T), ``image_size``, and the counts: a world part renders that many clips, a real part reads
+at most that many, evenly spread over all it has (``mocap_sequences`` windows of real mocap likewise).
+
+When the mocap part is real, the world's clip parts render windows of it (at random headings) instead of
+procedural motion; the proxy domains then differ in look and camera only, not in motion families.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from nlrd.data import ClipSet, DataConfig, DatasetError, stack_windows
+from nlrd.world import World, WorldConfig, build_world, world_part
+
+#: The ``WorldConfig`` count that sizes each clip part, and the part's clip length in units of T.
+_CLIP_PARTS: dict[str, tuple[str, int]] = {
+    "source": ("source_clips", 1),
+    "target_train": ("target_clips", 2),
+    "target_val": ("val_clips", 1),
+}
+
+
+def real_mocap(world: WorldConfig, data: DataConfig) -> torch.Tensor:
+    """``(M, 2T, 17, 3)`` mm windows of the real mocap part, ``M <= world.mocap_sequences``, in recording order."""
+    sequences = data.mocap.poses(data.fps)
+    motion = stack_windows(sequences, 2 * world.clip_len, skip_short=True, limit=world.mocap_sequences)
+    if len(motion) < 2:
+        raise DatasetError(
+            f"{data.mocap.kind} mocap: only {len(motion)} window of {2 * world.clip_len} frames at {data.fps:g} fps "
+            f"(at most world.mocap_sequences = {world.mocap_sequences} are taken); at least 2 are needed, as some are "
+            "held out for non-localness"
+        )
+    return motion
+
+
+def build_data(world: WorldConfig, data: DataConfig) -> World:
+    """The ``World`` of ``data``; the default config gives exactly ``build_world(world)``."""
+    if data.is_proxy:
+        return build_world(world)
+    motion = None if data.mocap.kind == "world" else real_mocap(world, data)
+    parts: dict[str, torch.Tensor | ClipSet] = {"mocap": world_part(world, "mocap", motion, data.fps)}
+    for part, (count, multiple) in _CLIP_PARTS.items():
+        source = getattr(data, part)
+        if source.kind == "world":
+            parts[part] = world_part(world, part, motion, data.fps)
+            continue
+        clips = source.clips(multiple * world.clip_len, data.fps, world.image_size, getattr(world, count))
+        parts[part] = dataclasses.replace(clips, poses=None) if part == "target_train" else clips
+    return World(**parts)
