@@ -8,11 +8,9 @@ finished trial is on disk at once), and at the end from the ``ResultGrid``.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ import pandas as pd
 import yaml
 from ray import tune
 
+from nlrd.atomic import write_atomic, write_text_atomic
 from nlrd.nonlocalness import NonLocalness
 from nlrd.train.adapt import ENCODER_FILE
 from search.prefilter import SetDecision, parse_set_label
@@ -82,7 +81,8 @@ def first_error_line(text: str) -> str:
     return (errors[-1] if errors else lines[0] if lines else "error")[:300]
 
 
-def trial_row(record: TrialRecord, scores: dict[str, float], max_evaluations: int) -> dict[str, Any]:
+def trial_row(record: TrialRecord, scores: dict[str, float], max_evaluations: int, attempts: int = 1) -> dict[str, Any]:
+    """One table row; ``attempts``: how often the trial was started (1 + its retries)."""
     config = dict(record.config)
     label = config.pop(RELATIONS_KEY, "")
     last = record.last
@@ -107,6 +107,7 @@ def trial_row(record: TrialRecord, scores: dict[str, float], max_evaluations: in
         "time_s": last.get("time_total_s", np.nan),
         "device_seconds": last.get("device_seconds", np.nan),
         "checkpoint": last.get("checkpoint_path", ""),
+        "attempts": attempts,
         "error": record.error or "",
     }
     row.update({f"param_{name}": value for name, value in config.items()})
@@ -152,22 +153,6 @@ def pareto_mask(table: pd.DataFrame, axes: dict[str, str] | None = None) -> np.n
         dominated = (values <= values[i]).all(axis=1) & (values < values[i]).any(axis=1)
         mask[table.index.get_loc(row)] = not dominated.any()
     return mask
-
-
-def write_atomic(path: Path, write: Callable[[str], None]) -> None:
-    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    write_atomic(path, lambda p: Path(p).write_text(text))
 
 
 def write_trials(run_dir: Path, table: pd.DataFrame) -> None:
@@ -279,7 +264,7 @@ class LiveTables(tune.Callback):
     def _write(self, trials: list[Any]) -> None:
         set_scores = {d.label: d.score for d in self.decisions}
         records = [record_from_trial(t, t.trial_id in self.failed, self.failed.get(t.trial_id, False)) for t in trials]
-        rows = [trial_row(r, set_scores, self.max_evaluations) for r in records]
+        rows = [trial_row(r, set_scores, self.max_evaluations, self.reports.attempts(r.trial_id)) for r in records]
         write_trials(self.run_dir, trials_table(rows + rejected_rows(self.decisions), self.scores, self.objectives))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

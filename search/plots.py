@@ -11,7 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from search.export import FINISHED, OBJECTIVE, REJECTED, SCORE, STOPPED, write_atomic  # noqa: E402
+from nlrd.atomic import write_atomic  # noqa: E402
+from search.export import FINISHED, OBJECTIVE, REJECTED, SCORE, STOPPED  # noqa: E402
 
 
 def _save(fig: plt.Figure, paths: Sequence[Path]) -> None:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import ray
 import torch
 
+from nlrd.atomic import write_text_atomic
 from nlrd.nonlocalness import NonLocalness, nonlocalness, set_score
 from nlrd.pipeline import StageCache, StageKeys, heldout_mocap, load_prior_and_motion, load_world
 from nlrd.relations import get_relation
@@ -106,9 +106,7 @@ def save_prefilter(path: Path, scores: dict[str, NonLocalness], decisions: list[
         "scores": {name: asdict(value) for name, value in scores.items()},
         "decisions": [asdict(d) for d in decisions],
     }
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(payload, indent=2))
 
 
 def load_prefilter(path: Path) -> tuple[dict[str, NonLocalness], list[SetDecision]]:

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import shutil
+import socket
 import sys
 import time
 from datetime import datetime
@@ -22,6 +25,7 @@ import pandas as pd
 import ray
 from ray import tune
 
+from nlrd.atomic import write_text_atomic
 from nlrd.pipeline import StageCache, StageKeys, source_only_metrics, stage_keys
 from search.export import (
     prefilter_correlation,
@@ -32,13 +36,12 @@ from search.export import (
     write_best,
     write_summary,
     write_tables,
-    write_text_atomic,
 )
 from search.plots import pareto_plot, prefilter_plot
 from search.prefilter import SetDecision, decide, load_prefilter, save_prefilter, score_relation, score_relations
 from search.space import SearchSpec, SpaceError, load_space
-from search.stages import ensure_stages, missing_stages
-from search.trainable import make_trainable
+from search.stages import StageJobError, ensure_stages, missing_stages, unreadable_stages
+from search.trainable import TrialReports, make_trainable
 from search.tuner import TUNE_DIR, build_tuner, num_evaluations, study_storage
 
 DEFAULT_SPACE = Path(__file__).resolve().parent.parent / "spaces" / "smoke.yaml"
@@ -64,6 +67,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+#: Seconds to wait for a TCP answer from ``--address`` before telling the user no cluster is there (``ray.init``
+#: itself retries for minutes, printing warnings).
+ADDRESS_PROBE_S = 5.0
+
+
+def probe_address(address: str) -> None:
+    """Fail fast, with a clear message, when nothing listens at an explicit ``host:port`` address."""
+    if address in ("auto", "local"):
+        return  # resolved by Ray from RAY_ADDRESS or the cluster started on this machine
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise RunError(f"--address {address}: expected 'auto' or HOST:PORT (e.g. 10.0.0.5:6379 or ray://HOST:10001)")
+    try:
+        socket.create_connection((host, int(port)), timeout=ADDRESS_PROBE_S).close()
+    except OSError as exc:
+        raise RunError(
+            f"--address {address}: no Ray cluster answered ({exc.strerror or exc}); start one with `ray start --head` "
+            f"or `ray up cluster.yaml`, or leave out --address to start a local Ray"
+        ) from None
+
+
 def start_ray(address: str | None) -> None:
     """Connect to ``address`` or start a local Ray, keeping its logs out of the user's terminal."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -71,10 +95,15 @@ def start_ray(address: str | None) -> None:
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
     if ray.is_initialized():
         return
+    if address is not None:
+        probe_address(address)
     try:
         ray.init(address=address, logging_level="ERROR", log_to_driver=False, configure_logging=True)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise RunError(f"--address {address}: no Ray cluster answered ({str(exc).splitlines()[0]})") from None
+    # A failed trial's traceback goes to its row in trials.csv and its error.txt; the terminal gets one line.
+    for name in ("ray.tune.execution.tune_controller", "ray.tune.tune"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any]:
@@ -99,6 +128,8 @@ def open_run(args: argparse.Namespace) -> tuple[SearchSpec, Path, StageCache, bo
     if args.resume is None:
         spec = load_space(args.space or DEFAULT_SPACE)
         run_dir = (args.out / (args.name or f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}")).resolve()
+        if run_dir.exists() and not args.dry_run:
+            raise RunError(f"run directory {run_dir} already exists; choose another --name or --out, or --resume it")
         return spec, run_dir, StageCache(args.out.resolve() / "cache"), False
     run_dir = args.resume.resolve()
     manifest = read_manifest(run_dir)
@@ -114,8 +145,6 @@ def open_run(args: argparse.Namespace) -> tuple[SearchSpec, Path, StageCache, bo
 
 
 def create_run_dir(run_dir: Path, spec: SearchSpec, cache: StageCache) -> None:
-    if run_dir.exists():
-        raise RunError(f"run directory {run_dir} already exists; choose another --name or --out, or --resume it")
     run_dir.mkdir(parents=True)
     manifest = {
         "space": str(spec.path.resolve()),
@@ -197,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     except (SpaceError, RunError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except StageJobError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 def run(args: argparse.Namespace) -> int:
@@ -204,17 +236,24 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         dry_run(spec, cache)
         return 0
+    problems = unreadable_stages(cache, stage_keys(spec.stages, spec.relations.candidates))
+    if problems:
+        raise RunError("\n".join(problems))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     start = time.monotonic()
+    start_ray(args.address)  # before anything is written: a cluster that does not answer leaves no run behind
     if not resuming:
         create_run_dir(run_dir, spec, cache)
     print(f"[run] {spec.name}: {'resuming' if resuming else 'results in'} {run_dir}", flush=True)
-
-    start_ray(args.address)
     keys = ensure_stages(spec.stages, spec.relations.candidates, cache, spec.resources, str(run_dir))
     baseline = source_only_metrics(cache, keys)
     print(f"[stages] source only, before adaptation: target MPJPE {baseline['mpjpe']:.1f} mm", flush=True)
-    scores, decisions = prefilter(spec, cache, keys, run_dir)
+    try:
+        scores, decisions = prefilter(spec, cache, keys, run_dir)
+    except SpaceError:
+        if not resuming:  # a keep rule that keeps nothing: no trial ran, so leave no half-made run behind
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
 
     set_scores = {d.label: d.score for d in decisions}
     trainable = make_trainable(spec, cache, keys, str(run_dir), set_scores)
@@ -226,7 +265,9 @@ def run(args: argparse.Namespace) -> int:
     results = tuner.fit()
 
     records = [record_from_result(r) for r in results]
-    rows = [trial_row(r, set_scores, num_evaluations(spec)) for r in records] + rejected_rows(decisions)
+    reports = TrialReports(run_dir)
+    rows = [trial_row(r, set_scores, num_evaluations(spec), reports.attempts(r.trial_id)) for r in records]
+    rows += rejected_rows(decisions)
     table = trials_table(rows, scores, spec.objectives)
     write_tables(run_dir, table, decisions, baseline, spec.objectives, optuna_front(spec, run_dir))
     title = f"{spec.name}: non-localness vs target MPJPE"

@@ -22,7 +22,14 @@ from ray.train.torch import TorchTrainer
 from ray.util.queue import Empty, Queue
 
 from nlrd.pipeline import StageCache, StageConfigs, StageKeys, stage_keys, train_stages
+from search.export import first_error_line
 from search.space import ResourcesSpec
+
+
+class StageJobError(RuntimeError):
+    """A shared-stage job failed (bad data found while loading it, a diverged stage, a lost node past its retries);
+    the message holds the innermost error."""
+
 
 #: Jobs in launch order, with the jobs each waits for.
 STAGE_JOBS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -47,10 +54,27 @@ def _stages_loop(config: dict[str, Any]) -> None:
     ray.train.report({"done": 1})
 
 
-def missing_stages(cache: StageCache, keys: StageKeys) -> list[str]:
+def _named(keys: StageKeys) -> dict[str, str]:
     named = {"world": keys.world, "prior": keys.prior, "motion": keys.motion, "source": keys.source}
     named.update({f"relation {name}": key for name, key in keys.relations.items()})
-    return [name for name, key in named.items() if key not in cache]
+    return named
+
+
+def missing_stages(cache: StageCache, keys: StageKeys) -> list[str]:
+    return [name for name, key in _named(keys).items() if key not in cache]
+
+
+def unreadable_stages(cache: StageCache, keys: StageKeys) -> list[str]:
+    """Why each cached stage of the graph that cannot be read (truncated, foreign, tampered) is unusable; checked
+    before a run starts, so a broken cache is a clear message rather than a failure inside a Ray worker."""
+    problems = []
+    for key in _named(keys).values():
+        if key in cache:
+            try:
+                cache.load(key, mmap=True)
+            except ValueError as exc:
+                problems.append(str(exc))
+    return problems
 
 
 def _missing_in(job_stages: Sequence[str], missing: Sequence[str]) -> bool:
@@ -114,11 +138,13 @@ def ensure_stages(
             print(line, flush=True)
     ray.kill(progress.actor)
     if errors:
-        name, exc = next(iter(errors.items()))
-        raise RuntimeError(f"stage job {name} failed: {exc}") from exc
+        name, exc = next(iter(errors.items()))  # the first to fail: the jobs waiting on it fail after it
+        raise StageJobError(
+            f"stage job {name} failed: {first_error_line(str(exc))} (its log: {storage_path}/stages-*/)"
+        ) from exc
     still_missing = missing_stages(cache, keys)
     if still_missing:
-        raise RuntimeError(f"the stage jobs finished but {', '.join(still_missing)} is not in {cache.root}")
+        raise StageJobError(f"the stage jobs finished but {', '.join(still_missing)} is not in {cache.root}")
     print(f"[stages] done in {time.monotonic() - start:.0f} s", flush=True)
     return keys
 

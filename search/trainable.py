@@ -8,6 +8,7 @@ Tune (and so ASHA and Optuna) through ``TuneReportCallback``.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from dataclasses import asdict
@@ -17,7 +18,7 @@ from typing import Any
 import ray.train
 import torch
 from ray import tune
-from ray.train import Checkpoint, CheckpointConfig, RunConfig, ScalingConfig
+from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.result import AUTO_RESULT_KEYS
@@ -37,12 +38,27 @@ TRIAL_COORDINATOR_CPU = 0.1
 _TUNE_KEYS = {*AUTO_RESULT_KEYS, "trial_id", "done", "experiment_tag", "should_checkpoint"}
 
 
+class DivergedTrialError(RuntimeError):
+    """A trial's loss turned NaN/inf: it ends failed, and a retry fails at once (its seed would diverge again)."""
+
+
+class InjectedTrialError(RuntimeError):
+    """Raised by the fault-injection hook (``INJECT_ERRORS_ENV``) to exercise the failure policy."""
+
+
+#: Testing hook: with ``NLRD_INJECT_TRIAL_ERRORS=N`` in the driver's environment, every trial raises on its first
+#: N attempts, before it launches any training, so the space's ``failure.max_retries`` can be seen at work.
+INJECT_ERRORS_ENV = "NLRD_INJECT_TRIAL_ERRORS"
+
+
 class TrialReports:
-    """Each trial's reports as JSON lines under ``<run>/reports``, and a marker once it ended normally.
+    """Each trial's reports as JSON lines under ``<run>/reports``, a marker once it ended normally, its
+    attempt count, and the reason it diverged if it did.
 
     Tune saves its own state a moment after a trial ends; a crash in between would make a resumed search
     train that trial again.  Instead the trainable replays the recorded reports of a trial marked done
-    (``replay``), so the searcher and ASHA see the same values and nothing is trained twice.
+    (``replay``), so the searcher and ASHA see the same values and nothing is trained twice.  The run
+    directory must be on storage every node sees (it is Ray Train's ``storage_path`` too).
     """
 
     def __init__(self, run_dir: Path) -> None:
@@ -53,6 +69,34 @@ class TrialReports:
 
     def _done(self, trial_id: str) -> Path:
         return self.root / f"{trial_id}.done"
+
+    def _attempts(self, trial_id: str) -> Path:
+        return self.root / f"{trial_id}.attempts"
+
+    def _diverged(self, trial_id: str) -> Path:
+        return self.root / f"{trial_id}.diverged"
+
+    def new_attempt(self, trial_id: str) -> int:
+        """Count one more attempt at ``trial_id`` (the first is 1); returns the count."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        count = self.attempts(trial_id) + 1
+        self._attempts(trial_id).write_text(str(count))
+        return count
+
+    def attempts(self, trial_id: str) -> int:
+        try:
+            return int(self._attempts(trial_id).read_text())
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def mark_diverged(self, trial_id: str, reason: str) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._diverged(trial_id).write_text(reason)
+
+    def diverged(self, trial_id: str) -> str | None:
+        """Why ``trial_id`` diverged, or None when it did not."""
+        path = self._diverged(trial_id)
+        return path.read_text() if path.exists() else None
 
     def start(self, trial_id: str) -> None:
         """A trial (re)starts from scratch: forget a partial history, keep a finished one for its replay."""
@@ -95,15 +139,18 @@ def adapt_loop(config: dict[str, Any]) -> None:
             extra = {"nonlocalness": config["nonlocalness"], "device_seconds": cost}
             ray.train.report({**metrics, **extra}, checkpoint=Checkpoint.from_directory(checkpoint_dir))
 
-        adapt(
-            adapt_config,
-            stages,
-            world.target_train,
-            world.target_val,
-            report=report,
-            device=device,
-            checkpoint_dir=checkpoint_dir,
-        )
+        try:
+            adapt(
+                adapt_config,
+                stages,
+                world.target_train,
+                world.target_val,
+                report=report,
+                device=device,
+                checkpoint_dir=checkpoint_dir,
+            )
+        except FloatingPointError as exc:  # deterministic: ending the run normally keeps Train from retrying it
+            TrialReports(config["run_dir"]).mark_diverged(config["trial_id"], f"FloatingPointError: {exc}")
 
 
 def make_trainable(
@@ -115,12 +162,20 @@ def make_trainable(
 
     reports = TrialReports(storage_path)
 
+    inject_errors = int(os.environ.get(INJECT_ERRORS_ENV, "0") or 0)  # read on the driver, shipped with `trial`
+
     def trial(config: dict[str, Any]) -> None:
-        recorded = reports.replay(tune.get_context().get_trial_id())
+        trial_id = tune.get_context().get_trial_id()
+        recorded = reports.replay(trial_id)
         if recorded is not None:  # it ended before a crash that Tune's saved state did not see
             for metrics in recorded:
                 tune.report(metrics)
             return
+        reason = reports.diverged(trial_id)
+        if reason is not None:
+            raise DivergedTrialError(reason)
+        if reports.new_attempt(trial_id) <= inject_errors:
+            raise InjectedTrialError(f"injected error ({INJECT_ERRORS_ENV}={inject_errors})")
         sampled = {name: value for name, value in config.items() if name != RELATIONS_KEY}
         adapt_config = spec.adapt_config(parse_set_label(config[RELATIONS_KEY]), sampled)
         trainer = TorchTrainer(
@@ -132,6 +187,8 @@ def make_trainable(
                 "cpus": resources.trial_cpus,
                 "devices": resources.trial_gpus or resources.trial_cpus,
                 "nonlocalness": set_scores[config[RELATIONS_KEY]],
+                "run_dir": storage_path,
+                "trial_id": trial_id,
             },
             scaling_config=ScalingConfig(
                 num_workers=1,
@@ -139,12 +196,16 @@ def make_trainable(
                 resources_per_worker={"CPU": resources.trial_cpus, "GPU": resources.trial_gpus},
             ),
             run_config=RunConfig(
-                name=f"train-{tune.get_context().get_trial_id()}",
+                name=f"train-{trial_id}",
                 storage_path=storage_path,
                 callbacks=[TuneReportCallback()],
                 checkpoint_config=CheckpointConfig(num_to_keep=1),
+                failure_config=FailureConfig(max_failures=spec.failure.worker_restarts),
             ),
         )
         trainer.fit()
+        reason = reports.diverged(trial_id)
+        if reason is not None:
+            raise DivergedTrialError(reason)
 
     return tune.with_resources(trial, {"CPU": TRIAL_COORDINATOR_CPU})

@@ -102,6 +102,9 @@ class ProgressPrinter(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._line(trials, f"{trial.trial_id} FAILED (reason in trials.csv)")
 
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._line(trials, f"{trial.trial_id} failed; retrying it (its error is in trials.csv if it fails for good)")
+
 
 def _fmt(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
@@ -215,6 +218,10 @@ def build_tuner(
             max_concurrent_trials=spec.searcher.max_concurrent,
         ),
         run_config=tune.RunConfig(
-            name=TUNE_DIR, storage_path=str(run_dir.resolve()), verbose=0, callbacks=[tables, study, printer]
+            name=TUNE_DIR,
+            storage_path=str(run_dir.resolve()),
+            verbose=0,
+            callbacks=[tables, study, printer],
+            failure_config=tune.FailureConfig(max_failures=spec.failure.max_retries),
         ),
     )

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -43,6 +51,93 @@ def write_space(path: Path, space: dict) -> Path:
     return path
 
 
+class Cli:
+    """``search/run.py`` in a process group of its own, starting its own local Ray unless given ``--address``
+    (as on a laptop).  A thread collects its output, so a test can wait for a line and still read everything."""
+
+    def __init__(self, args: list[str]) -> None:
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        self.proc = subprocess.Popen(
+            [sys.executable, str(REPO / "search" / "run.py"), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._pump = threading.Thread(target=self._read, daemon=True)
+        self._pump.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self._queue.put(line)
+        self._queue.put(None)
+
+    @property
+    def log(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, marker: str, timeout: float) -> bool:
+        """Collect output until a line holds ``marker`` (True), or until the output ends or ``timeout`` s pass."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._queue.get(timeout=left)
+            except queue.Empty:
+                return False
+            if line is None:
+                self._queue.put(None)
+                return False
+            self.lines.append(line)
+            if marker in line:
+                return True
+        return False
+
+    def kill(self) -> None:
+        """SIGKILL the driver and the local Ray it started, as in a crash."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=60)
+
+    def finish(self, timeout: float) -> int:
+        """Wait for the run to end (killing it after ``timeout`` s); its exit code."""
+        self.wait_for("\0never printed\0", timeout)
+        if self.proc.poll() is None:
+            self.kill()
+        return self.proc.wait(timeout=60)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "own_ray: starts its own Ray; runs before the session's shared cluster exists")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that start their own Ray (a killed driver, a multi-node cluster) run first, while no other Ray
+    holds the cores; the rest keep their order."""
+    items.sort(key=lambda item: item.get_closest_marker("own_ray") is None)
+
+
+@pytest.fixture(scope="session")
+def tiny_stages(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A stage cache trained once for ``TINY_SPACE`` (no Ray): tests that search copy it, so they spend their
+    time on the search rather than on the same shared stages."""
+    from nlrd.pipeline import StageCache, train_stages
+    from search.space import parse_space
+
+    spec = parse_space(TINY_SPACE, "tiny.yaml")
+    root = tmp_path_factory.mktemp("tiny-stages")
+    train_stages(spec.stages, spec.relations.candidates, StageCache(root))
+    return root
+
+
+def with_stages(out: Path, stages: Path) -> Path:
+    """``out`` (a ``--out`` folder) with a copy of the trained ``stages`` as its stage cache."""
+    shutil.copytree(stages, out / "cache")
+    return out
+
+
 @pytest.fixture(autouse=True, scope="session")
 def one_torch_thread():
     """Test tensors are tiny: one intra-op thread is as fast, and immune to stalls when the cores are shared."""
@@ -59,6 +154,8 @@ def ray_cluster():
     """A real local Ray with the dashboard on (Train-in-Tune needs it to release stopped trials' resources)."""
     import ray
 
-    ray.init(num_cpus=2, object_store_memory=256 * 1024**2, logging_level="ERROR", log_to_driver=False)
+    ray.init(
+        address="local", num_cpus=2, object_store_memory=256 * 1024**2, logging_level="ERROR", log_to_driver=False
+    )
     yield ray
     ray.shutdown()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 
 import pytest
 import torch
@@ -87,3 +88,27 @@ def test_cache_refuses_missing_and_corrupt_files(tmp_path):
     with pytest.raises(ValueError, match="cannot be read as an nlrd checkpoint"):
         cache.load("prior-x")
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def _train_and_tell(root: str, barrier, results) -> None:
+    """In a child process: wait for the other child, then train the TINY graph into the shared cache at ``root``."""
+    torch.set_num_threads(1)
+    events: list[dict] = []
+    barrier.wait()
+    train_stages(TINY, ["flip"], StageCache(root), report=events.append)
+    results.put(sorted({e["stage"] for e in events if not e.get("cached")}))
+
+
+def test_two_processes_needing_the_same_missing_stages_train_each_once(tmp_path):
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(2), context.Queue()
+    workers = [context.Process(target=_train_and_tell, args=(str(tmp_path), barrier, results)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    trained = [results.get(timeout=300) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    # Every stage that reports progress (prior, motion, relations, source) was trained by exactly one process.
+    assert sorted(trained[0] + trained[1]) == ["motion", "prior", "relations", "source"], trained
+    assert not list(tmp_path.glob("*.tmp")) and len(list(tmp_path.glob("*.pt"))) == 5
