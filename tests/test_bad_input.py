@@ -108,6 +108,18 @@ def _resume_edited_space(tmp: Path) -> list[str]:
     return args[:2]
 
 
+def _not_a_bvh(tmp: Path) -> list[str]:
+    (tmp / "mocap").mkdir()
+    (tmp / "mocap" / "take.bvh").write_text("this is not motion capture")
+    return _set("data", {"mocap": {"kind": "bvh", "path": str(tmp / "mocap")}})(tmp)
+
+
+def _not_an_npz(tmp: Path) -> list[str]:
+    (tmp / "poses.npz").write_bytes(b"PK\x03\x04 truncated")
+    part = {"kind": "h36m", "npz": str(tmp / "poses.npz"), "frames": str(tmp), "subjects": ["S9"]}
+    return _set("data", {"target_val": part})(tmp)
+
+
 def _existing_run_dir(tmp: Path) -> list[str]:
     (tmp / "out" / "taken").mkdir(parents=True)
     return ["--space", str(_space(tmp)), "--out", str(tmp / "out"), "--name", "taken"]
@@ -151,6 +163,20 @@ CASES: dict[str, tuple[Case, list[str]]] = {
         ["scheduler.type", "asha stops trials on one metric"],
     ),
     "unknown objective": (_set("objectives", [{"metric": "mpjpee"}]), ["objectives[0].metric", "Allowed: mpjpe"]),
+    "missing mocap folder": (
+        _set("data", {"mocap": {"kind": "bvh", "path": "/nowhere/cmu"}}),
+        ["bad.yaml: data.mocap.path: /nowhere/cmu: folder not found"],
+    ),
+    "missing dataset file": (
+        _set("data", {"target_val": {"kind": "h36m", "npz": "/nowhere/h36m.npz", "subjects": ["S9"]}}),
+        ["data.target_val.npz: /nowhere/h36m.npz: file not found"],
+    ),
+    "a file that is not BVH": (_not_a_bvh, ["data.mocap.path", "not a BVH file (expected it to start with HIERARCHY)"]),
+    "an npz that is not one": (_not_an_npz, ["data.target_val.npz", "poses.npz: not a readable .npz archive"]),
+    "a dataset kind that cannot fill the part": (
+        _set("data", {"source": {"kind": "bvh", "path": "x"}}),
+        ["data.source.kind: 'bvh' cannot fill source"],
+    ),
     "truncated stage checkpoint": (_cache_file("prior", _truncate), ["prior-", "cannot be read as an nlrd checkpoint"]),
     "foreign stage checkpoint": (
         _cache_file("flip", _foreign_pickle),

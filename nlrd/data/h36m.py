@@ -66,7 +66,7 @@ def read_npz_array(path: str | Path, key: str) -> np.ndarray:
         raise DatasetError(f"{path}: file not found")
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DatasetError(f"{path}: not a readable .npz archive ({exc})") from exc
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise DatasetError(f"{path}: expected an .npz archive, found a single array")
