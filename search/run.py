@@ -98,7 +98,8 @@ def start_ray(address: str | None) -> None:
     if address is not None:
         probe_address(address)
     try:
-        ray.init(address=address, logging_level="ERROR", log_to_driver=False, configure_logging=True)
+        # No --address: always a fresh local Ray, never one that `ray start` left running on this machine.
+        ray.init(address=address or "local", logging_level="ERROR", log_to_driver=False, configure_logging=True)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise RunError(f"--address {address}: no Ray cluster answered ({str(exc).splitlines()[0]})") from None
     # A failed trial's traceback goes to its row in trials.csv and its error.txt; the terminal gets one line.
