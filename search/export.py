@@ -81,6 +81,14 @@ def first_error_line(text: str) -> str:
     return (errors[-1] if errors else lines[0] if lines else "error")[:300]
 
 
+def ran_to_the_end(last: dict[str, Any], max_evaluations: int) -> bool:
+    """Whether a trial whose last result is ``last`` adapted for all its planned steps (rather than being stopped
+    early).  Counted in steps, not reports: a trial resumed from a checkpoint reports fewer times."""
+    if last.get("planned_steps") is not None and last.get("step") is not None:
+        return last["step"] >= last["planned_steps"]
+    return int(last.get("training_iteration", 0) or 0) >= max_evaluations
+
+
 def trial_row(record: TrialRecord, scores: dict[str, float], max_evaluations: int, attempts: int = 1) -> dict[str, Any]:
     """One table row; ``attempts``: how often the trial was started (1 + its retries)."""
     config = dict(record.config)
@@ -92,7 +100,7 @@ def trial_row(record: TrialRecord, scores: dict[str, float], max_evaluations: in
     elif not record.ended:
         status = RUNNING
     else:
-        status = FINISHED if iterations >= max_evaluations else STOPPED
+        status = FINISHED if ran_to_the_end(last, max_evaluations) else STOPPED
     row = {
         "trial_id": record.trial_id,
         "relation_set": label,
@@ -108,6 +116,7 @@ def trial_row(record: TrialRecord, scores: dict[str, float], max_evaluations: in
         "device_seconds": last.get("device_seconds", np.nan),
         "checkpoint": last.get("checkpoint_path", ""),
         "attempts": attempts,
+        "resumed_from_step": last.get("resumed_from_step", np.nan),
         "error": record.error or "",
     }
     row.update({f"param_{name}": value for name, value in config.items()})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import asdict
@@ -24,7 +25,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.result import AUTO_RESULT_KEYS
 
 from nlrd.pipeline import StageCache, StageKeys, load_stages, load_world
-from nlrd.train.adapt import AdaptConfig, adapt
+from nlrd.train.adapt import STATE_FILE, AdaptConfig, adapt, adapt_state_step
 from search.prefilter import parse_set_label
 from search.space import SearchSpec
 
@@ -132,11 +133,22 @@ def adapt_loop(config: dict[str, Any]) -> None:
     device = ray.train.torch.get_device()
     stages = load_stages(cache, keys, adapt_config.relations, device)
     world = load_world(cache, keys.world)
+    saved = ray.train.get_checkpoint()  # set when Train restarts a lost worker or Tune retries the trial
     with tempfile.TemporaryDirectory(prefix="nlrd-ckpt-") as checkpoint_dir:
+        resumed_from = 0
+        if saved is not None:
+            with saved.as_directory() as folder:
+                shutil.copytree(folder, checkpoint_dir, dirs_exist_ok=True)
+            resumed_from = adapt_state_step(Path(checkpoint_dir) / STATE_FILE)
 
         def report(metrics: dict[str, float]) -> None:
             cost = (time.monotonic() - start) * config["devices"]
-            extra = {"nonlocalness": config["nonlocalness"], "device_seconds": cost}
+            extra = {
+                "nonlocalness": config["nonlocalness"],
+                "device_seconds": cost,
+                "planned_steps": adapt_config.steps,
+                "resumed_from_step": resumed_from,
+            }
             ray.train.report({**metrics, **extra}, checkpoint=Checkpoint.from_directory(checkpoint_dir))
 
         try:
@@ -148,6 +160,7 @@ def adapt_loop(config: dict[str, Any]) -> None:
                 report=report,
                 device=device,
                 checkpoint_dir=checkpoint_dir,
+                resume_from=checkpoint_dir if saved is not None else None,
             )
         except FloatingPointError as exc:  # deterministic: ending the run normally keeps Train from retrying it
             TrialReports(config["run_dir"]).mark_diverged(config["trial_id"], f"FloatingPointError: {exc}")

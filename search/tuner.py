@@ -14,7 +14,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from nlrd.nonlocalness import NonLocalness
 from nlrd.train.adapt import AdaptConfig
-from search.export import LiveTables
+from search.export import LiveTables, ran_to_the_end
 from search.prefilter import SetDecision
 from search.space import SearchSpec
 from search.trainable import RELATIONS_KEY
@@ -150,7 +150,7 @@ class StudyRecorder(tune.Callback):
         iterations = int(result.get("training_iteration", 0) or 0)
         if failed or any(v is None for v in values):
             state, values, intermediate = optuna.trial.TrialState.FAIL, None, None
-        elif iterations < self.max_evaluations:
+        elif not ran_to_the_end(result, self.max_evaluations):
             state, intermediate = optuna.trial.TrialState.PRUNED, {iterations: values[0]}
             values = None
         else:

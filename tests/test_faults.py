@@ -113,7 +113,8 @@ def _head_and_worker():
 
 @pytest.mark.own_ray
 def test_a_lost_worker_node_retries_the_trial_and_the_search_completes(tmp_path, tiny_stages):
-    """Remove the node running a trial's training mid-trial; a fresh node joins; Train restarts the worker."""
+    """Remove the node running a trial (coordinator and training) mid-trial; a fresh node joins; Tune retries the
+    trial, which continues from its last checkpoint."""
     space = _space(
         searcher={"algorithm": "tpe", "seed": 0, "num_trials": 2, "max_concurrent": 1},
         adapt={"steps": 12, "eval_every": 2, "batch_clips": 2},
@@ -134,3 +135,6 @@ def test_a_lost_worker_node_retries_the_trial_and_the_search_completes(tmp_path,
     assert len(trials) == 2 and (trials["status"] == "finished").all(), trials[["status", "error"]]
     assert (trials["steps"] == 12).all()
     assert sorted(trials["attempts"]) == [1, 2]  # the trial on the lost node ran again; the other ran once
+    retried = trials[trials["attempts"] == 2].iloc[0]
+    assert retried["resumed_from_step"] >= 2  # from its last checkpoint, not from scratch
+    assert (trials[trials["attempts"] == 1]["resumed_from_step"] == 0).all()
