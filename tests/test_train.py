@@ -1,18 +1,21 @@
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import importlib
 import math
+import shutil
 
 import pytest
 import torch
 
 from nlrd import skeleton
 from nlrd.data import ClipSet
-from nlrd.metrics import mpjpe, pa_mpjpe
+from nlrd.metrics import evaluate_protocols, mpjpe, pa_mpjpe
 from nlrd.models import DiscriminatorLogits, PosePrior
 from nlrd.pipeline import Stages
-from nlrd.relations import get_relation
-from nlrd.train.adapt import AdaptConfig, adapt
+from nlrd.relations import Relation, get_relation
+from nlrd.train.adapt import AdaptConfig, _pose_loss, _readouts, _Step, adapt
 from nlrd.train.evaluate import evaluate
 from nlrd.train.motion import MotionConfig, train_motion
 from nlrd.train.prior import LEVEL_WEIGHTS, PriorConfig, adversarial_levels, adversarial_logits_loss, train_prior
@@ -206,6 +209,19 @@ def test_evaluate_matches_the_metrics(stages, target):
     expected = val.poses.flatten(0, 1)
     assert result["mpjpe"] == pytest.approx(mpjpe(pred, expected).item(), rel=1e-4)
     assert result["pa_mpjpe"] == pytest.approx(pa_mpjpe(pred, expected).item(), rel=1e-4)
+    protocols = evaluate_protocols(pred, expected)
+    assert set(result) == set(protocols) >= {"mpjpe_gtbone", "pa_mpjpe_gtbone", "pck150", "auc"}
+    assert all(result[k] == pytest.approx(v, rel=1e-4, abs=1e-6) for k, v in protocols.items())
+
+
+def test_evaluate_counts_only_the_clips_eval_joints(stages, target):
+    val = dataclasses.replace(target[1], eval_joints=(0, 1, 2, 3, 4, 8))
+    result = evaluate(stages.encoder, stages.prior, val)
+    with torch.no_grad():
+        pred = stages.prior.decode(stages.encoder(val.images().flatten(0, 1)))
+    expected = evaluate_protocols(pred, val.poses.flatten(0, 1), joints=val.eval_joints)
+    assert all(result[k] == pytest.approx(v, rel=1e-4, abs=1e-6) for k, v in expected.items())
+    assert result["mpjpe"] != pytest.approx(evaluate(stages.encoder, stages.prior, target[1])["mpjpe"], rel=1e-3)
 
 
 @pytest.mark.parametrize("schedule", ["round_robin", "weighted"])
@@ -215,7 +231,8 @@ def test_adapt_reports_and_trains_only_the_chosen_block(stages, target, schedule
     cfg = AdaptConfig(relations=RELATIONS, steps=5, batch_clips=2, eval_every=2, schedule=schedule)
     encoder = adapt(cfg, stages, *target, report=reports.append)
     assert [r["step"] for r in reports] == [2, 4, 5]
-    assert all(set(r) == {"step", "mpjpe", "pa_mpjpe", "loss"} and math.isfinite(r["mpjpe"]) for r in reports)
+    keys = {"step", "loss", "mpjpe", "pa_mpjpe", "mpjpe_gtbone", "pa_mpjpe_gtbone", "pck150", "auc"}
+    assert all(keys <= set(r) and math.isfinite(r["mpjpe"]) for r in reports)
     changed = {k for k, v in encoder.state_dict().items() if not torch.equal(v, before[k])}
     assert changed and all(k.startswith("block3.") for k in changed)
     assert all(torch.equal(v, before[k]) for k, v in stages.encoder.state_dict().items())  # source untouched
@@ -254,6 +271,7 @@ class _NaN(torch.nn.Module):
         ({"relations": ("moonwalk",)}, "unknown relation 'moonwalk'; allowed: flip"),
         ({"relations": ("flip_forward",)}, "no relation transformer .*flip_forward"),
         ({"schedule": "random"}, "unknown schedule 'random'; allowed: round_robin, weighted"),
+        ({"nonlocal_space": "image"}, "unknown nonlocal_space 'image'; allowed: latent, pose"),
         ({"trainable_block": "block9"}, "unknown trainable block 'block9'"),
         ({"steps": 0}, "steps must be at least 1"),
     ],
@@ -279,3 +297,90 @@ def test_one_cycle_warms_up_then_decays_for_any_length(steps):
     peak = factors.index(1.0)
     assert factors[: peak + 1] == sorted(factors[: peak + 1])
     assert factors[peak:] == sorted(factors[peak:], reverse=True)
+
+
+@pytest.mark.parametrize("space", ["latent", "pose"])
+def test_pose_level_nonlocal_loss_compares_latents_or_decoded_poses(stages, target, space):
+    flip = Relation("flip", "pose", spatial="flip")
+    torch.manual_seed(0)
+    step = _Step(stages.encoder, target[0].images()[:2], T)
+    readout = _readouts(space, stages.prior, stages.motion, T)["pose"]
+    loss = _pose_loss(step, flip, torch.nn.Identity(), readout)
+    frames = step.view[:, :T].flatten(0, 1)
+    with torch.no_grad():
+        anchor, counterpart = stages.encoder(frames), stages.encoder(frames.flip(-1))
+    if space == "pose":  # decoded poses, in metres
+        anchor, counterpart = stages.prior.decode(anchor) / 1000.0, stages.prior.decode(counterpart) / 1000.0
+    assert loss.item() == pytest.approx((anchor - counterpart).abs().mean().item(), rel=1e-5)
+
+
+def test_adapt_in_pose_space_trains_every_relation_level(stages, target):
+    cfg = AdaptConfig(relations=RELATIONS, steps=3, batch_clips=2, w_lcr=0.0, w_hcr=0.0, nonlocal_space="pose")
+    encoder = adapt(cfg, stages, *target)
+    changed = {k for k, v in encoder.state_dict().items() if not torch.equal(v, stages.encoder.state_dict()[k])}
+    assert changed and all(k.startswith("block3.") for k in changed)
+
+
+def _record_autocast(monkeypatch, module_name: str) -> list[bool]:
+    """Replace ``autocast`` in a training module by a recorder of its ``enabled`` flags."""
+    calls: list[bool] = []
+
+    def recorder(device, enabled=True):
+        calls.append(enabled)
+        return contextlib.nullcontext()
+
+    monkeypatch.setattr(importlib.import_module(module_name), "autocast", recorder)
+    return calls
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_adapt_passes_its_bf16_flag_to_autocast(stages, target, monkeypatch, bf16):
+    calls = _record_autocast(monkeypatch, "nlrd.train.adapt")
+    adapt(AdaptConfig(relations=("flip",), steps=2, batch_clips=2, bf16=bf16), stages, *target)
+    assert calls and set(calls) == {bf16}
+
+
+def test_bf16_is_a_no_op_on_the_cpu(stages, target):
+    cfg = AdaptConfig(relations=("flip", "backward"), steps=3, batch_clips=2)
+    plain, flagged = adapt(cfg, stages, *target), adapt(AdaptConfig(**{**vars(cfg), "bf16": True}), stages, *target)
+    assert all(torch.equal(v, flagged.state_dict()[k]) for k, v in plain.state_dict().items())
+
+
+def test_stage_loops_pass_their_bf16_flag_to_autocast(prior, motion, mocap, monkeypatch):
+    calls = {
+        name: _record_autocast(monkeypatch, f"nlrd.train.{name}") for name in ("prior", "motion", "relation", "source")
+    }
+    train_prior(PriorConfig(steps=2, batch_size=8, latent_dim=8, hidden=32, warmup_steps=1, bf16=True), mocap[:, 0])
+    train_motion(MotionConfig(steps=1, batch_size=4, hidden=16, embed_dim=16, bf16=True), prior, mocap, T)
+    relations = [get_relation("flip", T)]
+    train_relations(RelationConfig(steps=1, batch_size=4, hidden=(8,), bf16=True), prior, motion, mocap, relations)
+    train_source(SourceConfig(steps=1, batch_size=2, width=8, bf16=True), prior, random_clips(1, T, 5, labelled=True))
+    assert all(recorded and set(recorded) == {True} for recorded in calls.values()), calls
+
+
+@pytest.mark.parametrize("schedule", ["round_robin", "weighted"])
+def test_a_resumed_adaptation_continues_exactly(stages, target, tmp_path, schedule):
+    """Stopped after step 4 and resumed from its checkpoint, adaptation ends bit for bit where an uninterrupted
+    run ends, reporting only the steps after the checkpoint."""
+    cfg = AdaptConfig(relations=RELATIONS, steps=6, batch_clips=2, eval_every=2, schedule=schedule)
+    saved = tmp_path / "at-step-4"
+
+    def keep_step_4(metrics: dict) -> None:
+        if metrics["step"] == 4:
+            shutil.copytree(tmp_path / "live", saved)
+
+    whole = adapt(cfg, stages, *target, report=keep_step_4, checkpoint_dir=tmp_path / "live")
+    reports: list[dict] = []
+    resumed = adapt(cfg, stages, *target, report=reports.append, resume_from=saved)
+    assert [r["step"] for r in reports] == [6]
+    assert all(torch.equal(v, resumed.state_dict()[k]) for k, v in whole.state_dict().items())
+    changed = [k for k, v in whole.state_dict().items() if not torch.equal(v, stages.encoder.state_dict()[k])]
+    assert changed  # the comparison is between trained encoders, not two copies of the source
+
+
+def test_resume_refuses_a_checkpoint_of_another_config(stages, target, tmp_path):
+    cfg = AdaptConfig(relations=RELATIONS, steps=2, batch_clips=2, eval_every=2)
+    adapt(cfg, stages, *target, report=lambda m: None, checkpoint_dir=tmp_path)
+    other = dataclasses.replace(cfg, relations=("flip",), steps=4)
+    with pytest.raises(ValueError, match="cannot resume adaptation from .*adapt_state.pt: .*optimisers saved"):
+        adapt(other, stages, *target, resume_from=tmp_path)

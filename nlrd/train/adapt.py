@@ -20,18 +20,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nlrd.atomic import write_atomic
 from nlrd.data import ClipSet
+from nlrd.device import autocast
 from nlrd.models import ProjectionHead, set_trainable
 from nlrd.relations import Relation, get_relation
-from nlrd.train.common import Report, check_finite, freeze, frozen_copy, seeded, should_report
+from nlrd.train.common import POSE_SCALE_MM, Report, check_finite, freeze, frozen_copy, seeded, should_report
 from nlrd.train.evaluate import evaluate
 
 if TYPE_CHECKING:  # nlrd.pipeline imports the stage trainers; adapt needs only the type
     from nlrd.pipeline import Stages
 
 SCHEDULES = ("round_robin", "weighted")
+#: Where the non-local losses compare the two sides of a pair: see ``AdaptConfig``.
+NONLOCAL_SPACES = ("latent", "pose")
 #: File name of the adapted encoder's state dict inside a checkpoint directory.
 ENCODER_FILE = "encoder.pt"
+#: File name of the full adaptation state (what ``resume_from`` reads) inside a checkpoint directory.
+STATE_FILE = "adapt_state.pt"
 
 
 @dataclass
@@ -42,6 +48,11 @@ class AdaptConfig:
     relation), one loss per step in turn, as in the paper; losses with weight 0 are left out of the turn.
     ``schedule="weighted"``: one Adam at ``lr_nonlocal`` on ``w_lcr*LCR + w_hcr*HCR + w_pose*sum(pose) +
     w_motion*sum(motion)``.  ``eval_every``: steps between target-validation reports.
+
+    ``nonlocal_space="latent"``: the paper's non-local losses, L1 between latents (z, or v at motion level).
+    ``"pose"``: both sides are first decoded to poses by the frozen decoders (``D_p``, or ``D_p D_m``) and
+    compared in metres, so each latent direction counts by how much it moves the joints.
+    ``bf16``: bf16 autocast of the loss computations (CUDA only; a no-op on the CPU, see ``nlrd.device``).
     """
 
     relations: tuple[str, ...] = ("flip", "flip_backward", "slow_backward")
@@ -58,6 +69,8 @@ class AdaptConfig:
     trainable_block: str = "block3"
     eval_every: int = 10
     seed: int = 0
+    nonlocal_space: str = "latent"
+    bf16: bool = False
 
 
 def photometric(clips: torch.Tensor) -> torch.Tensor:
@@ -127,20 +140,39 @@ def _hcr_loss(step: _Step, motion: nn.Module, head: nn.Module, tau: float) -> to
     return info_nce(head(motion.encode(z1)), head(motion.encode(z2)), groups, tau)
 
 
-def _pose_loss(step: _Step, relation: Relation, transformer: nn.Module) -> torch.Tensor:
-    """``mean |T_r(G(a)) - G(c)|`` over the frames of the first T of every clip; ``G(c)`` is a fixed target."""
+Readout = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _pose_loss(step: _Step, relation: Relation, transformer: nn.Module, readout: Readout) -> torch.Tensor:
+    """``mean |R(T_r(G(a))) - R(G(c))|`` over the frames of the first T of every clip; ``G(c)`` is a fixed target.
+
+    ``readout`` R: the identity (latent space) or the frozen pose decoder in metres (pose space).
+    """
     anchor, counterpart = relation.images(step.view[:, : step.clip_len].flatten(0, 1))
     with torch.no_grad():
-        target = step.encoder(counterpart)
-    return (transformer(step.encoder(anchor)) - target).abs().mean()
+        target = readout(step.encoder(counterpart))
+    return (readout(transformer(step.encoder(anchor))) - target).abs().mean()
 
 
-def _motion_loss(step: _Step, relation: Relation, motion: nn.Module, transformer: nn.Module) -> torch.Tensor:
-    """``mean |T_r(E_m G(A)) - E_m G(C)|`` on a random window of every clip; the counterpart is a fixed target."""
+def _motion_loss(
+    step: _Step, relation: Relation, motion: nn.Module, transformer: nn.Module, readout: Readout
+) -> torch.Tensor:
+    """``mean |R(T_r(E_m G(A))) - R(E_m G(C))|`` on a random window of every clip; the counterpart is a fixed
+    target.  ``readout`` R: the identity (latent space) or ``D_p D_m`` in metres (pose space)."""
     anchor, counterpart = relation.images(step.window(relation.window))
     with torch.no_grad():
-        target = motion.encode(step.encode_frames(counterpart))
-    return (transformer(motion.encode(step.encode_frames(anchor))) - target).abs().mean()
+        target = readout(motion.encode(step.encode_frames(counterpart)))
+    return (readout(transformer(motion.encode(step.encode_frames(anchor)))) - target).abs().mean()
+
+
+def _readouts(space: str, prior: nn.Module, motion: nn.Module, clip_len: int) -> dict[str, Readout]:
+    """What the non-local losses compare, per relation level: latents as they are, or decoded poses (metres)."""
+    if space == "latent":
+        return {"pose": nn.Identity(), "motion": nn.Identity()}
+    return {
+        "pose": lambda z: prior.decode(z) / POSE_SCALE_MM,
+        "motion": lambda v: prior.decode(motion.decode(v, clip_len)) / POSE_SCALE_MM,
+    }
 
 
 @dataclass
@@ -164,15 +196,55 @@ def _resolve_relations(names: tuple[str, ...], clip_len: int, transformers: dict
 
 def save_encoder(encoder: nn.Module, path: Path) -> None:
     """Write ``encoder``'s state dict to ``path`` through a temporary file, so a reader never sees half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({name: t.detach().cpu() for name, t in encoder.state_dict().items()}, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: torch.save({k: t.detach().cpu() for k, t in encoder.state_dict().items()}, tmp))
+
+
+def _save_state(
+    path: Path, step: int, encoder: nn.Module, heads: dict[str, nn.Module], optimisers: list, device: torch.device
+) -> None:
+    """Everything a resumed adaptation needs to continue exactly where this one is after ``step``."""
+    state = {
+        "step": step,
+        "encoder": {k: t.detach().cpu() for k, t in encoder.state_dict().items()},
+        "heads": {name: head.state_dict() for name, head in heads.items()},
+        "optimisers": [opt.state_dict() for opt in optimisers],
+        "rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+    }
+    write_atomic(path, lambda tmp: torch.save(state, tmp))
+
+
+def adapt_state_step(path: str | os.PathLike) -> int:
+    """The step after which the adaptation state at ``path`` was saved."""
+    return int(torch.load(path, map_location="cpu", weights_only=True)["step"])
+
+
+def _load_state(
+    path: Path, encoder: nn.Module, heads: dict[str, nn.Module], optimisers: list, device: torch.device
+) -> int:
+    """Restore what ``_save_state`` wrote (read with ``weights_only=True``); returns the step it was saved after."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        encoder.load_state_dict(state["encoder"])
+        for name, head in heads.items():
+            head.load_state_dict(state["heads"][name])
+        if len(state["optimisers"]) != len(optimisers):
+            raise ValueError(f"{len(state['optimisers'])} optimisers saved, this config has {len(optimisers)}")
+        for opt, saved in zip(optimisers, state["optimisers"], strict=True):
+            opt.load_state_dict(saved)
+    except Exception as exc:  # a foreign, truncated or mismatched checkpoint: say which file and why
+        raise ValueError(f"cannot resume adaptation from {path}: {exc}") from exc
+    torch.set_rng_state(state["rng"])
+    if state["cuda_rng"] is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda_rng"], device)
+    return int(state["step"])
 
 
 def _check_config(cfg: AdaptConfig) -> None:
     if cfg.schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {cfg.schedule!r}; allowed: {', '.join(SCHEDULES)}")
+    if cfg.nonlocal_space not in NONLOCAL_SPACES:
+        raise ValueError(f"unknown nonlocal_space {cfg.nonlocal_space!r}; allowed: {', '.join(NONLOCAL_SPACES)}")
     for name in ("steps", "batch_clips", "eval_every"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"{name} must be at least 1, got {getattr(cfg, name)}")
@@ -188,6 +260,7 @@ def adapt(
     report: Report | None = None,
     device: str | torch.device = "cpu",
     checkpoint_dir: str | os.PathLike | None = None,
+    resume_from: str | os.PathLike | None = None,
 ) -> nn.Module:
     """Adapt a copy of ``stages.encoder`` to the target domain; returns it frozen.
 
@@ -195,7 +268,10 @@ def adapt(
     ``target_val``: labelled clips of T frames; T is the relations' clip length.  Reports
     ``{"step", "mpjpe", "pa_mpjpe", "loss"}`` (mm; ``loss`` is the last step's total) every ``eval_every``
     steps and at the end.  With ``checkpoint_dir``, the encoder's state is written to
-    ``checkpoint_dir/encoder.pt`` just before each report, so every report has a matching checkpoint.
+    ``checkpoint_dir/encoder.pt`` just before each report, so every report has a matching checkpoint, together
+    with ``adapt_state.pt`` (encoder, heads, optimisers, step, random state).  ``resume_from``: a checkpoint
+    directory holding that state; the run continues after its step exactly as if it had never stopped (on the
+    CPU, bit for bit) and reports only the later steps.
     Raises FloatingPointError on a non-finite loss.
     """
     _check_config(cfg)
@@ -236,12 +312,14 @@ def adapt(
                 list(hcr_head.parameters()),
             ),
         ]
+        readouts = _readouts(cfg.nonlocal_space, prior, motion, clip_len)
         for r in relations:
+            transformer, readout = transformers[r.name], readouts[r.level]
             if r.level == "pose":
-                fn = partial(_pose_loss, relation=r, transformer=transformers[r.name])
+                fn = partial(_pose_loss, relation=r, transformer=transformer, readout=readout)
                 terms.append(_Term(f"pose_{r.name}", cfg.w_pose, cfg.lr_nonlocal, fn, []))
             else:
-                fn = partial(_motion_loss, relation=r, motion=motion, transformer=transformers[r.name])
+                fn = partial(_motion_loss, relation=r, motion=motion, transformer=transformer, readout=readout)
                 terms.append(_Term(f"motion_{r.name}", cfg.w_motion, cfg.lr_nonlocal, fn, []))
         terms = [t for t in terms if t.weight != 0]
         if not terms:
@@ -252,14 +330,19 @@ def adapt(
             head_params = [p for t in terms for p in t.params]
             optimisers = [torch.optim.Adam(encoder_params + head_params, lr=cfg.lr_nonlocal)]
 
-        for s in range(1, cfg.steps + 1):
+        heads = {"lcr": lcr_head, "hcr": hcr_head}
+        done = 0
+        if resume_from is not None:
+            done = _load_state(Path(resume_from) / STATE_FILE, encoder, heads, optimisers, device)
+        for s in range(done + 1, cfg.steps + 1):
             idx = torch.randint(len(target_train), (cfg.batch_clips,))
             step = _Step(encoder, target_train.frames[idx].to(device).float() / 255.0, clip_len)
             active = [terms[(s - 1) % len(terms)]] if cfg.schedule == "round_robin" else terms
             opt = optimisers[(s - 1) % len(terms)] if cfg.schedule == "round_robin" else optimisers[0]
             total = torch.zeros((), device=device)
             for term in active:
-                value = term.fn(step)
+                with autocast(device, cfg.bf16):
+                    value = term.fn(step).float()
                 check_finite(value, term.name, s)
                 total = total + term.weight * value
             opt.zero_grad()
@@ -269,5 +352,6 @@ def adapt(
                 metrics = {"step": s, **evaluate(encoder, prior, target_val, device=device), "loss": total.item()}
                 if checkpoint_dir is not None:
                     save_encoder(encoder, Path(checkpoint_dir) / ENCODER_FILE)
+                    _save_state(Path(checkpoint_dir) / STATE_FILE, s, encoder, heads, optimisers, device)
                 report(metrics)
     return freeze(encoder)

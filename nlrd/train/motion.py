@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from nlrd.device import autocast
 from nlrd.models import MotionAE, PosePrior
 from nlrd.train.common import Report, augment_poses, descend, freeze, frozen_copy, pose_l1, seeded, should_report
 
@@ -13,7 +14,8 @@ from nlrd.train.common import Report, augment_poses, descend, freeze, frozen_cop
 @dataclass
 class MotionConfig:
     """``time_augment``: also train on reversed and 2x-fast clips, so the embedding has seen the kinds of
-    sequence that the motion-level relations produce as anchors and counterparts."""
+    sequence that the motion-level relations produce as anchors and counterparts.  ``bf16``: bf16 autocast of the
+    forward passes (CUDA only; a no-op on the CPU)."""
 
     steps: int = 300
     batch_size: int = 64
@@ -24,6 +26,7 @@ class MotionConfig:
     time_augment: bool = True
     report_every: int = 50
     seed: int = 0
+    bf16: bool = False
 
 
 def _sample_clips(sequences: torch.Tensor, batch_size: int, clip_len: int, time_augment: bool) -> torch.Tensor:
@@ -68,9 +71,10 @@ def train_motion(
         opt = torch.optim.Adam(motion.parameters(), lr=cfg.lr)
         for step in range(1, cfg.steps + 1):
             clips = augment_poses(_sample_clips(sequences, cfg.batch_size, clip_len, cfg.time_augment))
-            with torch.no_grad():
-                z = prior.encode(clips)
-            loss = pose_l1(prior.decode(motion(z)), clips)
+            with autocast(device, cfg.bf16):
+                with torch.no_grad():
+                    z = prior.encode(clips)
+                loss = pose_l1(prior.decode(motion(z)).float(), clips)
             descend(opt, loss, "motion", step)
             if report is not None and should_report(step, cfg.report_every, cfg.steps):
                 report({"step": step, "loss": loss.item()})

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from nlrd.device import autocast
 from nlrd.models import LATENT_BOUND, DiscriminatorLogits, PoseDiscriminator, PosePrior
 from nlrd.train.common import Report, augment_poses, descend, freeze, pose_l1, seeded, should_report
 
@@ -20,7 +21,8 @@ class PriorConfig:
     """``w_cycle`` weighs the latent cycle (L1 on z / 10), ``w_adv`` the adversarial term, which starts
     after ``warmup_steps`` of reconstruction and cycle only (a discriminator facing a random decoder
     only adds noise).  ``lr_disc``: the discriminator's Adam rate; ``flip_prob``: chance of a left/right
-    flip in the pose augmentation (a random azimuth is always applied)."""
+    flip in the pose augmentation (a random azimuth is always applied).  ``bf16``: bf16 autocast of the forward
+    passes (CUDA only; a no-op on the CPU)."""
 
     steps: int = 600
     batch_size: int = 256
@@ -34,6 +36,7 @@ class PriorConfig:
     seed: int = 0
     lr_disc: float = 1e-3
     flip_prob: float = 0.5
+    bf16: bool = False
 
 
 def adversarial_levels(logits: DiscriminatorLogits, real: bool) -> dict[str, torch.Tensor]:
@@ -82,17 +85,20 @@ def train_prior(
         for step in range(1, cfg.steps + 1):
             real = augment_poses(poses[torch.randint(len(poses), (cfg.batch_size,), device=device)], cfg.flip_prob)
             z = (torch.rand(cfg.batch_size, cfg.latent_dim, device=device) * 2 - 1) * LATENT_BOUND
-            fake = prior.decode(z)
-            recon = pose_l1(prior(real), real)
-            cycle = (prior.encode(fake) - z).abs().mean() / LATENT_BOUND
+            with autocast(device, cfg.bf16):
+                fake = prior.decode(z).float()
+                recon = pose_l1(prior(real).float(), real)
+                cycle = (prior.encode(fake).float() - z).abs().mean() / LATENT_BOUND
             levels = dict.fromkeys(LEVEL_WEIGHTS, zero)
             critic_loss = zero
             if step > cfg.warmup_steps:
-                critic_loss = adversarial_logits_loss(critic(real), True) + adversarial_logits_loss(
-                    critic(fake.detach()), False
-                )
-                descend(opt_critic, critic_loss, "discriminator", step)
-                levels = adversarial_levels(critic(fake), True)
+                with autocast(device, cfg.bf16):
+                    critic_loss = adversarial_logits_loss(critic(real), True) + adversarial_logits_loss(
+                        critic(fake.detach()), False
+                    )
+                descend(opt_critic, critic_loss.float(), "discriminator", step)
+                with autocast(device, cfg.bf16):
+                    levels = {k: v.float() for k, v in adversarial_levels(critic(fake), True).items()}
             adversarial = torch.stack(list(levels.values())).sum()
             loss = recon + cfg.w_cycle * cycle + cfg.w_adv * adversarial
             descend(opt, loss, "prior", step)

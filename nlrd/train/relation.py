@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from nlrd.device import autocast
 from nlrd.models import MotionAE, PosePrior, RelationTransformer
 from nlrd.relations import Relation
 from nlrd.train.common import Report, augment_poses, descend, freeze, frozen_copy, seeded, should_report
@@ -16,7 +17,8 @@ from nlrd.train.common import Report, augment_poses, descend, freeze, frozen_cop
 class RelationConfig:
     """``pool_size``: augmented mocap samples per relation (at most ``steps * batch_size``), encoded once by
     the frozen encoders before training: the LSTM encodings dominate the cost, so the transformers then
-    train on latents only."""
+    train on latents only.  ``bf16``: bf16 autocast of the transformers' forward passes (CUDA only; a no-op on
+    the CPU)."""
 
     steps: int = 300
     batch_size: int = 64
@@ -25,6 +27,7 @@ class RelationConfig:
     pool_size: int = 2048
     report_every: int = 50
     seed: int = 0
+    bf16: bool = False
 
 
 @torch.no_grad()
@@ -87,10 +90,11 @@ def train_relations(
         opt = torch.optim.Adam(params, lr=cfg.lr)
         for step in range(1, cfg.steps + 1):
             idx = torch.randint(pool_size, (cfg.batch_size,), device=device)
-            losses = {
-                name: (transformers[name](anchor[idx]) - counterpart[idx]).abs().mean()
-                for name, (anchor, counterpart) in pools.items()
-            }
+            with autocast(device, cfg.bf16):
+                losses = {
+                    name: (transformers[name](anchor[idx]).float() - counterpart[idx]).abs().mean()
+                    for name, (anchor, counterpart) in pools.items()
+                }
             loss = torch.stack(list(losses.values())).mean()
             descend(opt, loss, "relation", step)
             if report is not None and should_report(step, cfg.report_every, cfg.steps):

@@ -12,6 +12,7 @@ from torch import nn
 
 from nlrd import skeleton
 from nlrd.data import ClipSet
+from nlrd.device import autocast
 from nlrd.models import PosePrior, build_image_encoder
 from nlrd.train.common import Report, descend, freeze, frozen_copy, pose_l1, seeded, should_report
 
@@ -22,7 +23,8 @@ class SourceConfig:
 
     ``augment``: label-preserving augmentation of every batch (see ``augment_labelled``); without it the encoder
     overfits the source's exact colours and scale and is worse than the mean pose on the target.  The learning
-    rate follows a one-cycle schedule (warm-up over the first ``warmup_fraction``, then cosine decay).
+    rate follows a one-cycle schedule (warm-up over the first ``warmup_fraction``, then cosine decay).  ``bf16``:
+    bf16 autocast of the forward pass (CUDA only; a no-op on the CPU).
     """
 
     steps: int = 1200
@@ -34,6 +36,7 @@ class SourceConfig:
     warmup_fraction: float = 0.1
     report_every: int = 50
     seed: int = 0
+    bf16: bool = False
 
 
 #: Random zoom about the image centre, up to this factor either way.
@@ -114,7 +117,8 @@ def train_source(
             images, targets = frames[idx].to(device).float() / 255.0, poses[idx.to(device)]
             if cfg.augment:
                 images, targets = augment_labelled(images, targets)
-            loss = pose_l1(prior.decode(encoder(images)), targets)
+            with autocast(device, cfg.bf16):
+                loss = pose_l1(prior.decode(encoder(images)).float(), targets)
             descend(opt, loss, "source", step)
             schedule.step()
             if report is not None and should_report(step, cfg.report_every, cfg.steps):
