@@ -6,7 +6,11 @@
 Seed ``s`` trains the source encoder with ``SourceConfig(seed=s)`` (unless ``--fixed-source``) and runs every
 adaptation row with ``AdaptConfig(seed=s)``; the world, prior, motion embedding and relation transformers are
 shared by all seeds.  Stages are cached in ``--cache`` and reused across runs.  No Ray: plain nlrd calls.
-Writes ``<out>/ablation.md`` (the table) and ``<out>/ablation.json`` (every per-seed number and the timings).
+Writes ``<out>/ablation.md`` (the tables) and ``<out>/ablation.json`` (every per-seed number and the timings).
+
+``--target-seed N`` swaps the world's target clips (training and validation) for those of the world with seed
+``N``: same domain, different samples, same stages.  Settings are chosen on such a development target, so the
+world's own validation labels are only read for the reported numbers.
 """
 
 from __future__ import annotations
@@ -14,28 +18,29 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
+from nlrd.data import ClipSet
 from nlrd.pipeline import (
     StageCache,
     StageConfigs,
     StageKeys,
     load_stages,
     load_world,
-    source_only_metrics,
     train_stages,
 )
-from nlrd.train.adapt import AdaptConfig, adapt
+from nlrd.train.adapt import NONLOCAL_SPACES, SCHEDULES, AdaptConfig, adapt
 from nlrd.train.evaluate import evaluate
 from nlrd.train.motion import MotionConfig
 from nlrd.train.prior import PriorConfig
 from nlrd.train.relation import RelationConfig
 from nlrd.train.source import SourceConfig
-from nlrd.world import WorldConfig
+from nlrd.world import WorldConfig, build_world
 
 #: Ablation rows in the paper's order: (label, relations, adapt at all).
 ROWS: tuple[tuple[str, tuple[str, ...], bool], ...] = (
@@ -46,7 +51,13 @@ ROWS: tuple[tuple[str, tuple[str, ...], bool], ...] = (
     ("+ slow-backward", ("flip", "flip_backward", "slow_backward"), True),
 )
 RELATIONS = ("flip", "flip_backward", "slow_backward")
-METRICS = ("mpjpe", "pa_mpjpe")
+#: Table columns: (protocol key of ``nlrd.train.evaluate``, heading).
+PROTOCOLS = (
+    ("mpjpe", "MPJPE"),
+    ("pa_mpjpe", "PA-MPJPE"),
+    ("mpjpe_gtbone", "MPJPE, GT bones"),
+    ("pa_mpjpe_gtbone", "PA-MPJPE, GT bones"),
+)
 
 
 def parse_args() -> argparse.Namespace:
@@ -59,6 +70,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--lr-contrastive", type=float, default=1e-4)
     parser.add_argument("--lr-nonlocal", type=float, default=1e-4)
     parser.add_argument("--trainable-block", default="block3")
+    parser.add_argument("--schedule", default="round_robin", choices=SCHEDULES)
+    parser.add_argument("--nonlocal-space", default="latent", choices=NONLOCAL_SPACES)
+    parser.add_argument("--relation-steps", type=int, default=200, help="relation transformer training steps")
+    parser.add_argument("--target-seed", type=int, help="adapt and evaluate on the target clips of this world seed")
     parser.add_argument("--fixed-source", action="store_true", help="one source encoder (seed 0) for every seed")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--source-steps", type=int, default=SourceConfig.steps)
@@ -66,8 +81,8 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def smoke_configs(image_size: int, source_steps: int) -> StageConfigs:
-    """The shared stages of ``spaces/smoke.yaml``."""
+def smoke_configs(image_size: int, source_steps: int, relation_steps: int = 200) -> StageConfigs:
+    """The shared stages of ``spaces/smoke.yaml`` (``relation_steps`` 200 there)."""
     return StageConfigs(
         world=WorldConfig(
             image_size=image_size,
@@ -80,7 +95,7 @@ def smoke_configs(image_size: int, source_steps: int) -> StageConfigs:
         ),
         prior=PriorConfig(steps=600),
         motion=MotionConfig(steps=200),
-        relation=RelationConfig(steps=200),
+        relation=RelationConfig(steps=relation_steps),
         source=SourceConfig(steps=source_steps),
     )
 
@@ -115,39 +130,60 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def table(results: dict[str, dict[int, dict[str, float]]]) -> str:
-    """Markdown: one row per ablation row, mean +- std over seeds and the change of the mean vs source only."""
-    base = {m: mean_std([r[m] for r in results[ROWS[0][0]].values()])[0] for m in METRICS}
+    """Markdown: one row per ablation row, mean +- std over seeds of every protocol, each with its change of the
+    mean vs source only."""
+    base = {m: mean_std([r[m] for r in results[ROWS[0][0]].values()])[0] for m, _ in PROTOCOLS}
     lines = [
-        "| row | MPJPE (mm) | PA-MPJPE (mm) | MPJPE vs source only | PA-MPJPE vs source only |",
-        "|---|---|---|---|---|",
+        "| row | " + " | ".join(f"{heading} (mm) | vs source only" for _, heading in PROTOCOLS) + " |",
+        "|---|" + "---|---|" * len(PROTOCOLS),
     ]
     for label, _, _ in ROWS:
-        stats = {m: mean_std([r[m] for r in results[label].values()]) for m in METRICS}
-        cells = [f"{stats[m][0]:.1f} ± {stats[m][1]:.1f}" for m in METRICS]
-        change = [f"{100 * (stats[m][0] / base[m] - 1):+.1f}%" for m in METRICS]
-        lines.append(f"| {label} | {' | '.join(cells)} | {' | '.join(change)} |")
+        cells = []
+        for m, _ in PROTOCOLS:
+            mean, std = mean_std([r[m] for r in results[label].values()])
+            cells += [f"{mean:.1f} ± {std:.1f}", f"{100 * (mean / base[m] - 1):+.1f}%"]
+        lines.append(f"| {label} | {' | '.join(cells)} |")
     return "\n".join(lines)
 
 
+def dev_target(configs: StageConfigs, seed: int) -> tuple[ClipSet, ClipSet]:
+    """Target training and validation clips of the world with ``seed`` (sizes as ``configs.world``); the
+    other parts of that world are built as small as allowed, since only the target is used."""
+    world = build_world(replace(configs.world, seed=seed, mocap_sequences=2, source_clips=1))
+    return world.target_train, world.target_val
+
+
 def run_row(
-    cfg: AdaptConfig, cache: StageCache, keys: StageKeys, relations: tuple[str, ...], adapted: bool
+    cfg: AdaptConfig,
+    cache: StageCache,
+    keys: StageKeys,
+    relations: tuple[str, ...],
+    adapted: bool,
+    target: tuple[ClipSet, ClipSet] | None,
 ) -> tuple[dict[str, float], float]:
-    """Final target-validation metrics of one ablation row and the adaptation's seconds (0 for source only)."""
-    if not adapted:
-        return source_only_metrics(cache, keys), 0.0
-    world = load_world(cache, keys.world)
+    """Final target-validation metrics of one ablation row and the adaptation's seconds (0 for source only).
+
+    ``target``: (training, validation) clips to use instead of the world's own.  The source encoder is evaluated
+    afresh rather than read from its checkpoint, so every row has every protocol whenever the cache was filled.
+    """
+    if target is None:
+        world = load_world(cache, keys.world)
+        target = world.target_train, world.target_val
     stages = load_stages(cache, keys, relations)
+    if not adapted:
+        return evaluate(stages.encoder, stages.prior, target[1]), 0.0
     start = time.perf_counter()
-    encoder = adapt(replace(cfg, relations=relations), stages, world.target_train, world.target_val)
+    encoder = adapt(replace(cfg, relations=relations), stages, *target)
     seconds = time.perf_counter() - start
-    return evaluate(encoder, stages.prior, world.target_val), seconds
+    return evaluate(encoder, stages.prior, target[1]), seconds
 
 
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
-    configs = smoke_configs(args.image_size, args.source_steps)
+    configs = smoke_configs(args.image_size, args.source_steps, args.relation_steps)
     cache = StageCache(args.cache)
+    target = None if args.target_seed is None else dev_target(configs, args.target_seed)
     args.out.mkdir(parents=True, exist_ok=True)
     adapt_cfg = AdaptConfig(
         steps=args.steps,
@@ -156,7 +192,8 @@ def main() -> None:
         lr_contrastive=args.lr_contrastive,
         lr_nonlocal=args.lr_nonlocal,
         trainable_block=args.trainable_block,
-        schedule="round_robin",
+        schedule=args.schedule,
+        nonlocal_space=args.nonlocal_space,
     )
     timings: dict[str, dict[str, float]] = {}
     results: dict[str, dict[int, dict[str, float]]] = {label: {} for label, _, _ in ROWS}
@@ -165,7 +202,7 @@ def main() -> None:
         source = replace(configs.source, seed=0 if args.fixed_source else seed)
         keys, timings[f"stages seed {seed}"] = build(replace(configs, source=source), cache)
         for label, relations, adapted in ROWS:
-            metrics, seconds = run_row(replace(adapt_cfg, seed=seed), cache, keys, relations, adapted)
+            metrics, seconds = run_row(replace(adapt_cfg, seed=seed), cache, keys, relations, adapted, target)
             results[label][seed] = metrics
             if adapted:
                 adapt_seconds.append(seconds)
@@ -176,19 +213,19 @@ def main() -> None:
             )
     for name, stage_seconds in timings.items():
         print(f"[time] {name}: " + ", ".join(f"{k} {v:.0f} s" for k, v in stage_seconds.items()))
-    print(f"[time] one adaptation run ({args.steps} steps): {statistics.fmean(adapt_seconds):.0f} s on average")
+    run_s = statistics.fmean(adapt_seconds)
+    print(f"[time] one adaptation run ({args.steps} steps): {run_s:.0f} s on average, {run_s / args.steps:.2f} s/step")
     markdown = table(results)
-    command = "python bench/ablation.py " + " ".join(
-        [f"--seeds {' '.join(map(str, args.seeds))}", f"--out {args.out}", f"--steps {args.steps}"]
-    )
+    command = "python " + " ".join(sys.argv)
     (args.out / "ablation.md").write_text(
         f"Target-validation error, mean ± std over seeds {args.seeds} (`{command}`).\n\n{markdown}\n"
     )
     payload = {
+        "command": command,
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "adapt": asdict(adapt_cfg),
         "results": results,
-        "timings_s": {**timings, "adapt_run_mean": statistics.fmean(adapt_seconds)},
+        "timings_s": {**timings, "adapt_run_mean": run_s, "adapt_step_mean": run_s / args.steps},
     }
     (args.out / "ablation.json").write_text(json.dumps(payload, indent=2))
     print(markdown)

@@ -1,0 +1,124 @@
+"""Does the pose-flip loss see the source encoder's target errors?  Latent vs pose-space readout, per frame.
+
+``python bench/nonlocal_signal.py --out bench/out/nonlocal_signal``
+
+For the source encoder G of ``bench/ablation.py`` (seed ``--seed``) on source frames and on labelled target
+validation frames: MPJPE, the flip loss as the paper computes it (``mean |T_flip(G(x)) - G(flip x)|`` on latents),
+the same pair decoded by ``D_p`` (per-frame MPJPE between ``D_p(T_flip(G(x)))`` and ``D_p(G(flip x))``), and the
+exact pose flip ``flip(D_p(G(x)))`` against ``D_p(G(flip x))``; each with its Pearson correlation with the frame's
+MPJPE.  Also the relation transformers' own error on held-out mocap, in latent L1 and decoded (mm).  A diagnosis:
+target labels are read, so nothing here may choose a setting.  Writes ``<out>/signal.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ablation import RELATIONS, smoke_configs  # noqa: E402
+
+from nlrd import skeleton  # noqa: E402
+from nlrd.data import ClipSet  # noqa: E402
+from nlrd.metrics import mpjpe  # noqa: E402
+from nlrd.pipeline import StageCache, Stages, heldout_mocap, load_stages, load_world, train_stages  # noqa: E402
+from nlrd.relations import get_relation  # noqa: E402
+from nlrd.train.common import augment_poses  # noqa: E402
+from nlrd.train.relation import relation_latents, sample_raw  # noqa: E402
+from nlrd.train.source import SourceConfig  # noqa: E402
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("bench/out/nonlocal_signal"))
+    parser.add_argument("--cache", type=Path, default=Path("bench/out/stage_cache"))
+    parser.add_argument("--seed", type=int, default=0, help="source encoder seed")
+    parser.add_argument("--frames", type=int, default=384, help="frames per domain")
+    parser.add_argument("--source-steps", type=int, default=SourceConfig.steps)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    return parser.parse_args()
+
+
+def _corr(u: torch.Tensor, v: torch.Tensor) -> float:
+    return torch.corrcoef(torch.stack([u, v]))[0, 1].item()
+
+
+@torch.no_grad()
+def domain_row(name: str, stages: Stages, clips: ClipSet, frames: int) -> str:
+    """One markdown row: per-frame error and the three flip-consistency readouts with their correlations."""
+    x = clips.images().flatten(0, 1)[:frames]
+    y = clips.poses.flatten(0, 1)[:frames]
+    prior, flip_t = stages.prior, stages.transformers["flip"]
+    z, z_flipped = stages.encoder(x), stages.encoder(x.flip(-1))
+    pose, pose_flipped = prior.decode(z), prior.decode(z_flipped)
+    error = (pose - y).norm(dim=-1).mean(-1)
+    latent = (flip_t(z) - z_flipped).abs().mean(-1)
+    decoded = (prior.decode(flip_t(z)) - pose_flipped).norm(dim=-1).mean(-1)
+    exact = (skeleton.flip(pose) - pose_flipped).norm(dim=-1).mean(-1)
+    symmetrised = mpjpe(0.5 * (pose + skeleton.flip(pose_flipped)), y).item()
+    cells = [f"{error.mean():.1f}", f"{symmetrised:.1f}"] + [
+        f"{v.mean():.3f} ({_corr(v, error):+.2f})" if i == 0 else f"{v.mean():.1f} ({_corr(v, error):+.2f})"
+        for i, v in enumerate((latent, decoded, exact))
+    ]
+    return f"| {name} | {' | '.join(cells)} |"
+
+
+@torch.no_grad()
+def transformer_row(stages: Stages, mocap: torch.Tensor, name: str, clip_len: int) -> str:
+    """Transformer error on held-out mocap vs the identity map, in latent L1 and in decoded pose (mm)."""
+    relation = get_relation(name, clip_len)
+    anchor, counterpart = relation_latents(
+        stages.prior, stages.motion, relation, augment_poses(sample_raw(mocap, relation, 1024))
+    )
+    mapped = stages.transformers[name](anchor)
+
+    def decode(code: torch.Tensor) -> torch.Tensor:
+        latents = code if relation.level == "pose" else stages.motion.decode(code, clip_len)
+        return stages.prior.decode(latents)
+
+    cells = [
+        f"{(mapped - counterpart).abs().mean():.3f}",
+        f"{(anchor - counterpart).abs().mean():.3f}",
+        f"{mpjpe(decode(mapped), decode(counterpart)):.1f}",
+        f"{mpjpe(decode(anchor), decode(counterpart)):.1f}",
+    ]
+    return f"| {name} | {' | '.join(cells)} |"
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    configs = smoke_configs(64, args.source_steps)
+    configs = replace(configs, source=replace(configs.source, seed=args.seed))
+    cache = StageCache(args.cache)
+    keys = train_stages(configs, RELATIONS, cache)
+    stages = load_stages(cache, keys, RELATIONS)
+    world = load_world(cache, keys.world)
+    clip_len = configs.world.clip_len
+    lines = [
+        f"Flip-consistency signal of source encoder seed {args.seed} (`python {' '.join(sys.argv)}`); in brackets the",
+        "Pearson correlation with the frame's MPJPE.",
+        "",
+        "| frames | MPJPE (mm) | MPJPE of 0.5(p + flip(p_flipped)) | latent L1 T(z) vs z_flipped (the paper's loss) "
+        "| decoded via T (mm) | exact pose flip (mm) |",
+        "|---|---|---|---|---|---|",
+        domain_row("source (training clips)", stages, world.source, args.frames),
+        domain_row("target validation", stages, world.target_val, args.frames),
+        "",
+        "| relation transformer (held-out mocap) | latent L1, T(a) vs c | latent L1, a vs c | decoded, T(a) vs c (mm) "
+        "| decoded, a vs c (mm) |",
+        "|---|---|---|---|---|",
+        *(transformer_row(stages, heldout_mocap(world), name, clip_len) for name in RELATIONS),
+    ]
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "signal.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
