@@ -16,7 +16,6 @@ import fcntl
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nlrd.atomic import write_atomic
 from nlrd.data import ClipSet, DataConfig
 from nlrd.data_stage import build_data
 from nlrd.models import MotionAE, PosePrior, RelationTransformer, build_image_encoder
@@ -114,17 +114,7 @@ class StageCache:
         return self.path(key).is_file()
 
     def save(self, key: str, payload: dict[str, Any]) -> Path:
-        self.root.mkdir(parents=True, exist_ok=True)
-        target = self.path(key)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{key}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                torch.save(payload, handle)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return target
+        return write_atomic(self.path(key), lambda tmp: torch.save(payload, tmp))
 
     @contextlib.contextmanager
     def lock(self, key: str) -> Iterator[None]:
