@@ -14,7 +14,7 @@ import torch
 
 from nlrd.pipeline import StageCache, stage_keys
 from search.run import main
-from search.space import parse_space
+from search.space import load_space, parse_space
 from tests.conftest import TINY_SPACE, with_stages, write_space
 
 Case = Callable[[Path], list[str]]
@@ -78,7 +78,7 @@ def _foreign_pickle(path: Path) -> None:
     path.write_bytes(pickle.dumps({"state": _Payload()}))
 
 
-def _resume_dir(manifest: object | None, space_edit: Callable[[dict], object] | None = None) -> Case:
+def _resume_dir(manifest: object | None) -> Case:
     def make(tmp: Path) -> list[str]:
         run_dir = tmp / "run"
         run_dir.mkdir()
@@ -93,8 +93,6 @@ def _resume_other_space(tmp: Path) -> list[str]:
     run_dir = tmp / "run"
     run_dir.mkdir()
     spec_path = _space(run_dir, name="space.yaml")
-    from search.space import load_space
-
     digest = load_space(spec_path).digest
     (run_dir / "manifest.json").write_text(json.dumps({"space_digest": digest, "cache": str(tmp / "cache")}))
     other = _space(tmp, lambda s: s["searcher"].update(num_trials=9), name="other.yaml")
