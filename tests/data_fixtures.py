@@ -37,6 +37,32 @@ def write_jpegs(folder: Path, names: Sequence[str], size: int = 16) -> None:
         Image.fromarray(np.full((size, size, 3), (9 * t) % 256, dtype=np.uint8)).save(folder / name)
 
 
+def write_video(path: Path, images: Sequence[np.ndarray], fps: int = 50) -> Path:
+    """``(H, W, 3)`` uint8 frames as an MPEG-4 video at high quality (PyAV must be installed)."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    height, width = images[0].shape[:2]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=fps, options={"qscale": "1"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for image in images:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def grey_levels(count: int, step: int = 10, size: tuple[int, int] = (16, 32)) -> list[np.ndarray]:
+    """Frames whose centre square has grey level ``step * t``, with red bars at the sides that a centre crop
+    removes."""
+    frames = []
+    for t in range(count):
+        image = np.full((*size, 3), step * t, dtype=np.uint8)
+        image[:, :4] = image[:, -4:] = (255, 0, 0)
+        frames.append(image)
+    return frames
+
+
 def write_h36m(root: Path, recordings: dict[str, dict[str, int]], camera: str = "54138969") -> tuple[Path, Path]:
     """VideoPose3D's ``data_3d_h36m.npz`` with ``{subject: {action: frames}}`` recordings, and one camera's
     extracted frames per recording; returns ``(npz, frames root)``."""

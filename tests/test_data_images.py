@@ -11,7 +11,7 @@ from PIL import Image
 
 from nlrd import skeleton
 from nlrd.data import ClipSet, DatasetError, PoseSequence, read_frames, square_box
-from nlrd.data.images import FramedSequence, build_clips
+from nlrd.data.images import FramedSequence, ImageFiles, build_clips
 
 
 def quadrants(path: Path, width: int = 40, height: int = 20) -> Path:
@@ -83,7 +83,7 @@ def framed(tmp_path: Path, frames: int, fps: float, name: str) -> FramedSequence
         Image.new("RGB", (8, 8), (t, 0, 0)).save(paths[-1])
     positions = skeleton.rest_pose_mm().expand(frames, 17, 3).clone()
     positions[:, 8, 2] += torch.arange(frames, dtype=torch.float32)
-    return FramedSequence(PoseSequence.from_positions(positions, fps, name), tuple(paths))
+    return FramedSequence(PoseSequence.from_positions(positions, fps, name), ImageFiles(tuple(paths)))
 
 
 def test_build_clips_steps_strides_and_spreads(tmp_path: Path) -> None:
@@ -106,7 +106,7 @@ def test_build_clips_errors(tmp_path: Path) -> None:
         build_clips([item], clip_len=5, fps=50.0, image_size=2)
     with pytest.raises(DatasetError, match="max_clips must be >= 1"):
         build_clips([item], clip_len=2, fps=50.0, image_size=2, max_clips=0)
-    with pytest.raises(DatasetError, match="4 poses but 3 frame files"):
-        FramedSequence(item.poses, item.frame_paths[:3])
+    with pytest.raises(DatasetError, match="4 poses but 3 frames"):
+        FramedSequence(item.poses, ImageFiles(item.frames.paths[:3]))
     with pytest.raises(DatasetError, match=r"boxes must be \(T, 4\)"):
-        FramedSequence(item.poses, item.frame_paths, np.zeros((4, 2)))
+        FramedSequence(item.poses, item.frames, np.zeros((4, 2)))

@@ -16,7 +16,7 @@ from nlrd.pipeline import StageCache, load_world
 from search.run import main
 from search.space import SpaceError, load_space, parse_space
 from tests.conftest import REPO, TINY_SPACE, write_space
-from tests.data_fixtures import write_3dhp, write_bvh_folder, write_h36m
+from tests.data_fixtures import grey_levels, write_3dhp, write_bvh_folder, write_h36m, write_video
 
 H36M_SUBJECTS = ("S1", "S5", "S6", "S7", "S8", "S9", "S11")
 
@@ -127,15 +127,18 @@ def test_run_stops_with_exit_code_2_on_a_bad_data_path(tmp_path: Path, capsys: p
 
 
 def test_search_runs_end_to_end_on_real_data_formats(tmp_path: Path, ray_cluster) -> None:
-    """BVH mocap rendered by the proxy world as the source, Human3.6M-layout crops as the target; one trial."""
+    """BVH mocap rendered by the proxy world as the source, Human3.6M-layout crops as the target and its original
+    video layout for evaluation; one trial."""
     npz, frames = write_h36m(tmp_path / "h36m", {"S1": {"Walking": 40}, "S9": {"Directions 1": 20}})
+    videos = tmp_path / "h36m" / "videos"
+    write_video(videos / "S9" / "Videos" / "Directions 1.54138969.mp4", grey_levels(20))
     space = with_data(
         {
             "fps": 25,
             "mocap": {"kind": "bvh", "path": str(write_bvh_folder(tmp_path / "bvh"))},
             "source": {"kind": "world"},
             "target_train": {"kind": "h36m", "npz": str(npz), "frames": str(frames), "subjects": ["S1"], "stride": 2},
-            "target_val": {"kind": "h36m", "npz": str(npz), "frames": str(frames), "subjects": ["S9"], "stride": 2},
+            "target_val": {"kind": "h36m", "npz": str(npz), "videos": str(videos), "subjects": ["S9"], "stride": 2},
         }
     )
     space["relations"] = {"candidates": ["flip", "flip_backward"], "min_set_size": 2, "max_set_size": 2}

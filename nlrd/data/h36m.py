@@ -14,9 +14,12 @@ Spine1 (12) while sitting at the thorax (13); VideoPose3D rewires the shoulders 
 
 Frames (:func:`load_h36m_clips`): pre-extracted crops in ``frames_root/<subject>/<action>.<camera>/<frame>.jpg``,
 ``<frame>`` the 1-based pose frame index in 6 digits, e.g. ``frames_root/S9/Directions 1.54138969/000001.jpg``;
-every camera folder found for an action becomes one sequence.  The npz has no camera extrinsics, so clip poses are
-the *world-frame* root-relative poses for every camera: PA-MPJPE (which removes rotation) is unaffected, but plain
-MPJPE against them also counts the camera's rotation relative to the world, an approximation of camera-frame MPJPE.
+every camera folder found for an action becomes one sequence.  Or the original videos (:mod:`nlrd.data.video`,
+the ``video`` extra), ``videos_root/<subject>/Videos/<action>.<camera>.mp4`` as the data set ships them, pose frame
+``t`` being the video's ``t``-th frame (a video may run a few frames longer than its poses; the tail is unused).
+The npz has no camera extrinsics, so clip poses are the *world-frame* root-relative poses for every camera: PA-MPJPE
+(which removes rotation) is unaffected, but plain MPJPE against them also counts the camera's rotation relative to
+the world, an approximation of camera-frame MPJPE.
 """
 
 from __future__ import annotations
@@ -30,9 +33,10 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from nlrd.data.errors import DatasetError
-from nlrd.data.images import FramedSequence, build_clips
+from nlrd.data.images import FramedSequence, ImageFiles, build_clips
 from nlrd.data.safe_pickle import restricted_load
 from nlrd.data.sequence import PoseSequence
+from nlrd.data.video import VideoFrames
 
 if TYPE_CHECKING:
     from nlrd.data import ClipSet
@@ -166,9 +170,30 @@ def load_h36m_poses(
     return sequences if fps is None else [s.resample(fps) for s in sequences]
 
 
+def h36m_frame_sources(
+    subject: str, action: str, frames_root: Path | None, videos_root: Path | None, cameras: Sequence[str] | None
+) -> list[Path]:
+    """The frame folders (under ``frames_root``) or videos (under ``videos_root``) of one recording, one per camera:
+    every one found when ``cameras`` is None, else exactly those (a missing one is an error)."""
+    if frames_root is not None:
+        kind, where, name, exists = "frame folder", frames_root / subject, "{}.{}", Path.is_dir
+    else:
+        kind, where, name, exists = "video", videos_root / subject / "Videos", "{}.{}.mp4", Path.is_file
+    if cameras is None:
+        found = sorted(p for p in where.glob(name.format(action, "*")) if exists(p))
+        if not found:
+            raise DatasetError(f"{where}: no {kind} '{name.format(action, '<camera>')}' for {subject}/{action}")
+        return found
+    chosen = [where / name.format(action, camera) for camera in cameras]
+    missing = [str(p) for p in chosen if not exists(p)]
+    if missing:
+        raise DatasetError(f"{kind}s not found: {missing}")
+    return chosen
+
+
 def load_h36m_clips(
     npz_path: str | Path,
-    frames_root: str | Path,
+    frames_root: str | Path | None,
     subjects: Sequence[str] = ("S9", "S11"),
     clip_len: int = 30,
     actions: Sequence[str] | None = None,
@@ -178,31 +203,30 @@ def load_h36m_clips(
     stride: int | None = None,
     max_clips: int | None = None,
     source_fps: float = H36M_FPS,
+    videos_root: str | Path | None = None,
 ) -> ClipSet:
-    """Labelled Human3.6M clips from pre-extracted frames (layout in the module docstring).
+    """Labelled Human3.6M clips from pre-extracted frames (``frames_root``) or from the original videos
+    (``videos_root``, needs PyAV); exactly one of the two.  Layouts are in the module docstring.
 
     Clips take every ``source_fps / fps``-th frame (a whole number: 25 fps = every 2nd frame at 50 fps), so frames
-    and poses stay exactly paired.  ``cameras``: camera ids (default: every ``<action>.<camera>`` folder found).
+    and poses stay exactly paired.  ``cameras``: camera ids (default: every camera found for an action).
     Frames are centre-cropped to a square and resized to ``image_size``.  Poses are world-frame (see above).
     """
-    frames_root = Path(frames_root)
-    if not frames_root.is_dir():
-        raise DatasetError(f"{frames_root}: frames folder not found")
+    if (frames_root is None) == (videos_root is None):
+        raise DatasetError("Human3.6M clips need exactly one of frames_root (extracted frames) and videos_root")
+    root = Path(frames_root if frames_root is not None else videos_root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: {'frames' if frames_root is not None else 'videos'} folder not found")
+    frames_dir = None if frames_root is None else root
+    videos_dir = None if videos_root is None else root
     items = []
     for subject, action, poses in _h36m_sequences(npz_path, subjects, actions, source_fps):
-        if cameras is None:
-            folders = sorted(p for p in (frames_root / subject).glob(f"{action}.*") if p.is_dir())
-            if not folders:
-                raise DatasetError(
-                    f"{frames_root / subject}: no frame folder '{action}.<camera>' for {subject}/{action}"
-                )
-        else:
-            folders = [frames_root / subject / f"{action}.{camera}" for camera in cameras]
-            missing = [str(f) for f in folders if not f.is_dir()]
-            if missing:
-                raise DatasetError(f"frame folders not found: {missing}")
-        for folder in folders:
-            paths = tuple(folder / f"{t + 1:06d}.jpg" for t in range(len(poses)))
-            labelled = PoseSequence(poses.joints, poses.fps, poses.root, f"{poses.source} camera {folder.suffix[1:]}")
-            items.append(FramedSequence(labelled, paths))
+        for found in h36m_frame_sources(subject, action, frames_dir, videos_dir, cameras):
+            camera = found.suffix[1:] if frames_dir is not None else found.name.rsplit(".", 2)[1]
+            labelled = PoseSequence(poses.joints, poses.fps, poses.root, f"{poses.source} camera {camera}")
+            if frames_dir is not None:
+                frames = ImageFiles(tuple(found / f"{t + 1:06d}.jpg" for t in range(len(poses))))
+            else:
+                frames = VideoFrames(found, len(poses))
+            items.append(FramedSequence(labelled, frames))
     return build_clips(items, clip_len, fps, image_size, stride=stride, max_clips=max_clips)

@@ -1,7 +1,9 @@
 """Image files -> uint8 frame tensors, and labelled frame sequences -> :class:`~nlrd.data.ClipSet`.
 
-Frames are read with Pillow (no torchvision, no video decoding: datasets are read as extracted image files),
-converted to RGB, cropped to a square and resized to ``size x size`` with bilinear filtering.
+Frames are read with Pillow (no torchvision), converted to RGB, cropped to a square and resized to ``size x size``
+with bilinear filtering.  A sequence's frames are either one image file per frame (:class:`ImageFiles`) or one video
+file (:class:`nlrd.data.video.VideoFrames`, decoded with PyAV, the optional ``video`` extra); both crop and resize
+the same way, through :func:`square_crop`.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
@@ -36,7 +38,7 @@ def square_box(points: np.ndarray, margin: float = 1.2) -> np.ndarray:
     return np.concatenate([centre - half, centre + half], axis=-1)
 
 
-def _crop_box(width: int, height: int, box: Box | None, path: Path) -> tuple[int, int, int, int]:
+def _crop_box(width: int, height: int, box: Box | None, path: Path | str) -> tuple[int, int, int, int]:
     """The integer square to crop: the centred largest square when ``box`` is None, else ``box`` made square."""
     if box is None:
         side = min(width, height)
@@ -53,9 +55,15 @@ def _crop_box(width: int, height: int, box: Box | None, path: Path) -> tuple[int
     return left, top, left + max(1, round(side)), top + max(1, round(side))
 
 
+def square_crop(rgb: Image.Image, size: int, box: Box | None, source: Path | str) -> np.ndarray:
+    """An RGB image as ``(size, size, 3)`` uint8: ``box`` (px, made square, zero-padded past the border) or a
+    centre square crop, resized bilinearly.  ``source`` names the image in errors."""
+    cropped = rgb.crop(_crop_box(rgb.width, rgb.height, box, source))
+    return np.array(cropped.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+
+
 def read_image(path: str | Path, size: int, box: Box | None = None) -> np.ndarray:
-    """One image as ``(size, size, 3)`` uint8 RGB: ``box`` (px, made square, zero-padded past the border) or a
-    centre square crop, resized bilinearly."""
+    """One image file as ``(size, size, 3)`` uint8 RGB, cropped by :func:`square_crop`."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: image file not found")
@@ -65,8 +73,7 @@ def read_image(path: str | Path, size: int, box: Box | None = None) -> np.ndarra
             rgb = image.convert("RGB")
     except (OSError, Image.DecompressionBombError, SyntaxError, ValueError) as exc:
         raise DatasetError(f"{path}: unreadable image ({exc})") from exc
-    cropped = rgb.crop(_crop_box(rgb.width, rgb.height, box, path))
-    return np.array(cropped.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+    return square_crop(rgb, size, box, path)
 
 
 def read_frames(
@@ -83,17 +90,42 @@ def read_frames(
     return out
 
 
+class Frames(Protocol):
+    """The frames of one recording, frame ``t`` showing pose frame ``t``."""
+
+    def __len__(self) -> int: ...
+
+    def read(self, index: np.ndarray, size: int, boxes: np.ndarray | None) -> torch.Tensor:
+        """Frames ``index`` (ascending, distinct) as ``(len(index), 3, size, size)`` uint8 RGB; ``boxes``:
+        ``(len(index), 4)`` px crop boxes, or None for centre crops."""
+        ...
+
+
+@dataclass(frozen=True)
+class ImageFiles:
+    """One image file per frame."""
+
+    paths: tuple[Path, ...]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def read(self, index: np.ndarray, size: int, boxes: np.ndarray | None) -> torch.Tensor:
+        return read_frames([self.paths[i] for i in index], size, boxes)
+
+
 @dataclass(frozen=True)
 class FramedSequence:
-    """A pose sequence with one image file per pose frame and, optionally, a crop box per frame (``(T, 4)`` px)."""
+    """A pose sequence with its frames (:class:`Frames`: image files or a video) and, optionally, a crop box per
+    frame (``(T, 4)`` px)."""
 
     poses: PoseSequence
-    frame_paths: tuple[Path, ...]
+    frames: Frames
     boxes: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        if len(self.frame_paths) != len(self.poses):
-            raise DatasetError(f"{self.poses.source}: {len(self.poses)} poses but {len(self.frame_paths)} frame files")
+        if len(self.frames) != len(self.poses):
+            raise DatasetError(f"{self.poses.source}: {len(self.poses)} poses but {len(self.frames)} frames")
         if self.boxes is not None and np.shape(self.boxes) != (len(self.poses), 4):
             raise DatasetError(f"{self.poses.source}: boxes must be (T, 4), got {np.shape(self.boxes)}")
 
@@ -140,8 +172,15 @@ def build_clips(
         candidates = [candidates[i] for i in chosen]
     frames = torch.empty((len(candidates), clip_len, 3, image_size, image_size), dtype=torch.uint8)
     poses = torch.empty((len(candidates), clip_len, 17, 3), dtype=torch.float32)
+    # One read per recording, of every frame its clips need: a video is decoded once, a shared frame read once.
+    by_recording: dict[int, list[tuple[int, np.ndarray]]] = {}
     for n, (item, index) in enumerate(candidates):
-        boxes = None if item.boxes is None else item.boxes[index]
-        frames[n] = read_frames([item.frame_paths[i] for i in index], image_size, boxes)
-        poses[n] = item.poses.joints[torch.from_numpy(index)]
+        by_recording.setdefault(id(item), []).append((n, index))
+    for clips in by_recording.values():
+        item = candidates[clips[0][0]][0]
+        needed = np.unique(np.concatenate([index for _, index in clips]))
+        read = item.frames.read(needed, image_size, None if item.boxes is None else item.boxes[needed])
+        for n, index in clips:
+            frames[n] = read[np.searchsorted(needed, index)]
+            poses[n] = item.poses.joints[torch.from_numpy(index)]
     return ClipSet(frames, poses, fps=float(fps))

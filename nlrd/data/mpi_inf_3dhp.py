@@ -32,7 +32,7 @@ import h5py
 import numpy as np
 
 from nlrd.data.errors import DatasetError
-from nlrd.data.images import FramedSequence, build_clips, square_box
+from nlrd.data.images import FramedSequence, ImageFiles, build_clips, square_box
 from nlrd.data.sequence import CAMERA_TO_OURS, PoseSequence, contiguous_runs
 
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ def _framed_sequences(
             poses = PoseSequence.from_positions(ours, fps=source_fps[name], source=source)
             paths = tuple(root / name / "imageSequence" / f"img_{t + 1:06d}.jpg" for t in range(start, stop))
             boxes = None if points is None else square_box(points[start:stop])
-            out.append(FramedSequence(poses, paths, boxes))
+            out.append(FramedSequence(poses, ImageFiles(paths), boxes))
     return out
 
 

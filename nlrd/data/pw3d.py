@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nlrd.data.errors import DatasetError
-from nlrd.data.images import FramedSequence, build_clips, square_box
+from nlrd.data.images import FramedSequence, ImageFiles, build_clips, square_box
 from nlrd.data.safe_pickle import restricted_load
 from nlrd.data.sequence import CAMERA_TO_OURS, PoseSequence, contiguous_runs
 
@@ -136,7 +136,7 @@ def _file_sequences(path: Path, root: Path, trust_pickles: bool) -> list[FramedS
             if intrinsics is not None:
                 projected = chosen @ intrinsics.T
                 boxes = square_box(projected[..., :2] / projected[..., 2:])
-            out.append(FramedSequence(poses, images, boxes))
+            out.append(FramedSequence(poses, ImageFiles(images), boxes))
     return out
 
 

@@ -25,13 +25,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
+
 from nlrd.data.bvh import UNITS_MM, UP_AXES, _read_mapping, load_bvh, load_bvh_folder
 from nlrd.data.errors import DatasetError
-from nlrd.data.h36m import H36M_FPS, h36m_recordings, load_h36m_clips, load_h36m_poses
-from nlrd.data.images import read_image
+from nlrd.data.h36m import H36M_FPS, h36m_frame_sources, h36m_recordings, load_h36m_clips, load_h36m_poses
+from nlrd.data.images import Frames, ImageFiles
 from nlrd.data.mpi_inf_3dhp import TEST_FPS, TEST_SEQUENCES, _framed_sequences, load_3dhp_clips, load_3dhp_test
 from nlrd.data.pw3d import PW3D_FPS, SPLITS, _file_sequences, load_3dpw, load_3dpw_clips
 from nlrd.data.sequence import PoseSequence
+from nlrd.data.video import VideoFrames
 
 if TYPE_CHECKING:
     from nlrd.data import ClipSet
@@ -61,11 +64,13 @@ def _stat(path: Path) -> list[Any]:
     return [str(path), info.st_mtime_ns] if path.is_dir() else [str(path), info.st_size, info.st_mtime_ns]
 
 
-def _probe_image(path: Path, key: str) -> None:
+def _probe_frames(frames: Frames, key: str) -> None:
+    """Decode the first frame, tiny: proves the frames are there and readable without reading them all."""
     try:
-        read_image(path, _PROBE_PX)
+        frames.read(np.zeros(1, dtype=np.int64), _PROBE_PX, None)
     except DatasetError as exc:
-        raise DataConfigError(key, f"{exc} (expected the extracted JPEG frames of the data set)") from None
+        what = "image" if isinstance(frames, ImageFiles) else "video"
+        raise DataConfigError(key, f"{exc} (expected the data set's {what} frames)") from None
 
 
 class DataSource:
@@ -168,13 +173,15 @@ class BvhSource(DataSource):
 
 @dataclass(frozen=True)
 class H36MSource(DataSource):
-    """Human3.6M in VideoPose3D's layout: ``npz`` (``data_3d_h36m.npz``) and, for clips, ``frames`` (the extracted
-    crops, ``frames/<subject>/<action>.<camera>/<frame:06d>.jpg``); see :mod:`nlrd.data.h36m`."""
+    """Human3.6M in VideoPose3D's layout: ``npz`` (``data_3d_h36m.npz``) and, for clips, either ``frames`` (the
+    extracted crops, ``frames/<subject>/<action>.<camera>/<frame:06d>.jpg``) or ``videos`` (the original videos,
+    ``videos/<subject>/Videos/<action>.<camera>.mp4``, read with the ``video`` extra); see :mod:`nlrd.data.h36m`."""
 
     kind: ClassVar[str] = "h36m"
     npz: str = _path_field()
     subjects: tuple[str, ...] = ()
     frames: str | None = _path_field(None)
+    videos: str | None = _path_field(None)
     actions: tuple[str, ...] | None = None
     cameras: tuple[str, ...] | None = None
     stride: int | None = None
@@ -190,27 +197,27 @@ class H36MSource(DataSource):
             recordings = h36m_recordings(self.npz, self.subjects, self.actions)
         except DatasetError as exc:
             raise DataConfigError("npz", str(exc)) from None
+        if self.frames is not None and self.videos is not None:
+            raise DataConfigError("videos", "give frames (extracted JPEG frames) or videos, not both")
         if not clips:
             return
-        if self.frames is None:
-            raise DataConfigError("frames", "is required for clips: the folder of extracted frames")
-        root = Path(self.frames)
+        if self.frames is None and self.videos is None:
+            raise DataConfigError("frames", "is required for clips: the folder of extracted frames (or give videos)")
+        key = "frames" if self.frames is not None else "videos"
+        root = Path(self.frames if self.frames is not None else self.videos)
         if not root.is_dir():
-            raise DataConfigError(
-                "frames", f"{root}: folder not found (expected <subject>/<action>.<camera>/000001.jpg inside)"
-            )
+            inside = "<subject>/<action>.<camera>/000001.jpg" if key == "frames" else "<subject>/Videos/*.mp4"
+            raise DataConfigError(key, f"{root}: folder not found (expected {inside} inside)")
+        frames_root, videos_root = (root, None) if key == "frames" else (None, root)
         probed: set[str] = set()
         for subject, action, _ in recordings:
-            if self.cameras is None:
-                folders = sorted(p for p in (root / subject).glob(f"{action}.*") if p.is_dir())
-            else:
-                folders = [root / subject / f"{action}.{camera}" for camera in self.cameras]
-            missing = [str(f) for f in folders if not f.is_dir()]
-            if not folders or missing:
-                what = missing or [str(root / subject / f"{action}.<camera>")]
-                raise DataConfigError("frames", f"frame folders not found: {what}")
+            try:
+                found = h36m_frame_sources(subject, action, frames_root, videos_root, self.cameras)
+            except DatasetError as exc:
+                raise DataConfigError(key, str(exc)) from None
             if subject not in probed:  # one frame per subject
-                _probe_image(folders[0] / "000001.jpg", "frames")
+                frames = ImageFiles((found[0] / "000001.jpg",)) if key == "frames" else VideoFrames(found[0], 1)
+                _probe_frames(frames, key)
                 probed.add(subject)
 
     def rates(self) -> dict[str, float]:
@@ -220,6 +227,8 @@ class H36MSource(DataSource):
         out = [Path(self.npz)]
         if self.frames is not None:
             out += sorted(p for s in self.subjects for p in (Path(self.frames) / s).glob("*.*") if p.is_dir())
+        if self.videos is not None:
+            out += sorted(p for s in self.subjects for p in (Path(self.videos) / s / "Videos").glob("*.mp4"))
         return out
 
     def poses(self, fps: float) -> list[PoseSequence]:
@@ -230,6 +239,7 @@ class H36MSource(DataSource):
             self.npz,
             self.frames,
             self.subjects,
+            videos_root=self.videos,
             clip_len=clip_len,
             actions=self.actions,
             cameras=self.cameras,
@@ -263,7 +273,7 @@ class MPI3DHPSource(DataSource):
         if not items:
             raise DataConfigError("root", f"{self.root}: no valid frame in {list(self.sequences)}")
         if clips:
-            _probe_image(items[0].frame_paths[0], "root")
+            _probe_frames(items[0].frames, "root")
 
     def rates(self) -> dict[str, float]:
         return {name: TEST_FPS[name] for name in self.sequences}
@@ -312,7 +322,7 @@ class PW3DSource(DataSource):
         except DatasetError as exc:
             raise DataConfigError("root", str(exc)) from None
         if clips and items:
-            _probe_image(items[0].frame_paths[0], "root")
+            _probe_frames(items[0].frames, "root")
 
     def rates(self) -> dict[str, float]:
         return {self.split: PW3D_FPS}
