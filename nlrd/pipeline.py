@@ -308,7 +308,8 @@ def relation_dim(prior: PriorConfig, motion: MotionConfig, level: str) -> int:
 
 
 def source_only_metrics(cache: StageCache, keys: StageKeys) -> dict[str, float]:
-    """Target-validation MPJPE / PA-MPJPE (mm) of the source encoder before adaptation: the bar to beat."""
+    """Target-validation metrics of the source encoder before adaptation (every protocol of
+    ``nlrd.metrics.evaluate_protocols``): the bar to beat."""
     return dict(cache.load(keys.source)["target_val"])
 
 

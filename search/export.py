@@ -24,14 +24,26 @@ from nlrd.atomic import write_atomic, write_text_atomic
 from nlrd.nonlocalness import NonLocalness
 from nlrd.train.adapt import ENCODER_FILE
 from search.prefilter import SetDecision, parse_set_label
-from search.space import ObjectiveSpec, SearchSpec
+from search.space import ACCURACY_METRICS, ObjectiveSpec, SearchSpec
 from search.trainable import RELATIONS_KEY, TrialReports
 
 FINISHED, STOPPED, ERROR, REJECTED, RUNNING = "finished", "stopped_by_asha", "error", "rejected_by_prefilter", "running"
-#: The plotted axes: the set's non-localness score (higher is better) against target MPJPE (lower is better).
+#: The set's non-localness score column, and target MPJPE: the default objective, the error ``best_mpjpe`` tracks
+#: and the pre-filter check correlates with the score.
 SCORE, OBJECTIVE = "set_score", "mpjpe"
 #: How trial metrics appear as table columns (``nonlocalness`` is the ``set_score`` column).
 METRIC_COLUMNS = {"nonlocalness": SCORE}
+#: Names and units of the accuracy metrics in figures and the summary.
+METRIC_NAMES = {
+    "mpjpe": ("MPJPE", "mm"),
+    "pa_mpjpe": ("PA-MPJPE", "mm"),
+    "mpjpe_gtbone": ("MPJPE, GT bone lengths", "mm"),
+    "pa_mpjpe_gtbone": ("PA-MPJPE, GT bone lengths", "mm"),
+    "pck150": ("PCK@150mm", "%"),
+    "auc": ("AUC", "%"),
+    "pck150_gtbone": ("PCK@150mm, GT bone lengths", "%"),
+    "auc_gtbone": ("AUC, GT bone lengths", "%"),
+}
 BEST_ENCODER = "best_encoder.pt"
 
 
@@ -107,8 +119,7 @@ def trial_row(record: TrialRecord, scores: dict[str, float], max_evaluations: in
         "set_size": len(parse_set_label(label)) if label else 0,
         SCORE: scores.get(label, np.nan),
         "status": status,
-        "mpjpe": last.get("mpjpe", np.nan),
-        "pa_mpjpe": last.get("pa_mpjpe", np.nan),
+        **{metric: last.get(metric, np.nan) for metric in ACCURACY_METRICS},
         "best_mpjpe": record.best_mpjpe,
         "evaluations": iterations,
         "steps": last.get("step", np.nan),
@@ -142,6 +153,20 @@ def trials_table(
         table[f"nl_{name}"] = [value.normalised if name in m else np.nan for m in members]
     table["pareto"] = pareto_mask(table, front_axes(objectives))
     return table
+
+
+def plotted_objective(objectives: Sequence[ObjectiveSpec]) -> ObjectiveSpec:
+    """The y axis of the Pareto plot (x: the set score): the single objective, whose front ``front_axes`` draws;
+    target MPJPE when several objectives trade off (their front is marked on it) or the objective is the score."""
+    if len(objectives) == 1 and objectives[0].metric != "nonlocalness":
+        return objectives[0]
+    return ObjectiveSpec(OBJECTIVE, "min")
+
+
+def accuracy_text(metric: str, value: float) -> str:
+    """``target PCK@150mm 85.3%``: an accuracy metric's value as the summary and the terminal write it."""
+    name, unit = METRIC_NAMES[metric]
+    return f"target {name} {value:.1f}{unit if unit == '%' else ' ' + unit}"
 
 
 def front_axes(objectives: Sequence[ObjectiveSpec]) -> dict[str, str]:
@@ -309,6 +334,13 @@ def prefilter_correlation(table: pd.DataFrame) -> dict[str, float] | None:
     }
 
 
+def _objective_text(metric: str, values: dict[str, float] | pd.Series) -> str:
+    """``, target PCK@150mm 85.3%``: the objective's value where the summary would not show it otherwise."""
+    if metric in ("mpjpe", "pa_mpjpe") or metric not in ACCURACY_METRICS or metric not in values:
+        return ""
+    return f", {accuracy_text(metric, values[metric])}"
+
+
 def write_summary(
     run_dir: Path,
     spec: SearchSpec,
@@ -320,6 +352,7 @@ def write_summary(
 ) -> None:
     """``summary.md``: what ran, what came out, where the files are."""
     counts = table["status"].value_counts()
+    metric = spec.objective.metric
     lines = [
         f"# Search `{spec.name}`",
         "",
@@ -333,7 +366,7 @@ def write_summary(
         *(f"| {status} | {counts.get(status, 0)} |" for status in (FINISHED, STOPPED, ERROR, REJECTED)),
         "",
         f"Source only (before adaptation): target MPJPE {source_only['mpjpe']:.1f} mm, "
-        f"PA-MPJPE {source_only['pa_mpjpe']:.1f} mm.",
+        f"PA-MPJPE {source_only['pa_mpjpe']:.1f} mm{_objective_text(metric, source_only)}.",
         "",
     ]
     if best is None:
@@ -343,8 +376,8 @@ def write_summary(
         lines += [
             f"Best trial `{best['trial_id']}` ({spec.objective.metric}, {spec.objective.mode}): relation set "
             f"`{best['relation_set']}` (score {best[SCORE]:.3f}){', ' + knobs if knobs else ''}: target MPJPE "
-            f"{best['mpjpe']:.1f} mm, PA-MPJPE {best['pa_mpjpe']:.1f} mm. Re-run it with "
-            "`python search/run.py --space best.yaml`; its adapted encoder is `best_encoder.pt`.",
+            f"{best['mpjpe']:.1f} mm, PA-MPJPE {best['pa_mpjpe']:.1f} mm{_objective_text(metric, best)}. Re-run it "
+            "with `python search/run.py --space best.yaml`; its adapted encoder is `best_encoder.pt`.",
         ]
     lines.append("")
     if correlation is None:

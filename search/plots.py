@@ -12,7 +12,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from nlrd.atomic import write_atomic  # noqa: E402
-from search.export import FINISHED, OBJECTIVE, REJECTED, SCORE, STOPPED  # noqa: E402
+from search.export import (  # noqa: E402
+    FINISHED,
+    METRIC_COLUMNS,
+    METRIC_NAMES,
+    OBJECTIVE,
+    REJECTED,
+    SCORE,
+    STOPPED,
+)
+from search.space import ObjectiveSpec  # noqa: E402
 
 
 def _save(fig: plt.Figure, paths: Sequence[Path]) -> None:
@@ -22,33 +31,52 @@ def _save(fig: plt.Figure, paths: Sequence[Path]) -> None:
     plt.close(fig)
 
 
+def metric_subject(metric: str) -> str:
+    """How titles name a metric: ``target PCK@150mm`` for the accuracy metrics, else the metric's key."""
+    return f"target {METRIC_NAMES[metric][0]}" if metric in METRIC_NAMES else metric
+
+
+def axis_label(objective: ObjectiveSpec) -> str:
+    """What an objective's axis shows, unit and better direction, e.g. ``target PCK@150mm (%, higher is better)``."""
+    unit = f"{METRIC_NAMES[objective.metric][1]}, " if objective.metric in METRIC_NAMES else ""
+    better = "higher" if objective.mode == "max" else "lower"
+    return f"{metric_subject(objective.metric)} ({unit}{better} is better)"
+
+
 def pareto_plot(
-    table: pd.DataFrame, paths: Sequence[Path], source_only_mpjpe: float | None = None, title: str = ""
+    table: pd.DataFrame,
+    paths: Sequence[Path],
+    source_only: dict[str, float] | None = None,
+    title: str = "",
+    objective: ObjectiveSpec | None = None,
 ) -> None:
-    """Non-localness score vs target MPJPE: the front highlighted, other trials grey, pre-filter rejects marked,
-    and the unadapted source encoder's error as the line to beat."""
+    """Non-localness score vs ``objective`` (default: target MPJPE): the front highlighted, other trials grey,
+    pre-filter rejects marked, and the unadapted source encoder's value of that metric (from ``source_only``,
+    when it has it) as the line to beat."""
+    objective = objective or ObjectiveSpec(OBJECTIVE, "min")
+    y = METRIC_COLUMNS.get(objective.metric, objective.metric)
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
-    if source_only_mpjpe is not None:
-        ax.axhline(source_only_mpjpe, c="tab:blue", ls="--", lw=1, label="source only (before adaptation)")
+    if source_only is not None and objective.metric in source_only:
+        ax.axhline(source_only[objective.metric], c="tab:blue", ls="--", lw=1, label="source only (before adaptation)")
     finished = table[table["status"] == FINISHED]
     stopped = table[table["status"] == STOPPED]
     front = finished[finished["pareto"]].sort_values(SCORE)
     dominated = finished[~finished["pareto"]]
-    ax.scatter(dominated[SCORE], dominated[OBJECTIVE], c="0.6", s=30, label="finished, dominated")
+    ax.scatter(dominated[SCORE], dominated[y], c="0.6", s=30, label="finished, dominated")
     ax.scatter(
         stopped[SCORE],
-        stopped[OBJECTIVE],
+        stopped[y],
         facecolors="none",
         edgecolors="0.6",
         s=30,
         label="stopped early by ASHA (last value)",
     )
-    ax.step(front[SCORE], front[OBJECTIVE], where="post", c="tab:red", lw=1.2, alpha=0.7)
-    ax.scatter(front[SCORE], front[OBJECTIVE], c="tab:red", s=50, zorder=3, label="Pareto front")
+    ax.step(front[SCORE], front[y], where="post", c="tab:red", lw=1.2, alpha=0.7)
+    ax.scatter(front[SCORE], front[y], c="tab:red", s=50, zorder=3, label="Pareto front")
     for _, row in front.iterrows():
         ax.annotate(
             row["relation_set"],
-            (row[SCORE], row[OBJECTIVE]),
+            (row[SCORE], row[y]),
             textcoords="offset points",
             xytext=(4, 4),
             fontsize=7,
@@ -67,8 +95,8 @@ def pareto_plot(
             label="rejected by the pre-filter (not trained)",
         )
     ax.set_xlabel("relation-set non-localness score (normalised, higher = more non-local)")
-    ax.set_ylabel("target MPJPE (mm, lower is better)")
-    ax.set_title(title or "Non-localness vs target MPJPE")
+    ax.set_ylabel(axis_label(objective))
+    ax.set_title(title or f"Non-localness vs {metric_subject(objective.metric)}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()

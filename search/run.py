@@ -28,6 +28,10 @@ from ray import tune
 from nlrd.atomic import write_text_atomic
 from nlrd.pipeline import StageCache, StageKeys, source_only_metrics, stage_keys
 from search.export import (
+    METRIC_COLUMNS,
+    OBJECTIVE,
+    accuracy_text,
+    plotted_objective,
     prefilter_correlation,
     record_from_result,
     rejected_rows,
@@ -37,9 +41,9 @@ from search.export import (
     write_summary,
     write_tables,
 )
-from search.plots import pareto_plot, prefilter_plot
+from search.plots import metric_subject, pareto_plot, prefilter_plot
 from search.prefilter import SetDecision, decide, load_prefilter, save_prefilter, score_relation, score_relations
-from search.space import SearchSpec, SpaceError, load_space
+from search.space import ACCURACY_METRICS, SearchSpec, SpaceError, load_space
 from search.stages import StageJobError, ensure_stages, missing_stages, unreadable_stages
 from search.trainable import TrialReports, make_trainable
 from search.tuner import TUNE_DIR, build_tuner, num_evaluations, study_storage
@@ -271,18 +275,22 @@ def run(args: argparse.Namespace) -> int:
     rows += rejected_rows(decisions)
     table = trials_table(rows, scores, spec.objectives)
     write_tables(run_dir, table, decisions, baseline, spec.objectives, optuna_front(spec, run_dir))
-    title = f"{spec.name}: non-localness vs target MPJPE"
-    pareto_plot(table, [run_dir / "pareto.png", run_dir / "pareto.svg"], baseline["mpjpe"], title=title)
+    plotted = plotted_objective(spec.objectives)
+    title = f"{spec.name}: non-localness vs {metric_subject(plotted.metric)}"
+    pareto_plot(table, [run_dir / "pareto.png", run_dir / "pareto.svg"], baseline, title=title, objective=plotted)
     correlation = prefilter_correlation(table)
     prefilter_plot(table, run_dir / "prefilter.png", correlation, title=f"{spec.name}: pre-filter vs training")
     best = write_best(run_dir, spec, table)
     write_summary(run_dir, spec, table, baseline, correlation, best, time.monotonic() - start)
 
     done = table[table["status"] != "rejected_by_prefilter"]
-    with pd.option_context("display.width", 120, "display.max_columns", 8):
-        print(done[["trial_id", "relation_set", "set_score", "status", "mpjpe", "pa_mpjpe"]].to_string(index=False))
+    columns = ["trial_id", "relation_set", "set_score", "status", "mpjpe", "pa_mpjpe"]
+    columns += [c for c in (METRIC_COLUMNS.get(o.metric, o.metric) for o in spec.objectives) if c not in columns]
+    with pd.option_context("display.width", 120, "display.max_columns", len(columns)):
+        print(done[columns].to_string(index=False))
     if best is not None:
-        print(f"[run] best: {best['relation_set']} at {best['mpjpe']:.1f} mm; {run_dir / 'best.yaml'}")
+        metric = spec.objective.metric if spec.objective.metric in ACCURACY_METRICS else OBJECTIVE
+        print(f"[run] best: {best['relation_set']} at {accuracy_text(metric, best[metric])}; {run_dir / 'best.yaml'}")
     print(f"[run] finished in {time.monotonic() - start:.0f} s: {run_dir / 'summary.md'}", flush=True)
     return 0
 

@@ -109,7 +109,10 @@ class SchedulerSpec:
 
 @dataclass(frozen=True)
 class ObjectiveSpec:
-    """One objective: a metric every trial reports (see ``OBJECTIVE_METRICS``) and its direction."""
+    """One objective: a metric every trial reports (see ``OBJECTIVE_METRICS``) and its direction.
+
+    A space that leaves out ``mode`` gets the metric's direction of better poses (``ACCURACY_METRICS``), else min.
+    """
 
     metric: str = "mpjpe"
     mode: str = "min"
@@ -168,9 +171,23 @@ GRAMMAR = (
 )
 ALLOWED_ALGORITHMS = ("tpe", "random", "nsga2", "gp")
 ALLOWED_SCHEDULERS = ("asha", "none")
-#: What a trial reports and an objective may name: target-validation errors in mm, the relation set's
-#: non-localness score, and the trial's cost in device-seconds (wall seconds x GPUs held, or CPUs on CPU).
-OBJECTIVE_METRICS = ("mpjpe", "pa_mpjpe", "nonlocalness", "device_seconds")
+#: Target-validation accuracy a trial reports (``nlrd.metrics.evaluate_protocols``) and the direction of better
+#: poses: errors in mm (min) and PCK@150mm / AUC in percent (max), each plain and ``_gtbone`` (the predicted bones
+#: rescaled to the ground-truth bone lengths first).
+ACCURACY_METRICS = {
+    "mpjpe": "min",
+    "pa_mpjpe": "min",
+    "mpjpe_gtbone": "min",
+    "pa_mpjpe_gtbone": "min",
+    "pck150": "max",
+    "auc": "max",
+    "pck150_gtbone": "max",
+    "auc_gtbone": "max",
+}
+#: What a trial reports and an objective may name: the target-validation accuracy above, the relation set's
+#: non-localness score, and the trial's cost in device-seconds (wall seconds x GPUs held, or CPUs on CPU); the
+#: last two may be searched in either direction.
+OBJECTIVE_METRICS = (*ACCURACY_METRICS, "nonlocalness", "device_seconds")
 ALLOWED_MODES = ("min", "max")
 ALLOWED_AGGREGATES = ("mean", "max", "min", "sum")
 #: AdaptConfig fields the search owns: the relation set is chosen by the searcher, never by hand.
@@ -543,14 +560,30 @@ class _Checker:
     def objectives(self, value: Any) -> tuple[ObjectiveSpec, ...]:
         if not isinstance(value, list) or not value:
             self.fail("objectives", f"must be a non-empty list of {{metric, mode}} mappings, got {value!r}")
-        objectives = tuple(self.dataclass(f"objectives[{i}]", ObjectiveSpec, item) for i, item in enumerate(value))
-        for i, objective in enumerate(objectives):
-            self.one_of(f"objectives[{i}].metric", objective.metric, OBJECTIVE_METRICS)
-            self.one_of(f"objectives[{i}].mode", objective.mode, ALLOWED_MODES)
+        objectives = tuple(self.objective(f"objectives[{i}]", item) for i, item in enumerate(value))
         metrics = [o.metric for o in objectives]
         if len(set(metrics)) != len(metrics):
             self.fail("objectives", f"lists a metric twice: {metrics}")
         return objectives
+
+    def objective(self, key: str, value: Any) -> ObjectiveSpec:
+        """One ``{metric, mode}``; an accuracy metric searched the wrong way would hunt for the worst poses."""
+        value = self.mapping(key, value)
+        objective = self.dataclass(key, ObjectiveSpec, value)
+        self.one_of(f"{key}.metric", objective.metric, OBJECTIVE_METRICS)
+        better = ACCURACY_METRICS.get(objective.metric)
+        if "mode" not in value:
+            return dataclasses.replace(objective, mode=better or objective.mode)
+        self.one_of(f"{key}.mode", objective.mode, ALLOWED_MODES)
+        if better is not None and objective.mode != better:
+            kind = "an error in mm, lower" if better == "min" else "an accuracy in percent, higher"
+            self.fail(
+                f"{key}.mode",
+                f"{objective.metric} is {kind} is better, so mode {objective.mode} would search for the worst poses; "
+                f"write mode: {better} or leave mode out",
+                (better,),
+            )
+        return objective
 
     def encoder_blocks(self, encoder: str, adapt: dict[str, Any], params: tuple[Param, ...]) -> None:
         """The encoder exists and every trainable block the space fixes or tunes is one of its blocks."""

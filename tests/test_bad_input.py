@@ -161,6 +161,10 @@ CASES: dict[str, tuple[Case, list[str]]] = {
         ["scheduler.type", "asha stops trials on one metric"],
     ),
     "unknown objective": (_set("objectives", [{"metric": "mpjpee"}]), ["objectives[0].metric", "Allowed: mpjpe"]),
+    "accuracy objective searched the wrong way": (
+        _set("objectives", [{"metric": "pck150", "mode": "min"}]),
+        ["objectives[0].mode", "worst poses", "Allowed: max."],
+    ),
     "missing mocap folder": (
         _set("data", {"mocap": {"kind": "bvh", "path": "/nowhere/cmu"}}),
         ["bad.yaml: data.mocap.path: /nowhere/cmu: folder not found"],

@@ -5,24 +5,31 @@ import json
 import numpy as np
 import pandas as pd
 
+from search import plots
 from search.export import (
     FINISHED,
     REJECTED,
     STOPPED,
+    TrialRecord,
+    best_row,
     best_space,
     first_error_line,
     front_axes,
     pareto_mask,
+    plotted_objective,
     prefilter_correlation,
+    trial_row,
     write_summary,
     write_tables,
 )
 from search.plots import pareto_plot, prefilter_plot
 from search.prefilter import SetDecision
-from search.space import ObjectiveSpec, parse_space
+from search.space import ACCURACY_METRICS, ObjectiveSpec, parse_space
+from search.trainable import RELATIONS_KEY
 from tests.conftest import TINY_SPACE
 
 MPJPE = (ObjectiveSpec("mpjpe", "min"),)
+PCK = (ObjectiveSpec("pck150", "max"),)
 
 
 def _table() -> pd.DataFrame:
@@ -52,6 +59,78 @@ def test_multi_objective_front_uses_the_objectives():
         "mpjpe": "min",
         "set_score": "max",
     }
+
+
+def test_a_row_carries_every_reported_accuracy_metric():
+    last = {"mpjpe": 120.0, "pa_mpjpe": 90.0, "pck150": 61.5, "auc": 30.2, "step": 6, "planned_steps": 6}
+    record = TrialRecord("t1", {RELATIONS_KEY: "flip", "tau": 0.1}, last, 110.0, None, ended=True)
+    row = trial_row(record, {"flip": 0.7}, max_evaluations=3)
+    assert row["status"] == FINISHED and row["pck150"] == 61.5 and row["auc"] == 30.2
+    assert np.isnan(row["mpjpe_gtbone"]) and np.isnan(row["auc_gtbone"])  # not reported: NaN, column still there
+    columns = list(row)
+    assert columns[columns.index("mpjpe") :][: len(ACCURACY_METRICS) + 1] == [*ACCURACY_METRICS, "best_mpjpe"]
+
+
+def _pck_table() -> pd.DataFrame:
+    """``_table`` with PCK@150mm, higher better: a (0.9, 60%) and b (0.5, 70%) trade off, c (0.4, 55%) is beaten."""
+    table = _table()
+    table["pck150"] = [60.0, 70.0, 55.0, 80.0, np.nan, 58.0]
+    table["mpjpe"] = [100.0, 130.0, 90.0, 80.0, np.nan, 95.0]  # MPJPE alone would pick other trials
+    table["pa_mpjpe"] = table["mpjpe"] * 0.8
+    return table
+
+
+def test_front_and_best_follow_a_maximised_objective():
+    table = _pck_table()
+    axes = front_axes(PCK)
+    assert axes == {"set_score": "max", "pck150": "max"}
+    assert pareto_mask(table, axes).tolist() == [True, True, False, False, False, False]
+    assert best_row(table, PCK[0])["relation_set"] == "b"
+    assert best_row(table, MPJPE[0])["relation_set"] == "c"
+
+
+def test_pareto_plot_follows_the_single_objective(tmp_path, monkeypatch):
+    drawn = {}
+
+    def keep(fig, paths):
+        ax = fig.axes[0]
+        baseline = [line.get_ydata()[0] for line in ax.get_lines() if line.get_linestyle() == "--"]
+        drawn.update(ylabel=ax.get_ylabel(), title=ax.get_title(), baseline=baseline)
+        plots.plt.close(fig)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    table = _pck_table()
+    table["pareto"] = pareto_mask(table, front_axes(PCK))
+    source_only = {"mpjpe": 150.0, "pa_mpjpe": 120.0, "pck150": 52.0}
+    pareto_plot(table, [tmp_path / "pareto.png"], source_only, objective=plotted_objective(PCK))
+    assert drawn == {
+        "ylabel": "target PCK@150mm (%, higher is better)",
+        "title": "Non-localness vs target PCK@150mm",
+        "baseline": [52.0],
+    }
+    table["auc"] = table["pck150"] / 2
+    pareto_plot(table, [tmp_path / "pareto.png"], {"mpjpe": 150.0}, objective=ObjectiveSpec("auc", "max"))
+    assert drawn["ylabel"] == "target AUC (%, higher is better)" and drawn["baseline"] == []  # no source-only AUC
+    pareto_plot(table, [tmp_path / "pareto.png"], source_only)
+    assert drawn["ylabel"] == "target MPJPE (mm, lower is better)" and drawn["baseline"] == [150.0]
+
+
+def test_several_objectives_are_plotted_over_mpjpe():
+    assert plotted_objective((ObjectiveSpec("pck150", "max"), ObjectiveSpec("device_seconds", "min"))) == MPJPE[0]
+    assert plotted_objective((ObjectiveSpec("nonlocalness", "max"),)) == MPJPE[0]
+    assert plotted_objective((ObjectiveSpec("device_seconds", "min"),)) == ObjectiveSpec("device_seconds", "min")
+
+
+def test_summary_names_the_best_trial_by_its_objective(tmp_path):
+    spec = parse_space({**TINY_SPACE, "objectives": [{"metric": "pck150"}]}, "tiny.yaml")
+    table = _pck_table()
+    best = best_row(table, spec.objective)
+    best["trial_id"] = "t2"
+    write_summary(tmp_path, spec, table, {"mpjpe": 150.0, "pa_mpjpe": 120.0, "pck150": 52.0}, None, best, 1.0)
+    text = (tmp_path / "summary.md").read_text()
+    assert "objectives: pck150 (max)" in text
+    assert "PA-MPJPE 120.0 mm, target PCK@150mm 52.0%." in text  # source only
+    assert "Best trial `t2` (pck150, max): relation set `b`" in text and "target PCK@150mm 70.0%" in text
 
 
 def test_first_error_line_finds_the_innermost_error():
@@ -86,7 +165,7 @@ def test_tables_and_plot_are_written(tmp_path):
     table["pareto"] = pareto_mask(table)
     decisions = [SetDecision(("a",), 0.9, True, "kept"), SetDecision(("e",), 0.1, False, "score below")]
     write_tables(tmp_path, table, decisions, {"mpjpe": 150.0, "pa_mpjpe": 120.0}, MPJPE)
-    pareto_plot(table, [tmp_path / "pareto.png", tmp_path / "pareto.svg"], source_only_mpjpe=150.0)
+    pareto_plot(table, [tmp_path / "pareto.png", tmp_path / "pareto.svg"], {"mpjpe": 150.0})
     prefilter_plot(table, tmp_path / "prefilter.png", prefilter_correlation(table))
     spec = parse_space(TINY_SPACE, "tiny.yaml")
     write_summary(tmp_path, spec, table, {"mpjpe": 150.0, "pa_mpjpe": 120.0}, None, None, 12.0)

@@ -4,11 +4,13 @@ import copy
 
 import optuna
 import pytest
+import torch
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from search.space import SpaceError, load_space, parse_space
+from nlrd.metrics import evaluate_protocols
+from search.space import ACCURACY_METRICS, OBJECTIVE_METRICS, SpaceError, load_space, parse_space
 from tests.conftest import REPO, TINY_SPACE, write_space
 
 
@@ -70,6 +72,38 @@ def test_objectives_sections_and_multi_objective():
     spec = parse_space(space, "s.yaml")
     assert spec.multi_objective and spec.objective.metric == "mpjpe"
     assert [o.mode for o in spec.objectives] == ["min", "max"]
+
+
+def test_accuracy_objectives_default_to_their_direction():
+    space = copy.deepcopy(TINY_SPACE)
+    space["objectives"] = [
+        {"metric": "pck150", "mode": "max"},
+        {"metric": "auc"},
+        {"metric": "pa_mpjpe_gtbone"},
+        {"metric": "nonlocalness", "mode": "min"},
+        {"metric": "device_seconds", "mode": "max"},
+    ]
+    space["scheduler"] = {"type": "none"}
+    spec = parse_space(space, "s.yaml")
+    assert [(o.metric, o.mode) for o in spec.objectives] == [
+        ("pck150", "max"),
+        ("auc", "max"),
+        ("pa_mpjpe_gtbone", "min"),
+        ("nonlocalness", "min"),
+        ("device_seconds", "max"),
+    ]
+    assert parse_space({**TINY_SPACE, "objectives": [{"metric": "device_seconds"}]}).objective.mode == "min"
+
+
+def test_accuracy_metrics_are_what_a_trial_reports_and_point_to_better_poses():
+    """A perfect prediction is the best value of every accuracy metric in its declared direction."""
+    target = torch.randn(4, 17, 3) * 200.0
+    target -= target[:, :1].clone()  # root-relative, as targets are
+    perfect = evaluate_protocols(target.clone(), target)
+    assert set(perfect) == set(ACCURACY_METRICS) and set(ACCURACY_METRICS) <= set(OBJECTIVE_METRICS)
+    worse = evaluate_protocols(target + torch.randn_like(target) * 100.0, target)
+    for metric, mode in ACCURACY_METRICS.items():
+        assert (perfect[metric] > worse[metric]) == (mode == "max"), metric
 
 
 def test_choice_accepts_bare_words():
@@ -143,7 +177,21 @@ def _with(path: str, value) -> dict:
         ("scheduler.reduction_factor", 1, ["scheduler.reduction_factor", "at least 2"]),
         ("objectives", {"metric": "mpjpe"}, ["objectives", "non-empty list"]),
         ("objectives", [], ["objectives", "non-empty list"]),
-        ("objectives", [{"metric": "mpjpee"}], ["objectives[0].metric", "Allowed: mpjpe, pa_mpjpe, nonlocalness"]),
+        (
+            "objectives",
+            [{"metric": "mpjpee"}],
+            ["objectives[0].metric", "Allowed: mpjpe, pa_mpjpe, mpjpe_gtbone", "pck150, auc", "nonlocalness"],
+        ),
+        (
+            "objectives",
+            [{"metric": "pck150", "mode": "min"}],
+            ["objectives[0].mode", "pck150 is an accuracy in percent, higher", "worst poses", "Allowed: max."],
+        ),
+        (
+            "objectives",
+            [{"metric": "mpjpe"}, {"metric": "mpjpe_gtbone", "mode": "max"}],
+            ["objectives[1].mode", "mpjpe_gtbone is an error in mm, lower is better", "Allowed: min."],
+        ),
         ("objectives", [{"metric": "mpjpe", "mode": "down"}], ["objectives[0].mode", "Allowed: min, max"]),
         ("objectives", [{"metric": "mpjpe"}, {"metric": "mpjpe"}], ["objectives", "lists a metric twice"]),
         (
