@@ -36,7 +36,7 @@ from nlrd.data.sources import PART_KINDS, PARTS, SOURCE_KINDS, DataConfig, DataC
 from nlrd.models.image import IMAGE_ENCODERS, build_image_encoder, default_trainable_block, trainable_blocks
 from nlrd.pipeline import StageConfigs
 from nlrd.relations import RELATION_NAMES
-from nlrd.train.adapt import AdaptConfig
+from nlrd.train.adapt import NONLOCAL_SPACES, SCHEDULES, AdaptConfig
 from nlrd.train.motion import MotionConfig
 from nlrd.train.prior import PriorConfig
 from nlrd.train.relation import RelationConfig
@@ -194,6 +194,8 @@ ALLOWED_AGGREGATES = ("mean", "max", "min", "sum")
 _SEARCH_OWNED = ("relations",)
 #: AdaptConfig fields a space may fix (``adapt``) or tune (``params``).
 _ADAPT_KEYS = tuple(f.name for f in dataclasses.fields(AdaptConfig) if f.name not in _SEARCH_OWNED)
+#: AdaptConfig fields that take one of a few words, fixed or as choices.
+_ADAPT_WORDS = {"schedule": SCHEDULES, "nonlocal_space": NONLOCAL_SPACES}
 
 
 @dataclass(frozen=True)
@@ -421,7 +423,11 @@ class _Checker:
         value = self.mapping("adapt", value)
         hints = typing.get_type_hints(AdaptConfig)
         self.known_keys("adapt", value, _ADAPT_KEYS)
-        return {name: self.typed(f"adapt.{name}", hints[name], item) for name, item in value.items()}
+        fields = {name: self.typed(f"adapt.{name}", hints[name], item) for name, item in value.items()}
+        for name, allowed in _ADAPT_WORDS.items():
+            if name in fields:
+                self.one_of(f"adapt.{name}", fields[name], allowed)
+        return fields
 
     def params(self, value: Any, fixed: dict[str, Any]) -> tuple[Param, ...]:
         value = self.mapping("params", value)
@@ -436,6 +442,8 @@ class _Checker:
             if param.choices is not None:
                 for choice in param.choices:
                     self.typed(key, hints[name], choice)
+                    if name in _ADAPT_WORDS:
+                        self.one_of(key, choice, _ADAPT_WORDS[name])
             elif hints[name] is int and not param.integer:
                 self.fail(key, f"'{name}' is an integer: write int(interval({param.low}, {param.high}))")
             elif hints[name] not in (int, float):
