@@ -8,6 +8,9 @@ adaptation row with ``AdaptConfig(seed=s)``; the world, prior, motion embedding 
 shared by all seeds.  Stages are cached in ``--cache`` and reused across runs.  No Ray: plain nlrd calls.
 Writes ``<out>/ablation.md`` (the tables) and ``<out>/ablation.json`` (every per-seed number and the timings).
 
+``--rows`` runs a subset of the rows (source only is always run) and ``--contrastive-weight`` sets ``w_lcr`` and
+``w_hcr`` (0 leaves contrastive learning out; the contrastive-only row then has nothing to train).
+
 ``--target-seed N`` swaps the world's target clips (training and validation) for those of the world with seed
 ``N``: same domain, different samples, same stages.  Settings are chosen on such a development target, so the
 world's own validation labels are only read for the reported numbers.
@@ -75,6 +78,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--relation-steps", type=int, default=200, help="relation transformer training steps")
     parser.add_argument("--target-seed", type=int, help="adapt and evaluate on the target clips of this world seed")
     parser.add_argument("--fixed-source", action="store_true", help="one source encoder (seed 0) for every seed")
+    parser.add_argument(
+        "--rows",
+        type=int,
+        nargs="+",
+        choices=range(len(ROWS)),
+        help="indices of the rows to run (0 = source only, always run; default: all)",
+    )
+    parser.add_argument("--contrastive-weight", type=float, default=1.0, help="w_lcr = w_hcr (0: no contrastive)")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--source-steps", type=int, default=SourceConfig.steps)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -130,14 +141,14 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def table(results: dict[str, dict[int, dict[str, float]]]) -> str:
-    """Markdown: one row per ablation row, mean +- std over seeds of every protocol, each with its change of the
+    """Markdown: one row per ablation row run, mean +- std over seeds of every protocol, each with its change of the
     mean vs source only."""
     base = {m: mean_std([r[m] for r in results[ROWS[0][0]].values()])[0] for m, _ in PROTOCOLS}
     lines = [
         "| row | " + " | ".join(f"{heading} (mm) | vs source only" for _, heading in PROTOCOLS) + " |",
         "|---|" + "---|---|" * len(PROTOCOLS),
     ]
-    for label, _, _ in ROWS:
+    for label in results:
         cells = []
         for m, _ in PROTOCOLS:
             mean, std = mean_std([r[m] for r in results[label].values()])
@@ -194,14 +205,17 @@ def main() -> None:
         trainable_block=args.trainable_block,
         schedule=args.schedule,
         nonlocal_space=args.nonlocal_space,
+        w_lcr=args.contrastive_weight,
+        w_hcr=args.contrastive_weight,
     )
+    rows = [ROWS[i] for i in sorted({0, *(range(len(ROWS)) if args.rows is None else args.rows)})]
     timings: dict[str, dict[str, float]] = {}
-    results: dict[str, dict[int, dict[str, float]]] = {label: {} for label, _, _ in ROWS}
+    results: dict[str, dict[int, dict[str, float]]] = {label: {} for label, _, _ in rows}
     adapt_seconds: list[float] = []
     for seed in args.seeds:
         source = replace(configs.source, seed=0 if args.fixed_source else seed)
         keys, timings[f"stages seed {seed}"] = build(replace(configs, source=source), cache)
-        for label, relations, adapted in ROWS:
+        for label, relations, adapted in rows:
             metrics, seconds = run_row(replace(adapt_cfg, seed=seed), cache, keys, relations, adapted, target)
             results[label][seed] = metrics
             if adapted:
