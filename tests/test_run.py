@@ -107,14 +107,15 @@ def test_search_runs_end_to_end(tmp_path, ray_cluster):
     assert list((tmp_path / "results" / "cache").glob("prior-*.pt"))
 
 
-def test_multi_objective_search_reads_its_front_from_the_study(tmp_path, ray_cluster):
+def test_multi_objective_search_reads_its_front_from_the_study(tmp_path, ray_cluster, tiny_stages):
     space = copy.deepcopy(TINY_SPACE)
     space["objectives"] = [{"metric": "mpjpe", "mode": "min"}, {"metric": "nonlocalness", "mode": "max"}]
     space["scheduler"] = {"type": "none"}
     space["searcher"] = {"algorithm": "nsga2", "seed": 1, "num_trials": 3, "max_concurrent": 2}
     path = write_space(tmp_path / "multi.yaml", space)
-    assert main(["--space", str(path), "--out", str(tmp_path / "results"), "--name", "run"]) == 0
-    run_dir = tmp_path / "results" / "run"
+    out = with_stages(tmp_path / "results", tiny_stages)  # the stage job is covered by the end-to-end test
+    assert main(["--space", str(path), "--out", str(out), "--name", "run"]) == 0
+    run_dir = out / "run"
     table = pd.read_csv(run_dir / "trials.csv")
     trials = table[table["status"] != "rejected_by_prefilter"]
     assert (trials["status"] == "finished").all() and len(trials) == 3
