@@ -32,11 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ablation import RELATIONS, ROWS, mean_std, smoke_configs  # noqa: E402
 
 from nlrd.data import ClipSet  # noqa: E402
-from nlrd.pipeline import StageCache, load_stages, train_stages  # noqa: E402
+from nlrd.pipeline import StageCache, StageConfigs, Stages, load_stages, train_stages  # noqa: E402
 from nlrd.train.adapt import AdaptConfig, adapt  # noqa: E402
 from nlrd.train.evaluate import evaluate  # noqa: E402
 from nlrd.train.source import SourceConfig  # noqa: E402
-from nlrd.world import FPS, SOURCE, TARGET, Domain, render_clips, sample_appearance, sample_sequences  # noqa: E402
+from nlrd.world import FPS, SOURCE, TARGET, Domain, sample_clips  # noqa: E402
 
 #: The groups of Domain fields in which the target differs from the source.
 FACTORS: dict[str, tuple[str, ...]] = {
@@ -86,14 +86,12 @@ def variants() -> list[tuple[str, Domain]]:
 
 def render(domain: Domain, clips: int, clip_len: int, image_size: int, seed: int = 1234) -> ClipSet:
     """Labelled clips of ``domain``; the same generator seeds for every domain, so only the domain differs."""
-    motion = torch.Generator().manual_seed(seed)
-    look = torch.Generator().manual_seed(seed + 4444)
-    poses = sample_sequences(clips, clip_len, families=domain.families, fps=FPS, generator=motion)
-    images = render_clips(poses, domain, sample_appearance(clips, domain, image_size, look), image_size)
-    return ClipSet(images.mul(255.0).round_().to(torch.uint8), poses, fps=FPS)
+    motion, look = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 4444)
+    frames, poses = sample_clips(clips, clip_len, domain, image_size, motion, look)
+    return ClipSet(frames, poses, fps=FPS)
 
 
-def adaptation_table(args: argparse.Namespace, configs, encoders: dict) -> tuple[str, dict]:
+def adaptation_table(args: argparse.Namespace, configs: StageConfigs, encoders: dict[int, Stages]) -> tuple[str, dict]:
     """Source only and the ablation's adapted rows on three target variants: markdown and every number."""
     domains = {
         "target": TARGET,

@@ -264,7 +264,7 @@ def test_world_is_deterministic_and_seeded(tiny_world: World) -> None:
 
 def test_world_clips_are_renders_of_their_poses() -> None:
     """Each labelled clip is its poses rendered with one appearance from the clip's look stream, as uint8."""
-    frames, poses = world_module._clips(3, 5, TARGET, SIZE, gen(10), gen(11))
+    frames, poses = world_module.sample_clips(3, 5, TARGET, SIZE, gen(10), gen(11))
     expected_poses = sample_sequences(3, 5, families=TARGET.families, fps=FPS, generator=gen(10))
     look = sample_appearance(3, TARGET, SIZE, gen(11))
     expected = (render_clips(expected_poses, TARGET, look, SIZE) * 255).round().to(torch.uint8)

@@ -33,7 +33,7 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from nlrd.data.errors import DatasetError
-from nlrd.data.images import FramedSequence, ImageFiles, build_clips
+from nlrd.data.images import FramedSequence, Frames, ImageFiles, build_clips
 from nlrd.data.safe_pickle import restricted_load
 from nlrd.data.sequence import PoseSequence
 from nlrd.data.video import VideoFrames
@@ -170,11 +170,17 @@ def load_h36m_poses(
     return sequences if fps is None else [s.resample(fps) for s in sequences]
 
 
-def h36m_frame_sources(
-    subject: str, action: str, frames_root: Path | None, videos_root: Path | None, cameras: Sequence[str] | None
-) -> list[Path]:
-    """The frame folders (under ``frames_root``) or videos (under ``videos_root``) of one recording, one per camera:
-    every one found when ``cameras`` is None, else exactly those (a missing one is an error)."""
+def h36m_camera_frames(
+    subject: str,
+    action: str,
+    count: int,
+    frames_root: Path | None,
+    videos_root: Path | None,
+    cameras: Sequence[str] | None,
+) -> list[tuple[str, Frames]]:
+    """``(camera id, frames)`` of one ``count``-frame recording, from its frame folders (under ``frames_root``) or
+    videos (under ``videos_root``): every camera found when ``cameras`` is None, else exactly those (a missing one
+    is an error)."""
     if frames_root is not None:
         kind, where, name, exists = "frame folder", frames_root / subject, "{}.{}", Path.is_dir
     else:
@@ -183,12 +189,14 @@ def h36m_frame_sources(
         found = sorted(p for p in where.glob(name.format(action, "*")) if exists(p))
         if not found:
             raise DatasetError(f"{where}: no {kind} '{name.format(action, '<camera>')}' for {subject}/{action}")
-        return found
-    chosen = [where / name.format(action, camera) for camera in cameras]
-    missing = [str(p) for p in chosen if not exists(p)]
-    if missing:
-        raise DatasetError(f"{kind}s not found: {missing}")
-    return chosen
+    else:
+        found = [where / name.format(action, camera) for camera in cameras]
+        missing = [str(p) for p in found if not exists(p)]
+        if missing:
+            raise DatasetError(f"{kind}s not found: {missing}")
+    if frames_root is not None:
+        return [(p.suffix[1:], ImageFiles(tuple(p / f"{t + 1:06d}.jpg" for t in range(count)))) for p in found]
+    return [(p.name.rsplit(".", 2)[1], VideoFrames(p, count)) for p in found]
 
 
 def load_h36m_clips(
@@ -221,12 +229,7 @@ def load_h36m_clips(
     videos_dir = None if videos_root is None else root
     items = []
     for subject, action, poses in _h36m_sequences(npz_path, subjects, actions, source_fps):
-        for found in h36m_frame_sources(subject, action, frames_dir, videos_dir, cameras):
-            camera = found.suffix[1:] if frames_dir is not None else found.name.rsplit(".", 2)[1]
+        for camera, frames in h36m_camera_frames(subject, action, len(poses), frames_dir, videos_dir, cameras):
             labelled = PoseSequence(poses.joints, poses.fps, poses.root, f"{poses.source} camera {camera}")
-            if frames_dir is not None:
-                frames = ImageFiles(tuple(found / f"{t + 1:06d}.jpg" for t in range(len(poses))))
-            else:
-                frames = VideoFrames(found, len(poses))
             items.append(FramedSequence(labelled, frames))
     return build_clips(items, clip_len, fps, image_size, stride=stride, max_clips=max_clips)

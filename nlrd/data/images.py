@@ -173,11 +173,10 @@ def build_clips(
     frames = torch.empty((len(candidates), clip_len, 3, image_size, image_size), dtype=torch.uint8)
     poses = torch.empty((len(candidates), clip_len, 17, 3), dtype=torch.float32)
     # One read per recording, of every frame its clips need: a video is decoded once, a shared frame read once.
-    by_recording: dict[int, list[tuple[int, np.ndarray]]] = {}
+    by_recording: dict[int, tuple[FramedSequence, list[tuple[int, np.ndarray]]]] = {}
     for n, (item, index) in enumerate(candidates):
-        by_recording.setdefault(id(item), []).append((n, index))
-    for clips in by_recording.values():
-        item = candidates[clips[0][0]][0]
+        by_recording.setdefault(id(item), (item, []))[1].append((n, index))
+    for item, clips in by_recording.values():
         needed = np.unique(np.concatenate([index for _, index in clips]))
         read = item.frames.read(needed, image_size, None if item.boxes is None else item.boxes[needed])
         for n, index in clips:

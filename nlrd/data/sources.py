@@ -29,12 +29,11 @@ import numpy as np
 
 from nlrd.data.bvh import UNITS_MM, UP_AXES, _read_mapping, load_bvh, load_bvh_folder
 from nlrd.data.errors import DatasetError
-from nlrd.data.h36m import H36M_FPS, h36m_frame_sources, h36m_recordings, load_h36m_clips, load_h36m_poses
+from nlrd.data.h36m import H36M_FPS, h36m_camera_frames, h36m_recordings, load_h36m_clips, load_h36m_poses
 from nlrd.data.images import Frames, ImageFiles
 from nlrd.data.mpi_inf_3dhp import TEST_FPS, TEST_SEQUENCES, _framed_sequences, load_3dhp_clips, load_3dhp_test
 from nlrd.data.pw3d import PW3D_FPS, SPLITS, _file_sequences, load_3dpw, load_3dpw_clips
 from nlrd.data.sequence import PoseSequence
-from nlrd.data.video import VideoFrames
 
 if TYPE_CHECKING:
     from nlrd.data import ClipSet
@@ -211,13 +210,12 @@ class H36MSource(DataSource):
         frames_root, videos_root = (root, None) if key == "frames" else (None, root)
         probed: set[str] = set()
         for subject, action, _ in recordings:
-            try:
-                found = h36m_frame_sources(subject, action, frames_root, videos_root, self.cameras)
+            try:  # count 1: the probe reads frame 0 only, and the file lists stay short
+                cameras = h36m_camera_frames(subject, action, 1, frames_root, videos_root, self.cameras)
             except DatasetError as exc:
                 raise DataConfigError(key, str(exc)) from None
             if subject not in probed:  # one frame per subject
-                frames = ImageFiles((found[0] / "000001.jpg",)) if key == "frames" else VideoFrames(found[0], 1)
-                _probe_frames(frames, key)
+                _probe_frames(cameras[0][1], key)
                 probed.add(subject)
 
     def rates(self) -> dict[str, float]:

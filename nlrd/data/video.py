@@ -32,8 +32,9 @@ def _av(path: Path) -> ModuleType:
     return av
 
 
-def _open(path: Path) -> tuple[Any, Any]:
-    """The open container and its first video stream; a clear error for anything that is not a readable video."""
+def _open(path: Path) -> tuple[ModuleType, Any, Any]:
+    """PyAV, the open container and its first video stream; a clear error for anything that is not a readable
+    video."""
     av = _av(path)
     if not path.is_file():
         raise DatasetError(f"{path}: video file not found")
@@ -46,14 +47,13 @@ def _open(path: Path) -> tuple[Any, Any]:
         raise DatasetError(f"{path}: has no video stream")
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
-    return container, stream
+    return av, container, stream
 
 
 def count_video_frames(path: str | Path) -> int:
     """Frames in the first video stream: decoded and counted, since container headers may omit or misstate it."""
     path = Path(path)
-    container, stream = _open(path)
-    av = _av(path)
+    av, container, stream = _open(path)
     try:
         return sum(1 for _ in container.decode(stream))
     except (av.FFmpegError, OSError, ValueError) as exc:
@@ -80,8 +80,7 @@ def read_video(path: str | Path, index: np.ndarray, size: int, boxes: np.ndarray
     for slot, frame in enumerate(index.tolist()):
         wanted.setdefault(frame, []).append(slot)
     last = int(index.max())
-    container, stream = _open(path)
-    av = _av(path)
+    av, container, stream = _open(path)
     decoded = 0
     try:
         for picture in container.decode(stream):

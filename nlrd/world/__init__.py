@@ -21,8 +21,8 @@ from nlrd.world.render import Appearance, render_clips, render_poses, sample_app
 
 __all__ = [
     "DOMAINS", "FAMILIES", "FPS", "PARTS", "SOURCE", "TARGET", "Appearance", "Domain", "World", "WorldConfig",
-    "build_world", "render_clips", "render_poses", "sample_appearance", "sample_sequences", "sample_windows",
-    "world_part",
+    "build_world", "render_clips", "render_poses", "sample_appearance", "sample_clips", "sample_sequences",
+    "sample_windows", "world_part",
 ]  # fmt: skip
 
 #: Frame rate of every world clip.
@@ -90,7 +90,7 @@ def _to_uint8(images: torch.Tensor) -> torch.Tensor:
     return images.mul(255.0).round_().to(torch.uint8)
 
 
-def _clips(
+def sample_clips(
     n: int,
     length: int,
     domain: Domain,
@@ -145,7 +145,7 @@ def world_part(
     if part not in _CLIP_PARTS:
         raise ValueError(f"unknown world part {part!r}; allowed: {', '.join(PARTS)}")
     count, multiple, domain, labelled, motion_stream, look_stream = _CLIP_PARTS[part]
-    frames, poses = _clips(
+    frames, poses = sample_clips(
         getattr(cfg, count),
         multiple * cfg.clip_len,
         domain,
