@@ -86,6 +86,10 @@ def parse_args() -> argparse.Namespace:
         help="indices of the rows to run (0 = source only, always run; default: all)",
     )
     parser.add_argument("--contrastive-weight", type=float, default=1.0, help="w_lcr = w_hcr (0: no contrastive)")
+    parser.add_argument(
+        "--source-weight", type=float, default=0.0, help="w_source: the supervised source anchor (0: off, as the paper)"
+    )
+    parser.add_argument("--lr-source", type=float, default=AdaptConfig.lr_source)
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--source-steps", type=int, default=SourceConfig.steps)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -177,14 +181,14 @@ def run_row(
     ``target``: (training, validation) clips to use instead of the world's own.  The source encoder is evaluated
     afresh rather than read from its checkpoint, so every row has every protocol whenever the cache was filled.
     """
+    world = load_world(cache, keys.world)
     if target is None:
-        world = load_world(cache, keys.world)
         target = world.target_train, world.target_val
     stages = load_stages(cache, keys, relations)
     if not adapted:
         return evaluate(stages.encoder, stages.prior, target[1]), 0.0
     start = time.perf_counter()
-    encoder = adapt(replace(cfg, relations=relations), stages, *target)
+    encoder = adapt(replace(cfg, relations=relations), stages, *target, source=world.source)
     seconds = time.perf_counter() - start
     return evaluate(encoder, stages.prior, target[1]), seconds
 
@@ -207,6 +211,8 @@ def main() -> None:
         nonlocal_space=args.nonlocal_space,
         w_lcr=args.contrastive_weight,
         w_hcr=args.contrastive_weight,
+        w_source=args.source_weight,
+        lr_source=args.lr_source,
     )
     rows = [ROWS[i] for i in sorted({0, *(range(len(ROWS)) if args.rows is None else args.rows)})]
     timings: dict[str, dict[str, float]] = {}

@@ -161,6 +161,7 @@ def adapt_loop(config: dict[str, Any]) -> None:
                 device=device,
                 checkpoint_dir=checkpoint_dir,
                 resume_from=checkpoint_dir if saved is not None else None,
+                source=world.source,
             )
         except FloatingPointError as exc:  # deterministic: ending the run normally keeps Train from retrying it
             TrialReports(config["run_dir"]).mark_diverged(config["trial_id"], f"FloatingPointError: {exc}")

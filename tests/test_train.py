@@ -274,12 +274,34 @@ class _NaN(torch.nn.Module):
         ({"nonlocal_space": "image"}, "unknown nonlocal_space 'image'; allowed: latent, pose"),
         ({"trainable_block": "block9"}, "unknown trainable block 'block9'"),
         ({"steps": 0}, "steps must be at least 1"),
+        ({"w_source": -1.0}, "w_source must be at least 0, got -1.0"),
     ],
 )
 def test_adapt_refuses_bad_configs(stages, target, change, message):
     cfg = AdaptConfig(**{"relations": RELATIONS, "steps": 1, "batch_clips": 2, **change})
     with pytest.raises(ValueError, match=message):
         adapt(cfg, stages, *target)
+
+
+def test_the_source_anchor_trains_towards_the_source_labels(stages, target):
+    rest = skeleton.rest_pose_mm()  # left-right symmetric, so the anchor's flip augmentation keeps the label
+    assert torch.allclose(skeleton.flip(rest), rest)
+    source = ClipSet(random_clips(2, T, 1, labelled=False).frames, rest.expand(2, T, 17, 3).clone())
+    cfg = AdaptConfig(relations=(), steps=30, batch_clips=2, w_lcr=0.0, w_hcr=0.0, w_source=1.0, lr_source=1e-3)
+    anchored = adapt(dataclasses.replace(cfg, trainable_block="all"), stages, *target, source=source)
+    before, after = evaluate(stages.encoder, stages.prior, source), evaluate(anchored, stages.prior, source)
+    assert after["mpjpe"] < 0.7 * before["mpjpe"]
+
+
+def test_the_source_anchor_takes_its_turn_and_is_checked(stages, target, monkeypatch):
+    source = random_clips(2, T, 1, labelled=True)
+    cfg = AdaptConfig(relations=("flip",), steps=3, batch_clips=2, w_lcr=0.0, w_hcr=0.0, w_source=1.0)
+    monkeypatch.setattr(adapt_module, "pose_l1", lambda *args: torch.tensor(float("nan"), requires_grad=True))
+    with pytest.raises(FloatingPointError, match="source loss .* at step 1"):
+        adapt(cfg, stages, *target, source=source)
+    for missing in (None, random_clips(2, T, 1, labelled=False)):
+        with pytest.raises(ValueError, match="w_source is not 0, so adapt needs the labelled source clips"):
+            adapt(cfg, stages, *target, source=missing)
 
 
 def test_adapt_refuses_target_clips_shorter_than_the_relations(stages, target):
@@ -358,20 +380,21 @@ def test_stage_loops_pass_their_bf16_flag_to_autocast(prior, motion, mocap, monk
     assert all(recorded and set(recorded) == {True} for recorded in calls.values()), calls
 
 
-@pytest.mark.parametrize("schedule", ["round_robin", "weighted"])
-def test_a_resumed_adaptation_continues_exactly(stages, target, tmp_path, schedule):
+@pytest.mark.parametrize(("schedule", "w_source"), [("round_robin", 0.0), ("weighted", 0.0), ("round_robin", 1.0)])
+def test_a_resumed_adaptation_continues_exactly(stages, target, tmp_path, schedule, w_source):
     """Stopped after step 4 and resumed from its checkpoint, adaptation ends bit for bit where an uninterrupted
-    run ends, reporting only the steps after the checkpoint."""
-    cfg = AdaptConfig(relations=RELATIONS, steps=6, batch_clips=2, eval_every=2, schedule=schedule)
+    run ends, reporting only the steps after the checkpoint (the source anchor's draws included)."""
+    cfg = AdaptConfig(relations=RELATIONS, steps=6, batch_clips=2, eval_every=2, schedule=schedule, w_source=w_source)
+    source = random_clips(2, T, 1, labelled=True)
     saved = tmp_path / "at-step-4"
 
     def keep_step_4(metrics: dict) -> None:
         if metrics["step"] == 4:
             shutil.copytree(tmp_path / "live", saved)
 
-    whole = adapt(cfg, stages, *target, report=keep_step_4, checkpoint_dir=tmp_path / "live")
+    whole = adapt(cfg, stages, *target, report=keep_step_4, checkpoint_dir=tmp_path / "live", source=source)
     reports: list[dict] = []
-    resumed = adapt(cfg, stages, *target, report=reports.append, resume_from=saved)
+    resumed = adapt(cfg, stages, *target, report=reports.append, resume_from=saved, source=source)
     assert [r["step"] for r in reports] == [6]
     assert all(torch.equal(v, resumed.state_dict()[k]) for k, v in whole.state_dict().items())
     changed = [k for k, v in whole.state_dict().items() if not torch.equal(v, stages.encoder.state_dict()[k])]

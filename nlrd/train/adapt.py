@@ -25,8 +25,18 @@ from nlrd.data import ClipSet
 from nlrd.device import autocast
 from nlrd.models import ProjectionHead, set_trainable
 from nlrd.relations import Relation, get_relation
-from nlrd.train.common import POSE_SCALE_MM, Report, check_finite, freeze, frozen_copy, seeded, should_report
+from nlrd.train.common import (
+    POSE_SCALE_MM,
+    Report,
+    check_finite,
+    freeze,
+    frozen_copy,
+    pose_l1,
+    seeded,
+    should_report,
+)
 from nlrd.train.evaluate import evaluate
+from nlrd.train.source import augment_labelled
 
 if TYPE_CHECKING:  # nlrd.pipeline imports the stage trainers; adapt needs only the type
     from nlrd.pipeline import Stages
@@ -52,6 +62,10 @@ class AdaptConfig:
     ``nonlocal_space="latent"``: the paper's non-local losses, L1 between latents (z, or v at motion level).
     ``"pose"``: both sides are first decoded to poses by the frozen decoders (``D_p``, or ``D_p D_m``) and
     compared in metres, so each latent direction counts by how much it moves the joints.
+    ``w_source`` (not in the paper, 0 = off): a supervised source term in the objective, L1 of ``D_p(G(x))``
+    against the true pose on ``batch_clips * T`` augmented labelled source frames, at ``lr_source`` under
+    round robin.  It anchors G to the poses it learnt while the unlabelled losses act, so that more of the
+    encoder can be trained for longer without drifting to flip-consistent but wrong poses.
     ``bf16``: bf16 autocast of the loss computations (CUDA only; a no-op on the CPU, see ``nlrd.device``).
     """
 
@@ -70,6 +84,8 @@ class AdaptConfig:
     eval_every: int = 10
     seed: int = 0
     nonlocal_space: str = "latent"
+    w_source: float = 0.0
+    lr_source: float = 1e-4
     bf16: bool = False
 
 
@@ -138,6 +154,16 @@ def _hcr_loss(step: _Step, motion: nn.Module, head: nn.Module, tau: float) -> to
     z1, z2 = step.contrastive_latents
     groups = torch.arange(z1.shape[0], device=z1.device)
     return info_nce(head(motion.encode(z1)), head(motion.encode(z2)), groups, tau)
+
+
+def _source_loss(step: _Step, source: ClipSet, prior: nn.Module) -> torch.Tensor:
+    """Supervised anchor: pose L1 (metres) on as many random augmented labelled source frames as the step
+    has target frames.  Drawn from the global generator, so a seeded (or resumed) run draws the same frames."""
+    frames, poses = source.frames.flatten(0, 1), source.poses.flatten(0, 1)
+    idx = torch.randint(len(frames), (step.clips.shape[0] * step.clip_len,))
+    device = step.clips.device
+    images, targets = augment_labelled(frames[idx].to(device).float() / 255.0, poses[idx].to(device, torch.float32))
+    return pose_l1(prior.decode(step.encoder(images)).float(), targets)
 
 
 Readout = Callable[[torch.Tensor], torch.Tensor]
@@ -250,6 +276,8 @@ def _check_config(cfg: AdaptConfig) -> None:
             raise ValueError(f"{name} must be at least 1, got {getattr(cfg, name)}")
     if cfg.tau <= 0:
         raise ValueError(f"tau must be positive, got {cfg.tau}")
+    if cfg.w_source < 0:
+        raise ValueError(f"w_source must be at least 0, got {cfg.w_source}")
 
 
 def adapt(
@@ -261,6 +289,7 @@ def adapt(
     device: str | torch.device = "cpu",
     checkpoint_dir: str | os.PathLike | None = None,
     resume_from: str | os.PathLike | None = None,
+    source: ClipSet | None = None,
 ) -> nn.Module:
     """Adapt a copy of ``stages.encoder`` to the target domain; returns it frozen.
 
@@ -271,12 +300,15 @@ def adapt(
     ``checkpoint_dir/encoder.pt`` just before each report, so every report has a matching checkpoint, together
     with ``adapt_state.pt`` (encoder, heads, optimisers, step, random state).  ``resume_from``: a checkpoint
     directory holding that state; the run continues after its step exactly as if it had never stopped (on the
-    CPU, bit for bit) and reports only the later steps.
+    CPU, bit for bit) and reports only the later steps.  ``source``: the labelled source clips, needed only
+    when ``cfg.w_source`` is not 0.
     Raises FloatingPointError on a non-finite loss.
     """
     _check_config(cfg)
     if target_val.poses is None:
         raise ValueError("target_val must be labelled (poses is None)")
+    if cfg.w_source != 0 and (source is None or source.poses is None):
+        raise ValueError("w_source is not 0, so adapt needs the labelled source clips (source=...)")
     clip_len = target_val.clip_len
     relations = _resolve_relations(cfg.relations, clip_len, stages.transformers)
     needed = max([clip_len, *(r.window for r in relations)])
@@ -312,6 +344,10 @@ def adapt(
                 list(hcr_head.parameters()),
             ),
         ]
+        if cfg.w_source != 0:
+            terms.append(
+                _Term("source", cfg.w_source, cfg.lr_source, partial(_source_loss, source=source, prior=prior), [])
+            )
         readouts = _readouts(cfg.nonlocal_space, prior, motion, clip_len)
         for r in relations:
             transformer, readout = transformers[r.name], readouts[r.level]
