@@ -157,11 +157,20 @@ def main() -> None:
         "relation_seconds": {n: asdict(c) for n, c in relation_cost.items()},
         "scores": {n: asdict(s) for n, s in scores.items()},
         "decide_cpu_seconds": decide_seconds,
-        "trial": {"relations": trial_relations, "adapt": asdict(cfg), "seconds": asdict(trial),
-                  "load_seconds": asdict(load_cost), "reports": reports},
-        "smoke": {"relations": list(smoke_relations), "sets": len(smoke_sets), "total_cpu_s": smoke_total,
-                  "ratio_to_trial": smoke_total / trial.cpu,
-                  "ratio_to_search": smoke_total / (trial.cpu * spec.searcher.num_trials)},
+        "trial": {
+            "relations": trial_relations,
+            "adapt": asdict(cfg),
+            "seconds": asdict(trial),
+            "load_seconds": asdict(load_cost),
+            "reports": reports,
+        },
+        "smoke": {
+            "relations": list(smoke_relations),
+            "sets": len(smoke_sets),
+            "total_cpu_s": smoke_total,
+            "ratio_to_trial": smoke_total / trial.cpu,
+            "ratio_to_search": smoke_total / (trial.cpu * spec.searcher.num_trials),
+        },
         "growth": growth,
     }
     (args.out / "cost.json").write_text(json.dumps(payload, indent=1))
@@ -198,8 +207,10 @@ def markdown(p: dict, spec: SearchSpec) -> str:
         "|---|---|---|---|---|",
     ]
     for g in p["growth"]:
-        lines.append(f"| {g['sets']} | {g['relation_scoring_cpu_s']:.2f} | {1000 * g['decide_cpu_s']:.3f} | "
-                     f"{g['total_cpu_s']:.2f} | {g['ratio_to_trial']:.1%} |")
+        lines.append(
+            f"| {g['sets']} | {g['relation_scoring_cpu_s']:.2f} | {1000 * g['decide_cpu_s']:.3f} | "
+            f"{g['total_cpu_s']:.2f} | {g['ratio_to_trial']:.1%} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -127,8 +127,9 @@ def train_run(cfg: AdaptConfig, stages: Any, world: Any) -> dict[str, Any]:
     start = time.perf_counter()
 
     def report(metrics: dict) -> None:
-        evals.append({**{k: float(metrics[k]) for k in ("step", "mpjpe", "pa_mpjpe")},
-                      "seconds": time.perf_counter() - start})
+        evals.append(
+            {**{k: float(metrics[k]) for k in ("step", "mpjpe", "pa_mpjpe")}, "seconds": time.perf_counter() - start}
+        )
 
     adapt(cfg, stages, world.target_train, world.target_val, report=report)
     return {"evals": evals, "seconds": time.perf_counter() - start}
@@ -161,8 +162,10 @@ def collect(args: argparse.Namespace, table: Table, path: Path) -> None:
         table.runs.setdefault(set_label(relations), {})[str(seed)] = run
         table.merge_save(path)
         final = run["evals"][-1]["mpjpe"]
-        print(f"[{i}/{len(todo)}] {set_label(relations)} seed {seed}: MPJPE {final:.1f} mm ({run['seconds']:.1f} s)",
-              flush=True)
+        print(
+            f"[{i}/{len(todo)}] {set_label(relations)} seed {seed}: MPJPE {final:.1f} mm ({run['seconds']:.1f} s)",
+            flush=True,
+        )
 
 
 @dataclass(frozen=True)
@@ -352,8 +355,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--eval-every", type=int, default=10, help="steps between recorded evaluations")
     parser.add_argument("--aggregate", default="mean", choices=AGGREGATES, help="set score of the keep rule")
     parser.add_argument("--analyse-only", action="store_true", help="analyse what the table holds, train nothing")
-    parser.add_argument("--shard", type=int, nargs=2, default=(0, 1), metavar=("I", "N"),
-                        help="train only every N-th missing run from the I-th: N processes fill one table")
+    parser.add_argument(
+        "--shard",
+        type=int,
+        nargs=2,
+        default=(0, 1),
+        metavar=("I", "N"),
+        help="train only every N-th missing run from the I-th: N processes fill one table",
+    )
     return parser.parse_args()
 
 
@@ -368,9 +377,15 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
         "machine": machine(),
         "commit": git_commit(),
-        "command": "python -m bench.prefilter_quality " + " ".join(
-            [f"--seeds {' '.join(map(str, args.seeds))}", f"--max-size {args.max_size}",
-             f"--image-size {args.image_size}", f"--steps {args.steps}", f"--eval-every {args.eval_every}"]
+        "command": "python -m bench.prefilter_quality "
+        + " ".join(
+            [
+                f"--seeds {' '.join(map(str, args.seeds))}",
+                f"--max-size {args.max_size}",
+                f"--image-size {args.image_size}",
+                f"--steps {args.steps}",
+                f"--eval-every {args.eval_every}",
+            ]
         ),
         "fidelity": fidelity,
     }

@@ -177,8 +177,14 @@ def summarise(traces: list[Trace], target: float, budget: int) -> dict[str, floa
     hits = np.array([t.epochs_to(target) for t in traces])
     # inverted_cdf picks observed values (no interpolation), so studies that never reached the target (inf) count.
     q25, median, q75 = np.quantile(hits, [0.25, 0.5, 0.75], method="inverted_cdf")
-    return {"median": float(median), "q25": float(q25), "q75": float(q75), "hit_rate": float(np.isfinite(hits).mean()),
-            "budget": budget, "per_seed": hits.tolist()}
+    return {
+        "median": float(median),
+        "q25": float(q25),
+        "q75": float(q75),
+        "hit_rate": float(np.isfinite(hits).mean()),
+        "budget": budget,
+        "per_seed": hits.tolist(),
+    }
 
 
 def rung_correlations(bench: Bench) -> list[float]:
@@ -205,7 +211,8 @@ def markdown(result: dict, bench: Bench, tolerance: float) -> str:
         "Target: incumbent's true MPJPE within "
         f"{tolerance:.0%} of the exhaustive best ({bench.best:.1f} mm); {within} of {len(bench.truth)} sets meet it. "
         "Spearman of each evaluation's MPJPE with the final one over all recorded runs (ASHA's premise): "
-        + ", ".join(f"{r:.2f}" for r in result["rung_vs_final_spearman"]) + ".",
+        + ", ".join(f"{r:.2f}" for r in result["rung_vs_final_spearman"])
+        + ".",
         "",
         "| method | sets offered | trial-epochs to target, median [IQR] | reached within budget | "
         "vs random search | vs TPE+ASHA |",
@@ -259,10 +266,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--aggregate", default="mean")
     parser.add_argument("--tolerance", type=float, default=0.02, help="target: within this share of the best")
     parser.add_argument("--startup", type=int, default=10, help="TPE's random start-up trials")
-    parser.add_argument("--incumbent", choices=("observed", "mean"), default="observed",
-                        help="best single finished trial, or best set by the mean of its finished trials")
-    parser.add_argument("--budget-factor", type=float, default=2.0,
-                        help="trial-epochs per study, in units of the exhaustive cost (every set trained once)")
+    parser.add_argument(
+        "--incumbent",
+        choices=("observed", "mean"),
+        default="observed",
+        help="best single finished trial, or best set by the mean of its finished trials",
+    )
+    parser.add_argument(
+        "--budget-factor",
+        type=float,
+        default=2.0,
+        help="trial-epochs per study, in units of the exhaustive cost (every set trained once)",
+    )
     return parser.parse_args()
 
 
@@ -294,8 +309,11 @@ def main() -> None:
         summary[variant.name] = summarise(traces, target, budget)
         curves[variant.name] = np.stack([t.at(grid, worst) for t in traces])
         offered[variant.name] = len(variant.labels)
-        print(f"{variant.name}: median {summary[variant.name]['median']} trial-epochs "
-              f"({seconds[variant.name]:.0f} s for {args.study_seeds} studies)", flush=True)
+        print(
+            f"{variant.name}: median {summary[variant.name]['median']} trial-epochs "
+            f"({seconds[variant.name]:.0f} s for {args.study_seeds} studies)",
+            flush=True,
+        )
     result = {
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "budget": budget,

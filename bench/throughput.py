@@ -72,8 +72,17 @@ class StepConfig:
 
 
 SMOKE = StepConfig()
-PAPER = StepConfig(encoder="resnet50", width=64, image_size=224, clips=8, frames=30, trainable_block="layer2",
-                   warmup=5, steps=30, device="cuda")
+PAPER = StepConfig(
+    encoder="resnet50",
+    width=64,
+    image_size=224,
+    clips=8,
+    frames=30,
+    trainable_block="layer2",
+    warmup=5,
+    steps=30,
+    device="cuda",
+)
 TINY = {"width": 8, "image_size": 32, "clips": 2, "frames": 4, "warmup": 1, "steps": 3}
 
 
@@ -207,15 +216,25 @@ def cpu_side_by_side(cfg: StepConfig, repeats: int, out: Path) -> dict[str, Any]
             inside.append(metrics)
             fit_seconds.append(seconds)
             ratio = inside[-1]["images_per_s"] / bare[-1]["images_per_s"]
-            print(f"repeat {r}: bare {bare[-1]['images_per_s']:.0f} img/s, Ray Train {inside[-1]['images_per_s']:.0f} "
-                  f"img/s ({ratio:.1%}); TorchTrainer.fit {seconds:.1f} s", flush=True)
+            print(
+                f"repeat {r}: bare {bare[-1]['images_per_s']:.0f} img/s, Ray Train {inside[-1]['images_per_s']:.0f} "
+                f"img/s ({ratio:.1%}); TorchTrainer.fit {seconds:.1f} s",
+                flush=True,
+            )
     finally:
         ray.shutdown()
     ratios = [i["images_per_s"] / b["images_per_s"] for b, i in zip(bare, inside, strict=True)]
     cpu_ratios = [i["images_per_cpu_s"] / b["images_per_cpu_s"] for b, i in zip(bare, inside, strict=True)]
-    return {"config": asdict(cfg), "bare": bare, "ray_train": inside, "ratios": ratios,
-            "median_ratio": statistics.median(ratios), "cpu_ratios": cpu_ratios,
-            "median_cpu_ratio": statistics.median(cpu_ratios), "fit_seconds": fit_seconds}
+    return {
+        "config": asdict(cfg),
+        "bare": bare,
+        "ray_train": inside,
+        "ratios": ratios,
+        "median_ratio": statistics.median(ratios),
+        "cpu_ratios": cpu_ratios,
+        "median_cpu_ratio": statistics.median(cpu_ratios),
+        "fit_seconds": fit_seconds,
+    }
 
 
 def cpu_markdown(result: dict[str, Any]) -> str:
@@ -230,11 +249,15 @@ def cpu_markdown(result: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r, (b, i) in enumerate(zip(result["bare"], result["ray_train"], strict=True)):
-        lines.append(f"| {r} | {b['images_per_s']:.0f} | {i['images_per_s']:.0f} | {result['ratios'][r]:.1%} | "
-                     f"{b['images_per_cpu_s']:.0f} | {i['images_per_cpu_s']:.0f} | {result['cpu_ratios'][r]:.1%} | "
-                     f"{result['fit_seconds'][r]:.1f} |")
-    lines.append(f"\nMedian ratio, wall clock: {result['median_ratio']:.1%}; per CPU second of the loop's process: "
-                 f"{result['median_cpu_ratio']:.1%} (target >= 95%).")
+        lines.append(
+            f"| {r} | {b['images_per_s']:.0f} | {i['images_per_s']:.0f} | {result['ratios'][r]:.1%} | "
+            f"{b['images_per_cpu_s']:.0f} | {i['images_per_cpu_s']:.0f} | {result['cpu_ratios'][r]:.1%} | "
+            f"{result['fit_seconds'][r]:.1f} |"
+        )
+    lines.append(
+        f"\nMedian ratio, wall clock: {result['median_ratio']:.1%}; per CPU second of the loop's process: "
+        f"{result['median_cpu_ratio']:.1%} (target >= 95%)."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -274,8 +297,12 @@ def packed(cfg: StepConfig, trials: int) -> dict[str, Any]:
             raise RuntimeError(f"packed trial exited with {p.exitcode}")
     per_trial = [r["images_per_s"] for r in results]
     peaks = [r["peak_mem_gib"] for r in results if r["peak_mem_gib"] is not None]
-    return {"trials": trials, "total_images_per_s": sum(per_trial), "per_trial_images_per_s": per_trial,
-            "peak_mem_gib_per_trial": max(peaks) if peaks else None}
+    return {
+        "trials": trials,
+        "total_images_per_s": sum(per_trial),
+        "per_trial_images_per_s": per_trial,
+        "peak_mem_gib_per_trial": max(peaks) if peaks else None,
+    }
 
 
 def gpu_suite(cfg: StepConfig, packing: list[int]) -> dict[str, Any]:
@@ -287,13 +314,19 @@ def gpu_suite(cfg: StepConfig, packing: list[int]) -> dict[str, Any]:
         "bare trunk forward+backward, fp32": measure(replace(cfg, bare=True)),
     }
     for name, r in runs.items():
-        print(f"{name}: {r['images_per_s']:.0f} images/s, {r['step_ms']:.0f} ms/step, peak {r['peak_mem_gib']}",
-              flush=True)
+        print(
+            f"{name}: {r['images_per_s']:.0f} images/s, {r['step_ms']:.0f} ms/step, peak {r['peak_mem_gib']}",
+            flush=True,
+        )
     packs = [packed(fast, k) for k in packing]
     for p in packs:
         print(f"{p['trials']} packed: total {p['total_images_per_s']:.0f} images/s", flush=True)
-    return {"config": asdict(cfg), "runs": runs, "packing": packs,
-            "device_name": torch.cuda.get_device_name() if torch.device(cfg.device).type == "cuda" else "cpu"}
+    return {
+        "config": asdict(cfg),
+        "runs": runs,
+        "packing": packs,
+        "device_name": torch.cuda.get_device_name() if torch.device(cfg.device).type == "cuda" else "cpu",
+    }
 
 
 def gpu_markdown(result: dict[str, Any]) -> str:
@@ -312,10 +345,15 @@ def gpu_markdown(result: dict[str, Any]) -> str:
     for name, r in runs.items():
         precision = name.split(", ")[1]
         bare = runs[f"bare trunk forward+backward, {precision}"]["images_per_s"]
-        lines.append(f"| {name} | {r['images_per_s']:.0f} | {r['step_ms']:.0f} | {fmt(r['peak_mem_gib'])} | "
-                     f"{r['images_per_s'] / bare:.2f} |")
-    lines += ["", "| trials packed (bf16 + channels_last) | total images/s | per trial | peak memory per trial (GiB) |",
-              "|---|---|---|---|"]
+        lines.append(
+            f"| {name} | {r['images_per_s']:.0f} | {r['step_ms']:.0f} | {fmt(r['peak_mem_gib'])} | "
+            f"{r['images_per_s'] / bare:.2f} |"
+        )
+    lines += [
+        "",
+        "| trials packed (bf16 + channels_last) | total images/s | per trial | peak memory per trial (GiB) |",
+        "|---|---|---|---|",
+    ]
     for p in result["packing"]:
         per = ", ".join(f"{v:.0f}" for v in p["per_trial_images_per_s"])
         lines.append(f"| {p['trials']} | {p['total_images_per_s']:.0f} | {per} | {fmt(p['peak_mem_gib_per_trial'])} |")
@@ -343,8 +381,10 @@ def main() -> None:
     if args.steps:
         cfg = replace(cfg, steps=args.steps)
     args.out.mkdir(parents=True, exist_ok=True)
-    header = (f"{time.strftime('%Y-%m-%d %H:%M %Z')}; {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
-              f"torch {torch.__version__}; `python -m bench.throughput` with {' '.join(sys.argv[1:]) or 'defaults'}")
+    header = (
+        f"{time.strftime('%Y-%m-%d %H:%M %Z')}; {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
+        f"torch {torch.__version__}; `python -m bench.throughput` with {' '.join(sys.argv[1:]) or 'defaults'}"
+    )
     if args.gpu:
         result = gpu_suite(cfg, args.pack)
         text = gpu_markdown(result)

@@ -154,8 +154,6 @@ def ray_cluster():
     """A real local Ray with the dashboard on (Train-in-Tune needs it to release stopped trials' resources)."""
     import ray
 
-    ray.init(
-        address="local", num_cpus=2, object_store_memory=256 * 1024**2, logging_level="ERROR", log_to_driver=False
-    )
+    ray.init(address="local", num_cpus=2, object_store_memory=256 * 1024**2, logging_level="ERROR", log_to_driver=False)
     yield ray
     ray.shutdown()

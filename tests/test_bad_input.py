@@ -225,4 +225,3 @@ def test_a_prefilter_that_keeps_nothing_stops_before_any_trial(tmp_path, capsys,
     err = capsys.readouterr().err
     assert "bad.yaml: prefilter.threshold: 1000000.0 rejects every relation set" in err, err
     assert not (out / "run").exists()
-

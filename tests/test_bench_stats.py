@@ -88,7 +88,13 @@ def test_trace_reads_the_incumbent_at_any_trial_epoch_count():
 
     trace = Trace(epochs=[6, 7, 13], incumbent=[float("nan"), 250.0, 244.0])
     assert trace.at(np.array([0, 5, 6, 7, 12, 13, 40]), before_any=300.0).tolist() == [
-        300.0, 300.0, 300.0, 250.0, 250.0, 244.0, 244.0
+        300.0,
+        300.0,
+        300.0,
+        250.0,
+        250.0,
+        244.0,
+        244.0,
     ]
     assert trace.epochs_to(250.0) == 7
     assert trace.epochs_to(200.0) == float("inf")
