@@ -64,6 +64,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--clips", type=int, default=64, help="labelled clips rendered per variant")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--source-steps", type=int, default=SourceConfig.steps)
+    parser.add_argument("--source-clips", type=int, default=96, help="labelled source clips in the world")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--adapt", action="store_true", help="also adapt on three target variants")
     parser.add_argument("--adapt-steps", type=int, default=150)
@@ -132,7 +133,7 @@ def adaptation_table(args: argparse.Namespace, configs: StageConfigs, encoders: 
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
-    configs = smoke_configs(args.image_size, args.source_steps)
+    configs = smoke_configs(args.image_size, args.source_steps, source_clips=args.source_clips)
     cache = StageCache(args.cache)
     encoders = {}
     for seed in args.seeds:
