@@ -95,14 +95,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--source-steps", type=int, default=SourceConfig.steps)
     parser.add_argument("--source-clips", type=int, default=96, help="labelled source clips in the world")
+    parser.add_argument("--motion-steps", type=int, default=200, help="motion embedding training steps")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     return parser.parse_args()
 
 
 def smoke_configs(
-    image_size: int, source_steps: int, relation_steps: int = 200, source_clips: int = 96
+    image_size: int, source_steps: int, relation_steps: int = 200, source_clips: int = 96, motion_steps: int = 200
 ) -> StageConfigs:
-    """The shared stages of ``spaces/smoke.yaml`` (``relation_steps`` 200 and ``source_clips`` 96 there)."""
+    """The shared stages of ``spaces/smoke.yaml`` (``relation_steps`` and ``motion_steps`` 200, ``source_clips`` 96
+    there)."""
     return StageConfigs(
         world=WorldConfig(
             image_size=image_size,
@@ -114,7 +116,7 @@ def smoke_configs(
             seed=0,
         ),
         prior=PriorConfig(steps=600),
-        motion=MotionConfig(steps=200),
+        motion=MotionConfig(steps=motion_steps),
         relation=RelationConfig(steps=relation_steps),
         source=SourceConfig(steps=source_steps),
     )
@@ -209,7 +211,9 @@ def run_row(
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
-    configs = smoke_configs(args.image_size, args.source_steps, args.relation_steps, args.source_clips)
+    configs = smoke_configs(
+        args.image_size, args.source_steps, args.relation_steps, args.source_clips, args.motion_steps
+    )
     cache = StageCache(args.cache)
     target = None if args.target_seed is None else dev_target(configs, args.target_seed)
     args.out.mkdir(parents=True, exist_ok=True)
