@@ -36,7 +36,7 @@ from nlrd.train.common import (
     should_report,
 )
 from nlrd.train.evaluate import evaluate
-from nlrd.train.source import augment_labelled
+from nlrd.train.source import labelled_batch
 
 if TYPE_CHECKING:  # nlrd.pipeline imports the stage trainers; adapt needs only the type
     from nlrd.pipeline import Stages
@@ -159,10 +159,7 @@ def _hcr_loss(step: _Step, motion: nn.Module, head: nn.Module, tau: float) -> to
 def _source_loss(step: _Step, source: ClipSet, prior: nn.Module) -> torch.Tensor:
     """Supervised anchor: pose L1 (metres) on as many random augmented labelled source frames as the step
     has target frames.  Drawn from the global generator, so a seeded (or resumed) run draws the same frames."""
-    frames, poses = source.frames.flatten(0, 1), source.poses.flatten(0, 1)
-    idx = torch.randint(len(frames), (step.clips.shape[0] * step.clip_len,))
-    device = step.clips.device
-    images, targets = augment_labelled(frames[idx].to(device).float() / 255.0, poses[idx].to(device, torch.float32))
+    images, targets = labelled_batch(source, step.clips.shape[0] * step.clip_len, step.clips.device)
     return pose_l1(prior.decode(step.encoder(images)).float(), targets)
 
 

@@ -82,6 +82,17 @@ def augment_labelled(images: torch.Tensor, poses: torch.Tensor) -> tuple[torch.T
     return images.clamp(0.0, 1.0), poses
 
 
+def labelled_batch(
+    source: ClipSet, batch_size: int, device: torch.device, augment: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``batch_size`` random labelled frames of ``source`` on ``device``: images ``(B, 3, H, W)`` in [0, 1] and
+    poses ``(B, 17, 3)`` mm, through ``augment_labelled`` when ``augment``.  Drawn from the global generator."""
+    idx = torch.randint(source.frames.shape[0] * source.frames.shape[1], (batch_size,))
+    images = source.frames.flatten(0, 1)[idx].to(device).float() / 255.0
+    poses = source.poses.flatten(0, 1)[idx].to(device, torch.float32)
+    return augment_labelled(images, poses) if augment else (images, poses)
+
+
 def one_cycle(step: int, steps: int, warmup: float) -> float:
     """Learning-rate factor at ``step`` (from 0): linear warm-up over ``warmup * steps`` steps (at least one),
     then cosine decay to zero; defined for any number of steps, however small."""
@@ -104,8 +115,6 @@ def train_source(
     if source.poses is None:
         raise ValueError("train_source needs a labelled source ClipSet (poses is None)")
     device = torch.device(device)
-    frames = source.frames.flatten(0, 1)
-    poses = source.poses.flatten(0, 1).to(device, torch.float32)
     prior = frozen_copy(prior, device)
     with seeded(cfg.seed, device):
         encoder = build_image_encoder(cfg.encoder, latent_dim=prior.latent_dim, width=cfg.width).to(device)
@@ -113,10 +122,7 @@ def train_source(
         factor = partial(one_cycle, steps=cfg.steps, warmup=cfg.warmup_fraction)
         schedule = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         for step in range(1, cfg.steps + 1):
-            idx = torch.randint(len(frames), (cfg.batch_size,))
-            images, targets = frames[idx].to(device).float() / 255.0, poses[idx.to(device)]
-            if cfg.augment:
-                images, targets = augment_labelled(images, targets)
+            images, targets = labelled_batch(source, cfg.batch_size, device, cfg.augment)
             with autocast(device, cfg.bf16):
                 loss = pose_l1(prior.decode(encoder(images)).float(), targets)
             descend(opt, loss, "source", step)
