@@ -31,12 +31,13 @@ from typing import Any
 import optuna
 import yaml
 
+from nlrd.config import ConfigError
 from nlrd.data.errors import DatasetError
 from nlrd.data.sources import PART_KINDS, PARTS, SOURCE_KINDS, DataConfig, DataConfigError, DataSource
-from nlrd.models.image import IMAGE_ENCODERS, build_image_encoder, default_trainable_block, trainable_blocks
+from nlrd.models.image import build_image_encoder, default_trainable_block, trainable_blocks
 from nlrd.pipeline import StageConfigs
 from nlrd.relations import RELATION_NAMES
-from nlrd.train.adapt import NONLOCAL_SPACES, SCHEDULES, AdaptConfig
+from nlrd.train.adapt import AdaptConfig
 from nlrd.train.motion import MotionConfig
 from nlrd.train.prior import PriorConfig
 from nlrd.train.relation import RelationConfig
@@ -194,8 +195,6 @@ ALLOWED_AGGREGATES = ("mean", "max", "min", "sum")
 _SEARCH_OWNED = ("relations",)
 #: AdaptConfig fields a space may fix (``adapt``) or tune (``params``).
 _ADAPT_KEYS = tuple(f.name for f in dataclasses.fields(AdaptConfig) if f.name not in _SEARCH_OWNED)
-#: AdaptConfig fields that take one of a few words, fixed or as choices.
-_ADAPT_WORDS = {"schedule": SCHEDULES, "nonlocal_space": NONLOCAL_SPACES}
 
 
 @dataclass(frozen=True)
@@ -377,7 +376,15 @@ class _Checker:
         hints = typing.get_type_hints(cls)
         fields = [f.name for f in dataclasses.fields(cls)]
         self.known_keys(key, value, fields)
-        return cls(**{name: self.typed(_join(key, name), hints[name], item) for name, item in value.items()})
+        typed = {name: self.typed(_join(key, name), hints[name], item) for name, item in value.items()}
+        return self.built(key, cls, typed)
+
+    def built(self, key: str, cls: type, fields: dict[str, Any]) -> Any:
+        """``cls(**fields)``, with the config's own range checks reported at ``key.<field>``."""
+        try:
+            return cls(**fields)
+        except ConfigError as exc:
+            self.fail(_join(key, exc.field), exc.problem, exc.allowed)
 
     def data(self, value: Any) -> DataConfig:
         """The ``data`` section's structure (kinds, keys, types); the files are checked by ``data_files``."""
@@ -424,9 +431,7 @@ class _Checker:
         hints = typing.get_type_hints(AdaptConfig)
         self.known_keys("adapt", value, _ADAPT_KEYS)
         fields = {name: self.typed(f"adapt.{name}", hints[name], item) for name, item in value.items()}
-        for name, allowed in _ADAPT_WORDS.items():
-            if name in fields:
-                self.one_of(f"adapt.{name}", fields[name], allowed)
+        self.built("adapt", AdaptConfig, fields)
         return fields
 
     def params(self, value: Any, fixed: dict[str, Any]) -> tuple[Param, ...]:
@@ -440,14 +445,18 @@ class _Checker:
                 self.fail(key, "is also fixed in the adapt section; keep it in one place")
             param = self.expression(key, name, text)
             if param.choices is not None:
-                for choice in param.choices:
-                    self.typed(key, hints[name], choice)
-                    if name in _ADAPT_WORDS:
-                        self.one_of(key, choice, _ADAPT_WORDS[name])
+                values = [self.typed(key, hints[name], choice) for choice in param.choices]
             elif hints[name] is int and not param.integer:
                 self.fail(key, f"'{name}' is an integer: write int(interval({param.low}, {param.high}))")
             elif hints[name] not in (int, float):
                 self.fail(key, f"'{name}' is not numeric: use choice(...)")
+            else:
+                values = [hints[name](param.low), hints[name](param.high)]
+            for item in values:  # every choice, or both ends of the interval: the range check of the field
+                try:
+                    AdaptConfig(**{name: item})
+                except ConfigError as exc:
+                    self.fail(key, exc.problem, exc.allowed)
             params.append(param)
         return tuple(params)
 
@@ -594,8 +603,7 @@ class _Checker:
         return objective
 
     def encoder_blocks(self, encoder: str, adapt: dict[str, Any], params: tuple[Param, ...]) -> None:
-        """The encoder exists and every trainable block the space fixes or tunes is one of its blocks."""
-        self.one_of("stages.source.encoder", encoder, tuple(IMAGE_ENCODERS))
+        """Every trainable block the space fixes or tunes is one of the (checked) encoder's blocks."""
         allowed = trainable_blocks(build_image_encoder(encoder, width=8))  # a thin copy: only names matter
         tuned = {p.name: p for p in params}
         if "trainable_block" in tuned:

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from nlrd import skeleton
+from nlrd.config import ConfigError
 from nlrd.data import ClipSet
 from nlrd.metrics import evaluate_protocols, mpjpe, pa_mpjpe
 from nlrd.models import DiscriminatorLogits, PosePrior
@@ -270,17 +271,31 @@ class _NaN(torch.nn.Module):
     [
         ({"relations": ("moonwalk",)}, "unknown relation 'moonwalk'; allowed: flip"),
         ({"relations": ("flip_forward",)}, "no relation transformer .*flip_forward"),
-        ({"schedule": "random"}, "unknown schedule 'random'; allowed: round_robin, weighted"),
-        ({"nonlocal_space": "image"}, "unknown nonlocal_space 'image'; allowed: latent, pose"),
         ({"trainable_block": "block9"}, "unknown trainable block 'block9'"),
-        ({"steps": 0}, "steps must be at least 1"),
-        ({"w_source": -1.0}, "w_source must be at least 0, got -1.0"),
     ],
 )
-def test_adapt_refuses_bad_configs(stages, target, change, message):
+def test_adapt_refuses_what_the_stages_cannot_serve(stages, target, change, message):
     cfg = AdaptConfig(**{"relations": RELATIONS, "steps": 1, "batch_clips": 2, **change})
     with pytest.raises(ValueError, match=message):
         adapt(cfg, stages, *target)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"schedule": "random"}, "AdaptConfig.schedule got 'random'; allowed: round_robin, weighted"),
+        ({"nonlocal_space": "image"}, "AdaptConfig.nonlocal_space got 'image'; allowed: latent, pose"),
+        ({"steps": 0}, "AdaptConfig.steps must be at least 1, got 0"),
+        ({"tau": 0.0}, "AdaptConfig.tau must be > 0, got 0.0"),
+        ({"lr_nonlocal": -1e-4}, "AdaptConfig.lr_nonlocal must be > 0"),
+        ({"w_source": -1.0}, "AdaptConfig.w_source must be >= 0, got -1.0"),
+        ({"w_pose": float("nan")}, "AdaptConfig.w_pose must be >= 0, got nan"),
+    ],
+)
+def test_adapt_config_refuses_values_out_of_range(change, message):
+    with pytest.raises(ConfigError, match=message) as caught:
+        AdaptConfig(**change)
+    assert caught.value.field == next(iter(change))
 
 
 def test_the_source_anchor_trains_towards_the_source_labels(stages, target):

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nlrd.atomic import write_atomic
+from nlrd.config import check_ranges
 from nlrd.data import ClipSet
 from nlrd.device import autocast
 from nlrd.models import ProjectionHead, set_trainable
@@ -87,6 +88,15 @@ class AdaptConfig:
     w_source: float = 0.0
     lr_source: float = 1e-4
     bf16: bool = False
+
+    def __post_init__(self) -> None:
+        check_ranges(
+            self,
+            counts=("steps", "batch_clips", "eval_every"),
+            positive=("lr_contrastive", "lr_nonlocal", "lr_source", "tau"),
+            non_negative=("w_lcr", "w_hcr", "w_pose", "w_motion", "w_source", "seed"),
+            words={"schedule": SCHEDULES, "nonlocal_space": NONLOCAL_SPACES},
+        )
 
 
 def photometric(clips: torch.Tensor) -> torch.Tensor:
@@ -263,20 +273,6 @@ def _load_state(
     return int(state["step"])
 
 
-def _check_config(cfg: AdaptConfig) -> None:
-    if cfg.schedule not in SCHEDULES:
-        raise ValueError(f"unknown schedule {cfg.schedule!r}; allowed: {', '.join(SCHEDULES)}")
-    if cfg.nonlocal_space not in NONLOCAL_SPACES:
-        raise ValueError(f"unknown nonlocal_space {cfg.nonlocal_space!r}; allowed: {', '.join(NONLOCAL_SPACES)}")
-    for name in ("steps", "batch_clips", "eval_every"):
-        if getattr(cfg, name) < 1:
-            raise ValueError(f"{name} must be at least 1, got {getattr(cfg, name)}")
-    if cfg.tau <= 0:
-        raise ValueError(f"tau must be positive, got {cfg.tau}")
-    if cfg.w_source < 0:
-        raise ValueError(f"w_source must be at least 0, got {cfg.w_source}")
-
-
 def adapt(
     cfg: AdaptConfig,
     stages: Stages,
@@ -301,7 +297,6 @@ def adapt(
     when ``cfg.w_source`` is not 0.
     Raises FloatingPointError on a non-finite loss.
     """
-    _check_config(cfg)
     if target_val.poses is None:
         raise ValueError("target_val must be labelled (poses is None)")
     if cfg.w_source != 0 and (source is None or source.poses is None):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from nlrd.config import check_ranges
 from nlrd.device import autocast
 from nlrd.models import MotionAE, PosePrior
 from nlrd.train.common import Report, augment_poses, descend, freeze, frozen_copy, pose_l1, seeded, should_report
@@ -27,6 +28,14 @@ class MotionConfig:
     report_every: int = 50
     seed: int = 0
     bf16: bool = False
+
+    def __post_init__(self) -> None:
+        check_ranges(
+            self,
+            counts=("steps", "batch_size", "hidden", "embed_dim", "num_layers", "report_every"),
+            positive=("lr",),
+            non_negative=("seed",),
+        )
 
 
 def _sample_clips(sequences: torch.Tensor, batch_size: int, clip_len: int, time_augment: bool) -> torch.Tensor:

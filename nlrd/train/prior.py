@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from nlrd.config import check_ranges
 from nlrd.device import autocast
 from nlrd.models import LATENT_BOUND, DiscriminatorLogits, PoseDiscriminator, PosePrior
 from nlrd.train.common import Report, augment_poses, descend, freeze, pose_l1, seeded, should_report
@@ -37,6 +38,15 @@ class PriorConfig:
     lr_disc: float = 1e-3
     flip_prob: float = 0.5
     bf16: bool = False
+
+    def __post_init__(self) -> None:
+        check_ranges(
+            self,
+            counts=("steps", "batch_size", "latent_dim", "hidden", "report_every"),
+            positive=("lr", "lr_disc"),
+            non_negative=("warmup_steps", "w_cycle", "w_adv", "seed"),
+            fractions=("flip_prob",),
+        )
 
 
 def adversarial_levels(logits: DiscriminatorLogits, real: bool) -> dict[str, torch.Tensor]:

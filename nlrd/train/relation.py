@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from nlrd.config import ConfigError, check_ranges
 from nlrd.device import autocast
 from nlrd.models import MotionAE, PosePrior, RelationTransformer
 from nlrd.relations import Relation
@@ -28,6 +29,14 @@ class RelationConfig:
     report_every: int = 50
     seed: int = 0
     bf16: bool = False
+
+    def __post_init__(self) -> None:
+        check_ranges(
+            self, counts=("steps", "batch_size", "pool_size", "report_every"), positive=("lr",), non_negative=("seed",)
+        )
+        if not self.hidden or min(self.hidden) < 1:
+            problem = f"must be a non-empty list of widths of at least 1, got {list(self.hidden)}"
+            raise ConfigError("RelationConfig", "hidden", problem)
 
 
 @torch.no_grad()

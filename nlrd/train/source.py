@@ -11,9 +11,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from nlrd import skeleton
+from nlrd.config import check_ranges
 from nlrd.data import ClipSet
 from nlrd.device import autocast
-from nlrd.models import PosePrior, build_image_encoder
+from nlrd.models import IMAGE_ENCODERS, PosePrior, build_image_encoder
 from nlrd.train.common import Report, descend, freeze, frozen_copy, pose_l1, seeded, should_report
 
 
@@ -37,6 +38,16 @@ class SourceConfig:
     report_every: int = 50
     seed: int = 0
     bf16: bool = False
+
+    def __post_init__(self) -> None:
+        check_ranges(
+            self,
+            counts=("steps", "batch_size", "width", "report_every"),
+            positive=("lr",),
+            non_negative=("seed",),
+            fractions=("warmup_fraction",),
+            words={"encoder": IMAGE_ENCODERS},
+        )
 
 
 #: Random zoom about the image centre, up to this factor either way.

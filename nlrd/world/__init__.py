@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
+from nlrd.config import ConfigError, check_ranges
 from nlrd.data import ClipSet
 from nlrd.world.domains import DOMAINS, SOURCE, TARGET, Domain
 from nlrd.world.motion import FAMILIES, sample_sequences, sample_windows
@@ -51,14 +52,10 @@ class WorldConfig:
         for f in fields(self):
             value = getattr(self, f.name)
             if not isinstance(value, int) or isinstance(value, bool):
-                raise ValueError(f"WorldConfig.{f.name} must be an int, got {value!r}")
-            if f.name == "seed":
-                if value < 0:
-                    raise ValueError(f"WorldConfig.seed must be >= 0, got {value}")
-            elif value <= 0:
-                raise ValueError(f"WorldConfig.{f.name} must be positive, got {value}")
+                raise ConfigError("WorldConfig", f.name, f"must be an integer, got {value!r}")
+        check_ranges(self, counts=[f.name for f in fields(self) if f.name != "seed"], non_negative=("seed",))
         if self.image_size < 8:
-            raise ValueError(f"WorldConfig.image_size must be at least 8 px, got {self.image_size}")
+            raise ConfigError("WorldConfig", "image_size", f"must be at least 8 px, got {self.image_size}")
 
 
 @dataclass
