@@ -13,6 +13,10 @@ Writes ``<out>/ablation.md`` (the tables) and ``<out>/ablation.json`` (every per
 ``--source-weight`` adds the supervised source anchor (``AdaptConfig.w_source``, not in the paper) to every adapted
 row; the first adapted row is then named after what it trains (e.g. "+ source anchor" without contrastive terms).
 
+``--steps-per-turn N`` (round robin only) gives each adapted row ``N`` steps per loss in its turn instead of
+``--steps`` for every row, so that adding a relation adds its own updates rather than taking turns from the losses
+already there (with ``--steps 150`` pose-flip gets 50 updates in its row and 30 in the slow-backward row).
+
 ``--target-seed N`` swaps the world's target clips (training and validation) for those of the world with seed
 ``N``: same domain, different samples, same stages.  Settings are chosen on such a development target, so the
 world's own validation labels are only read for the reported numbers.
@@ -39,6 +43,7 @@ from nlrd.pipeline import (
     load_world,
     train_stages,
 )
+from nlrd.relations import get_relation
 from nlrd.train.adapt import NONLOCAL_SPACES, SCHEDULES, AdaptConfig, adapt
 from nlrd.train.evaluate import evaluate
 from nlrd.train.motion import MotionConfig
@@ -71,6 +76,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("bench/out/ablation"))
     parser.add_argument("--cache", type=Path, default=Path("bench/out/stage_cache"))
     parser.add_argument("--steps", type=int, default=200, help="adaptation steps per run")
+    parser.add_argument(
+        "--steps-per-turn", type=int, help="round robin: steps per loss of the row, instead of --steps for every row"
+    )
     parser.add_argument("--batch-clips", type=int, default=4)
     parser.add_argument("--lr-contrastive", type=float, default=1e-4)
     parser.add_argument("--lr-nonlocal", type=float, default=1e-4)
@@ -155,6 +163,14 @@ def first_row_label(cfg: AdaptConfig) -> str:
     return "+ " + " + ".join(parts) if parts else "+ no loss (contrastive weight and source weight are 0)"
 
 
+def active_losses(cfg: AdaptConfig, relations: tuple[str, ...], clip_len: int) -> int:
+    """How many losses take turns in a row: the contrastive pair and the source anchor where weighted, and one
+    per relation whose level has weight."""
+    fixed = (cfg.w_lcr, cfg.w_hcr, cfg.w_source)
+    per_relation = [cfg.w_pose if get_relation(name, clip_len).level == "pose" else cfg.w_motion for name in relations]
+    return sum(w != 0 for w in (*fixed, *per_relation))
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
@@ -216,6 +232,8 @@ def main() -> None:
     )
     cache = StageCache(args.cache)
     target = None if args.target_seed is None else dev_target(configs, args.target_seed)
+    if args.steps_per_turn is not None and args.schedule != "round_robin":
+        sys.exit("--steps-per-turn counts turns of the round robin; the weighted schedule trains every loss each step")
     args.out.mkdir(parents=True, exist_ok=True)
     adapt_cfg = AdaptConfig(
         steps=args.steps,
@@ -236,14 +254,20 @@ def main() -> None:
     timings: dict[str, dict[str, float]] = {}
     results: dict[str, dict[int, dict[str, float]]] = {label: {} for label, _, _ in rows}
     adapt_seconds: list[float] = []
+    adapt_steps: list[int] = []
     for seed in args.seeds:
         source = replace(configs.source, seed=0 if args.fixed_source else seed)
         keys, timings[f"stages seed {seed}"] = build(replace(configs, source=source), cache)
         for label, relations, adapted in rows:
-            metrics, seconds = run_row(replace(adapt_cfg, seed=seed), cache, keys, relations, adapted, target)
+            cfg = replace(adapt_cfg, seed=seed)
+            if args.steps_per_turn is not None and adapted:
+                steps = args.steps_per_turn * active_losses(cfg, relations, configs.world.clip_len)
+                cfg = replace(cfg, steps=steps, eval_every=steps)
+            metrics, seconds = run_row(cfg, cache, keys, relations, adapted, target)
             results[label][seed] = metrics
             if adapted:
                 adapt_seconds.append(seconds)
+                adapt_steps.append(cfg.steps)
             print(
                 f"seed {seed} | {label}: MPJPE {metrics['mpjpe']:.1f} PA-MPJPE {metrics['pa_mpjpe']:.1f} mm"
                 + (f" ({seconds:.0f} s)" if adapted else ""),
@@ -251,8 +275,9 @@ def main() -> None:
             )
     for name, stage_seconds in timings.items():
         print(f"[time] {name}: " + ", ".join(f"{k} {v:.0f} s" for k, v in stage_seconds.items()))
-    run_s = statistics.fmean(adapt_seconds)
-    print(f"[time] one adaptation run ({args.steps} steps): {run_s:.0f} s on average, {run_s / args.steps:.2f} s/step")
+    run_s, step_s = statistics.fmean(adapt_seconds), sum(adapt_seconds) / sum(adapt_steps)
+    mean_steps = statistics.fmean(adapt_steps)
+    print(f"[time] one adaptation run: {run_s:.0f} s on average ({mean_steps:.0f} steps), {step_s:.2f} s/step")
     markdown = table(results)
     command = "python " + " ".join(sys.argv)
     (args.out / "ablation.md").write_text(
@@ -263,7 +288,7 @@ def main() -> None:
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "adapt": asdict(adapt_cfg),
         "results": results,
-        "timings_s": {**timings, "adapt_run_mean": run_s, "adapt_step_mean": run_s / args.steps},
+        "timings_s": {**timings, "adapt_run_mean": run_s, "adapt_step_mean": step_s},
     }
     (args.out / "ablation.json").write_text(json.dumps(payload, indent=2))
     print(markdown)
