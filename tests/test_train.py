@@ -16,7 +16,7 @@ from nlrd.metrics import evaluate_protocols, mpjpe, pa_mpjpe
 from nlrd.models import DiscriminatorLogits, PosePrior
 from nlrd.pipeline import Stages
 from nlrd.relations import Relation, get_relation
-from nlrd.train.adapt import AdaptConfig, _pose_loss, _readouts, _Step, adapt
+from nlrd.train.adapt import AdaptConfig, _pose_loss, _readouts, _Step, adapt, loss_scales
 from nlrd.train.evaluate import evaluate
 from nlrd.train.motion import MotionConfig, train_motion
 from nlrd.train.prior import LEVEL_WEIGHTS, PriorConfig, adversarial_levels, adversarial_logits_loss, train_prior
@@ -296,6 +296,18 @@ def test_adapt_config_refuses_values_out_of_range(change, message):
     with pytest.raises(ConfigError, match=message) as caught:
         AdaptConfig(**change)
     assert caught.value.field == next(iter(change))
+
+
+def test_loss_scales_measures_every_trained_loss_without_training(stages, target):
+    cfg = AdaptConfig(relations=RELATIONS, batch_clips=2, w_hcr=0.0, nonlocal_space="pose")
+    before = {k: v.clone() for k, v in stages.encoder.state_dict().items()}
+    scales = loss_scales(cfg, stages, target[0], clip_len=T, batches=2)
+    assert list(scales) == ["lcr", "pose_flip", "motion_backward", "motion_slow_backward"]  # hcr has weight 0
+    assert all(math.isfinite(v) and v > 0 for v in scales.values())
+    assert scales == loss_scales(cfg, stages, target[0], clip_len=T, batches=2)  # seeded
+    assert all(torch.equal(before[k], v) for k, v in stages.encoder.state_dict().items())
+    reweighted = dataclasses.replace(cfg, w_pose=3.0)
+    assert loss_scales(reweighted, stages, target[0], clip_len=T, batches=2) == scales  # values before weighting
 
 
 def test_the_source_anchor_trains_towards_the_source_labels(stages, target):

@@ -219,6 +219,49 @@ class _Term:
     params: list[nn.Parameter]
 
 
+def _terms(
+    cfg: AdaptConfig,
+    relations: list[Relation],
+    prior: nn.Module,
+    motion: nn.Module,
+    transformers: dict[str, nn.Module],
+    lcr_head: nn.Module,
+    hcr_head: nn.Module,
+    source: ClipSet | None,
+    clip_len: int,
+) -> list[_Term]:
+    """The losses of the objective with weight not 0, in the order the round robin takes them."""
+    terms = [
+        _Term(
+            "lcr",
+            cfg.w_lcr,
+            cfg.lr_contrastive,
+            partial(_lcr_loss, head=lcr_head, tau=cfg.tau),
+            list(lcr_head.parameters()),
+        ),
+        _Term(
+            "hcr",
+            cfg.w_hcr,
+            cfg.lr_contrastive,
+            partial(_hcr_loss, motion=motion, head=hcr_head, tau=cfg.tau),
+            list(hcr_head.parameters()),
+        ),
+    ]
+    if cfg.w_source != 0:
+        source_loss = partial(_source_loss, source=source, prior=prior)
+        terms.append(_Term("source", cfg.w_source, cfg.lr_source, source_loss, []))
+    readouts = _readouts(cfg.nonlocal_space, prior, motion, clip_len)
+    for r in relations:
+        transformer, readout = transformers[r.name], readouts[r.level]
+        if r.level == "pose":
+            fn = partial(_pose_loss, relation=r, transformer=transformer, readout=readout)
+            terms.append(_Term(f"pose_{r.name}", cfg.w_pose, cfg.lr_nonlocal, fn, []))
+        else:
+            fn = partial(_motion_loss, relation=r, motion=motion, transformer=transformer, readout=readout)
+            terms.append(_Term(f"motion_{r.name}", cfg.w_motion, cfg.lr_nonlocal, fn, []))
+    return [t for t in terms if t.weight != 0]
+
+
 def _resolve_relations(names: tuple[str, ...], clip_len: int, transformers: dict[str, nn.Module]) -> list[Relation]:
     relations = [get_relation(name, clip_len) for name in names]
     missing = [r.name for r in relations if r.name not in transformers]
@@ -273,6 +316,43 @@ def _load_state(
     return int(state["step"])
 
 
+class _Objective:
+    """What ``adapt`` and ``loss_scales`` set up alike: the frozen stages on ``device``, a trainable copy of the
+    source encoder, the projection heads and the weighted losses.  Built inside ``seeded``: the heads' initial
+    weights are part of a seeded run."""
+
+    def __init__(
+        self,
+        cfg: AdaptConfig,
+        stages: Stages,
+        target_train: ClipSet,
+        clip_len: int,
+        device: torch.device,
+        source: ClipSet | None,
+    ) -> None:
+        if cfg.w_source != 0 and (source is None or source.poses is None):
+            raise ValueError("w_source is not 0, so adapt needs the labelled source clips (source=...)")
+        relations = _resolve_relations(cfg.relations, clip_len, stages.transformers)
+        needed = max([clip_len, *(r.window for r in relations)])
+        if target_train.clip_len < needed:
+            raise ValueError(f"target_train clips have {target_train.clip_len} frames; these relations need {needed}")
+        self.prior = frozen_copy(stages.prior, device)
+        # Train mode: cuDNN runs LSTM backward only in training mode; the LSTM has no dropout, so it is the
+        # same function.
+        motion = frozen_copy(stages.motion, device).train()
+        transformers = {r.name: frozen_copy(stages.transformers[r.name], device) for r in relations}
+        self.encoder = copy.deepcopy(stages.encoder).to(device)
+        self.encoder_params = set_trainable(self.encoder, cfg.trainable_block)
+        self.encoder.train()
+        self.heads = {
+            "lcr": ProjectionHead(self.prior.latent_dim).to(device),
+            "hcr": ProjectionHead(motion.embed_dim).to(device),
+        }
+        self.terms = _terms(
+            cfg, relations, self.prior, motion, transformers, self.heads["lcr"], self.heads["hcr"], source, clip_len
+        )
+
+
 def adapt(
     cfg: AdaptConfig,
     stages: Stages,
@@ -299,66 +379,20 @@ def adapt(
     """
     if target_val.poses is None:
         raise ValueError("target_val must be labelled (poses is None)")
-    if cfg.w_source != 0 and (source is None or source.poses is None):
-        raise ValueError("w_source is not 0, so adapt needs the labelled source clips (source=...)")
     clip_len = target_val.clip_len
-    relations = _resolve_relations(cfg.relations, clip_len, stages.transformers)
-    needed = max([clip_len, *(r.window for r in relations)])
-    if target_train.clip_len < needed:
-        raise ValueError(f"target_train clips have {target_train.clip_len} frames; these relations need {needed}")
     device = torch.device(device)
-    prior = frozen_copy(stages.prior, device)
-    # Train mode: cuDNN runs LSTM backward only in training mode; the LSTM has no dropout, so it is the
-    # same function.
-    motion = frozen_copy(stages.motion, device).train()
-    transformers = {r.name: frozen_copy(stages.transformers[r.name], device) for r in relations}
-
     with seeded(cfg.seed, device):
-        encoder = copy.deepcopy(stages.encoder).to(device)
-        encoder_params = set_trainable(encoder, cfg.trainable_block)
-        encoder.train()
-        lcr_head = ProjectionHead(prior.latent_dim).to(device)
-        hcr_head = ProjectionHead(motion.embed_dim).to(device)
-
-        terms = [
-            _Term(
-                "lcr",
-                cfg.w_lcr,
-                cfg.lr_contrastive,
-                partial(_lcr_loss, head=lcr_head, tau=cfg.tau),
-                list(lcr_head.parameters()),
-            ),
-            _Term(
-                "hcr",
-                cfg.w_hcr,
-                cfg.lr_contrastive,
-                partial(_hcr_loss, motion=motion, head=hcr_head, tau=cfg.tau),
-                list(hcr_head.parameters()),
-            ),
-        ]
-        if cfg.w_source != 0:
-            terms.append(
-                _Term("source", cfg.w_source, cfg.lr_source, partial(_source_loss, source=source, prior=prior), [])
-            )
-        readouts = _readouts(cfg.nonlocal_space, prior, motion, clip_len)
-        for r in relations:
-            transformer, readout = transformers[r.name], readouts[r.level]
-            if r.level == "pose":
-                fn = partial(_pose_loss, relation=r, transformer=transformer, readout=readout)
-                terms.append(_Term(f"pose_{r.name}", cfg.w_pose, cfg.lr_nonlocal, fn, []))
-            else:
-                fn = partial(_motion_loss, relation=r, motion=motion, transformer=transformer, readout=readout)
-                terms.append(_Term(f"motion_{r.name}", cfg.w_motion, cfg.lr_nonlocal, fn, []))
-        terms = [t for t in terms if t.weight != 0]
+        objective = _Objective(cfg, stages, target_train, clip_len, device, source)
+        encoder, prior, heads, terms = objective.encoder, objective.prior, objective.heads, objective.terms
         if not terms:
             raise ValueError("every adaptation loss has weight 0 or no relation: nothing to train")
+        trained = objective.encoder_params
         if cfg.schedule == "round_robin":
-            optimisers = [torch.optim.Adam(encoder_params + t.params, lr=t.lr) for t in terms]
+            optimisers = [torch.optim.Adam(trained + t.params, lr=t.lr) for t in terms]
         else:
             head_params = [p for t in terms for p in t.params]
-            optimisers = [torch.optim.Adam(encoder_params + head_params, lr=cfg.lr_nonlocal)]
+            optimisers = [torch.optim.Adam(trained + head_params, lr=cfg.lr_nonlocal)]
 
-        heads = {"lcr": lcr_head, "hcr": hcr_head}
         done = 0
         if resume_from is not None:
             done = _load_state(Path(resume_from) / STATE_FILE, encoder, heads, optimisers, device)
@@ -383,3 +417,33 @@ def adapt(
                     _save_state(Path(checkpoint_dir) / STATE_FILE, s, encoder, heads, optimisers, device)
                 report(metrics)
     return freeze(encoder)
+
+
+@torch.no_grad()
+def loss_scales(
+    cfg: AdaptConfig,
+    stages: Stages,
+    target_train: ClipSet,
+    clip_len: int,
+    batches: int = 8,
+    device: str | torch.device = "cpu",
+    source: ClipSet | None = None,
+) -> dict[str, float]:
+    """The unweighted value of every loss ``adapt`` would train (weight not 0), at its start: the source encoder
+    and fresh heads on ``batches`` random batches of ``target_train``, averaged.  Nothing is trained.
+
+    Under ``schedule="weighted"`` one optimiser follows the sum, so losses of very different sizes need weights
+    that bring them to a common scale; this says what those sizes are.  Keys are the terms' names: ``lcr``,
+    ``hcr``, ``source``, ``pose_<relation>``, ``motion_<relation>``.  ``clip_len``: T, the relations' clip length.
+    """
+    device = torch.device(device)
+    with seeded(cfg.seed, device):
+        objective = _Objective(cfg, stages, target_train, clip_len, device, source)
+        sums = dict.fromkeys((t.name for t in objective.terms), 0.0)
+        for _ in range(batches):
+            idx = torch.randint(len(target_train), (cfg.batch_clips,))
+            step = _Step(objective.encoder, target_train.frames[idx].to(device).float() / 255.0, clip_len)
+            for term in objective.terms:
+                with autocast(device, cfg.bf16):
+                    sums[term.name] += term.fn(step).float().item()
+    return {name: total / batches for name, total in sums.items()}
