@@ -452,11 +452,8 @@ class _Checker:
                 self.fail(key, f"'{name}' is not numeric: use choice(...)")
             else:
                 values = [hints[name](param.low), hints[name](param.high)]
-            for item in values:  # every choice, or both ends of the interval: the range check of the field
-                try:
-                    AdaptConfig(**{name: item})
-                except ConfigError as exc:
-                    self.fail(key, exc.problem, exc.allowed)
+            for item in values:  # every choice, or both ends of the interval, through the field's range check
+                self.built("params", AdaptConfig, {name: item})
             params.append(param)
         return tuple(params)
 
