@@ -336,6 +336,7 @@ class _Objective:
         needed = max([clip_len, *(r.window for r in relations)])
         if target_train.clip_len < needed:
             raise ValueError(f"target_train clips have {target_train.clip_len} frames; these relations need {needed}")
+        self.clip_len, self.device = clip_len, device
         self.prior = frozen_copy(stages.prior, device)
         # Train mode: cuDNN runs LSTM backward only in training mode; the LSTM has no dropout, so it is the
         # same function.
@@ -351,6 +352,11 @@ class _Objective:
         self.terms = _terms(
             cfg, relations, self.prior, motion, transformers, self.heads["lcr"], self.heads["hcr"], source, clip_len
         )
+
+    def draw(self, target_train: ClipSet, batch_clips: int) -> _Step:
+        """One step's data: ``batch_clips`` random target training clips, from the global generator."""
+        idx = torch.randint(len(target_train), (batch_clips,))
+        return _Step(self.encoder, target_train.frames[idx].to(self.device).float() / 255.0, self.clip_len)
 
 
 def adapt(
@@ -397,8 +403,7 @@ def adapt(
         if resume_from is not None:
             done = _load_state(Path(resume_from) / STATE_FILE, encoder, heads, optimisers, device)
         for s in range(done + 1, cfg.steps + 1):
-            idx = torch.randint(len(target_train), (cfg.batch_clips,))
-            step = _Step(encoder, target_train.frames[idx].to(device).float() / 255.0, clip_len)
+            step = objective.draw(target_train, cfg.batch_clips)
             active = [terms[(s - 1) % len(terms)]] if cfg.schedule == "round_robin" else terms
             opt = optimisers[(s - 1) % len(terms)] if cfg.schedule == "round_robin" else optimisers[0]
             total = torch.zeros((), device=device)
@@ -441,8 +446,7 @@ def loss_scales(
         objective = _Objective(cfg, stages, target_train, clip_len, device, source)
         sums = dict.fromkeys((t.name for t in objective.terms), 0.0)
         for _ in range(batches):
-            idx = torch.randint(len(target_train), (cfg.batch_clips,))
-            step = _Step(objective.encoder, target_train.frames[idx].to(device).float() / 255.0, clip_len)
+            step = objective.draw(target_train, cfg.batch_clips)
             for term in objective.terms:
                 with autocast(device, cfg.bf16):
                     sums[term.name] += term.fn(step).float().item()
