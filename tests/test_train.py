@@ -407,6 +407,57 @@ def test_stage_loops_pass_their_bf16_flag_to_autocast(prior, motion, mocap, monk
     assert all(recorded and set(recorded) == {True} for recorded in calls.values()), calls
 
 
+def test_every_loop_runs_under_bf16_autocast(mocap, target, monkeypatch):
+    """The bf16 path end to end, with the CPU's bf16 autocast standing in for CUDA's (which a CPU-only build
+    cannot run): every stage and both adaptation schedules, both non-local spaces and the source anchor train
+    through autocast regions without dtype clashes, keep float32 parameters and end with finite metrics that
+    differ from float32's (so autocast did run)."""
+
+    def cpu_bf16(device, enabled=True):
+        return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+
+    def all_stages(bf16: bool) -> Stages:
+        p = train_prior(
+            PriorConfig(steps=6, batch_size=32, latent_dim=8, hidden=32, warmup_steps=3, bf16=bf16), mocap[:, 0]
+        )
+        m = train_motion(MotionConfig(steps=2, batch_size=4, hidden=16, embed_dim=16, bf16=bf16), p, mocap, T)
+        relations = [get_relation(name, T) for name in RELATIONS]
+        transformers = train_relations(
+            RelationConfig(steps=2, batch_size=8, hidden=(16,), bf16=bf16), p, m, mocap, relations
+        )
+        source = SourceConfig(steps=2, batch_size=4, width=8, bf16=bf16)
+        return Stages(p, m, transformers, train_source(source, p, random_clips(2, T, 1, labelled=True)))
+
+    def adapted(stages: Stages, bf16: bool, schedule: str, space: str) -> tuple[torch.nn.Module, dict]:
+        reports: list[dict] = []
+        cfg = AdaptConfig(
+            relations=RELATIONS,
+            steps=2,
+            batch_clips=2,
+            schedule=schedule,
+            nonlocal_space=space,
+            w_source=1.0,
+            bf16=bf16,
+        )
+        encoder = adapt(cfg, stages, *target, reports.append, source=random_clips(2, T, 1, labelled=True))
+        return encoder, reports[-1]
+
+    torch.manual_seed(0)
+    plain = all_stages(bf16=False)
+    for name in ("prior", "motion", "relation", "source", "adapt"):
+        monkeypatch.setattr(importlib.import_module(f"nlrd.train.{name}"), "autocast", cpu_bf16)
+    torch.manual_seed(0)
+    mixed = all_stages(bf16=True)
+    assert not torch.equal(plain.encoder.block1[0].weight, mixed.encoder.block1[0].weight)
+    for schedule, space in (("round_robin", "latent"), ("weighted", "pose")):
+        torch.manual_seed(1)
+        encoder, last = adapted(mixed, True, schedule, space)
+        assert all(v.dtype == torch.float32 for v in encoder.state_dict().values() if v.is_floating_point())
+        assert all(math.isfinite(last[key]) for key in ("loss", "mpjpe", "pa_mpjpe"))
+        torch.manual_seed(1)
+        assert adapted(mixed, False, schedule, space)[1]["loss"] != last["loss"]
+
+
 @pytest.mark.parametrize(("schedule", "w_source"), [("round_robin", 0.0), ("weighted", 0.0), ("round_robin", 1.0)])
 def test_a_resumed_adaptation_continues_exactly(stages, target, tmp_path, schedule, w_source):
     """Stopped after step 4 and resumed from its checkpoint, adaptation ends bit for bit where an uninterrupted
