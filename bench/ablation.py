@@ -44,7 +44,7 @@ from nlrd.pipeline import (
     train_stages,
 )
 from nlrd.relations import get_relation
-from nlrd.train.adapt import NONLOCAL_SPACES, SCHEDULES, AdaptConfig, adapt
+from nlrd.train.adapt import NONLOCAL_SPACES, SCHEDULES, AdaptConfig, adapt, loss_weights
 from nlrd.train.evaluate import evaluate
 from nlrd.train.motion import MotionConfig
 from nlrd.train.prior import PriorConfig
@@ -164,11 +164,8 @@ def first_row_label(cfg: AdaptConfig) -> str:
 
 
 def active_losses(cfg: AdaptConfig, relations: tuple[str, ...], clip_len: int) -> int:
-    """How many losses take turns in a row: the contrastive pair and the source anchor where weighted, and one
-    per relation whose level has weight."""
-    fixed = (cfg.w_lcr, cfg.w_hcr, cfg.w_source)
-    per_relation = [cfg.w_pose if get_relation(name, clip_len).level == "pose" else cfg.w_motion for name in relations]
-    return sum(w != 0 for w in (*fixed, *per_relation))
+    """How many losses take turns in a row (``nlrd.train.adapt.loss_weights``)."""
+    return len(loss_weights(cfg, [get_relation(name, clip_len) for name in relations]))
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

@@ -16,7 +16,16 @@ from nlrd.metrics import evaluate_protocols, mpjpe, pa_mpjpe
 from nlrd.models import DiscriminatorLogits, PosePrior
 from nlrd.pipeline import Stages
 from nlrd.relations import Relation, get_relation
-from nlrd.train.adapt import AdaptConfig, _pose_loss, _readouts, _Step, adapt, loss_scales
+from nlrd.train.adapt import (
+    AdaptConfig,
+    _pose_loss,
+    _readouts,
+    _Step,
+    adapt,
+    loss_scales,
+    loss_weights,
+    term_name,
+)
 from nlrd.train.evaluate import evaluate
 from nlrd.train.motion import MotionConfig, train_motion
 from nlrd.train.prior import LEVEL_WEIGHTS, PriorConfig, adversarial_levels, adversarial_logits_loss, train_prior
@@ -308,6 +317,21 @@ def test_loss_scales_measures_every_trained_loss_without_training(stages, target
     assert all(torch.equal(before[k], v) for k, v in stages.encoder.state_dict().items())
     reweighted = dataclasses.replace(cfg, w_pose=3.0)
     assert loss_scales(reweighted, stages, target[0], clip_len=T, batches=2) == scales  # values before weighting
+
+
+def test_loss_weights_name_the_weighted_losses_in_turn_order():
+    relations = [get_relation(name, T) for name in RELATIONS]
+    cfg = AdaptConfig(relations=RELATIONS, w_hcr=0.0, w_motion=0.5, w_source=2.0)
+    weights = loss_weights(cfg, relations)
+    assert list(weights.items()) == [
+        ("lcr", 1.0),
+        ("source", 2.0),
+        ("pose_flip", 1.0),
+        ("motion_backward", 0.5),
+        ("motion_slow_backward", 0.5),
+    ]
+    assert [term_name(r) for r in relations] == ["pose_flip", "motion_backward", "motion_slow_backward"]
+    assert loss_weights(dataclasses.replace(cfg, w_lcr=0.0, w_source=0.0, w_pose=0.0, w_motion=0.0), relations) == {}
 
 
 def test_the_source_anchor_trains_towards_the_source_labels(stages, target):

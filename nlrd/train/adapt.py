@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property, partial
 from pathlib import Path
@@ -219,6 +219,19 @@ class _Term:
     params: list[nn.Parameter]
 
 
+def term_name(relation: Relation) -> str:
+    """The name of a relation's loss in reports and in ``loss_weights``: ``pose_<name>`` or ``motion_<name>``."""
+    return f"{relation.level}_{relation.name}"
+
+
+def loss_weights(cfg: AdaptConfig, relations: Sequence[Relation]) -> dict[str, float]:
+    """The losses of ``cfg``'s objective with weight not 0, by name, in the order the round robin takes them:
+    ``lcr``, ``hcr``, ``source``, then one per relation (``term_name``)."""
+    weights = {"lcr": cfg.w_lcr, "hcr": cfg.w_hcr, "source": cfg.w_source}
+    weights |= {term_name(r): cfg.w_pose if r.level == "pose" else cfg.w_motion for r in relations}
+    return {name: weight for name, weight in weights.items() if weight != 0}
+
+
 def _terms(
     cfg: AdaptConfig,
     relations: list[Relation],
@@ -230,36 +243,25 @@ def _terms(
     source: ClipSet | None,
     clip_len: int,
 ) -> list[_Term]:
-    """The losses of the objective with weight not 0, in the order the round robin takes them."""
-    terms = [
-        _Term(
-            "lcr",
-            cfg.w_lcr,
-            cfg.lr_contrastive,
-            partial(_lcr_loss, head=lcr_head, tau=cfg.tau),
-            list(lcr_head.parameters()),
-        ),
-        _Term(
-            "hcr",
-            cfg.w_hcr,
+    """The losses of ``loss_weights``, each with its rate, loss function and own parameters (the heads')."""
+    made = {
+        "lcr": (cfg.lr_contrastive, partial(_lcr_loss, head=lcr_head, tau=cfg.tau), list(lcr_head.parameters())),
+        "hcr": (
             cfg.lr_contrastive,
             partial(_hcr_loss, motion=motion, head=hcr_head, tau=cfg.tau),
             list(hcr_head.parameters()),
         ),
-    ]
-    if cfg.w_source != 0:
-        source_loss = partial(_source_loss, source=source, prior=prior)
-        terms.append(_Term("source", cfg.w_source, cfg.lr_source, source_loss, []))
+        "source": (cfg.lr_source, partial(_source_loss, source=source, prior=prior), []),
+    }
     readouts = _readouts(cfg.nonlocal_space, prior, motion, clip_len)
     for r in relations:
         transformer, readout = transformers[r.name], readouts[r.level]
         if r.level == "pose":
             fn = partial(_pose_loss, relation=r, transformer=transformer, readout=readout)
-            terms.append(_Term(f"pose_{r.name}", cfg.w_pose, cfg.lr_nonlocal, fn, []))
         else:
             fn = partial(_motion_loss, relation=r, motion=motion, transformer=transformer, readout=readout)
-            terms.append(_Term(f"motion_{r.name}", cfg.w_motion, cfg.lr_nonlocal, fn, []))
-    return [t for t in terms if t.weight != 0]
+        made[term_name(r)] = (cfg.lr_nonlocal, fn, [])
+    return [_Term(name, weight, *made[name]) for name, weight in loss_weights(cfg, relations).items()]
 
 
 def _resolve_relations(names: tuple[str, ...], clip_len: int, transformers: dict[str, nn.Module]) -> list[Relation]:
