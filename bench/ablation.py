@@ -17,6 +17,9 @@ row; the first adapted row is then named after what it trains (e.g. "+ source an
 ``--steps`` for every row, so that adding a relation adds its own updates rather than taking turns from the losses
 already there (with ``--steps 150`` pose-flip gets 50 updates in its row and 30 in the slow-backward row).
 
+``--set FIELD=VALUE`` (repeatable) sets any other ``AdaptConfig`` field of every adapted row after the flags above,
+e.g. ``--set w_lcr=0.12 --set w_motion=2`` for weights found by a search.
+
 ``--target-seed N`` swaps the world's target clips (training and validation) for those of the world with seed
 ``N``: same domain, different samples, same stages.  Settings are chosen on such a development target, so the
 world's own validation labels are only read for the reported numbers.
@@ -29,11 +32,13 @@ import json
 import statistics
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from nlrd.config import ConfigError
 from nlrd.data import ClipSet
 from nlrd.pipeline import (
     StageCache,
@@ -105,7 +110,34 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--source-clips", type=int, default=96, help="labelled source clips in the world")
     parser.add_argument("--motion-steps", type=int, default=200, help="motion embedding training steps")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="an AdaptConfig field of every adapted row, after the flags above (repeatable)",
+    )
     return parser.parse_args()
+
+
+def adapt_overrides(items: list[str]) -> dict[str, Any]:
+    """``--set FIELD=VALUE`` items as AdaptConfig fields, each value of its field's type."""
+    defaults = AdaptConfig()
+    allowed = [f.name for f in fields(AdaptConfig) if f.name not in ("relations", "seed")]  # set per row and seed
+    overrides: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or name not in allowed:
+            sys.exit(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(allowed)}")
+        kind = type(getattr(defaults, name))
+        if kind is bool and text.lower() not in ("true", "false"):
+            sys.exit(f"--set {item!r}: {name} is true or false")
+        try:
+            overrides[name] = text.lower() == "true" if kind is bool else kind(text)
+        except ValueError:
+            sys.exit(f"--set {item!r}: {name} takes a {kind.__name__}, got {text!r}")
+    return overrides
 
 
 def smoke_configs(
@@ -246,6 +278,10 @@ def main() -> None:
         w_source=args.source_weight,
         lr_source=args.lr_source,
     )
+    try:
+        adapt_cfg = replace(adapt_cfg, **adapt_overrides(args.overrides))
+    except ConfigError as exc:
+        sys.exit(f"--set: {exc}")
     rows = [ROWS[i] for i in sorted({0, *(range(len(ROWS)) if args.rows is None else args.rows)})]
     rows = [(first_row_label(adapt_cfg), *row[1:]) if row is ROWS[1] else row for row in rows]
     timings: dict[str, dict[str, float]] = {}
