@@ -20,6 +20,9 @@ already there (with ``--steps 150`` pose-flip gets 50 updates in its row and 30 
 ``--set FIELD=VALUE`` (repeatable) sets any other ``AdaptConfig`` field of every adapted row after the flags above,
 e.g. ``--set w_lcr=0.12 --set w_motion=2`` for weights found by a search.
 
+``--device cuda --bf16`` trains the stages and adapts on the GPU with bf16 autocast everywhere (the stage keys then
+differ from the float32 ones); the world is rendered on the CPU either way.
+
 ``--target-seed N`` swaps the world's target clips (training and validation) for those of the world with seed
 ``N``: same domain, different samples, same stages.  Settings are chosen on such a development target, so the
 world's own validation labels are only read for the reported numbers.
@@ -40,6 +43,7 @@ import torch
 
 from nlrd.config import ConfigError
 from nlrd.data import ClipSet
+from nlrd.device import DEVICE_NAMES, resolve_device
 from nlrd.pipeline import (
     StageCache,
     StageConfigs,
@@ -110,6 +114,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--source-clips", type=int, default=96, help="labelled source clips in the world")
     parser.add_argument("--motion-steps", type=int, default=200, help="motion embedding training steps")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--device", default="cpu", help=f"where stages and adaptation train: {', '.join(DEVICE_NAMES)}")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast in every stage and in adaptation (CUDA)")
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -138,6 +144,10 @@ def adapt_overrides(items: list[str]) -> dict[str, Any]:
         except ValueError:
             sys.exit(f"--set {item!r}: {name} takes a {kind.__name__}, got {text!r}")
     return overrides
+
+
+#: The stages with a training loop (and a ``bf16`` flag); the world is rendered, not trained.
+TRAINED_STAGES = ("prior", "motion", "relation", "source")
 
 
 def smoke_configs(
@@ -179,11 +189,11 @@ class StageTimer:
         self.mark = now
 
 
-def build(configs: StageConfigs, cache: StageCache) -> tuple[StageKeys, dict[str, float]]:
+def build(configs: StageConfigs, cache: StageCache, device: torch.device) -> tuple[StageKeys, dict[str, float]]:
     """Train (or find) the stages: their keys and seconds per stage (0 when cached; the world build counts in
     the prior's time)."""
     timer = StageTimer()
-    keys = train_stages(configs, RELATIONS, cache, report=timer)
+    keys = train_stages(configs, RELATIONS, cache, report=timer, device=device)
     return keys, timer.seconds
 
 
@@ -235,6 +245,7 @@ def run_row(
     relations: tuple[str, ...],
     adapted: bool,
     target: tuple[ClipSet, ClipSet] | None,
+    device: torch.device,
 ) -> tuple[dict[str, float], float]:
     """Final target-validation metrics of one ablation row and the adaptation's seconds (0 for source only).
 
@@ -244,13 +255,13 @@ def run_row(
     world = load_world(cache, keys.world)
     if target is None:
         target = world.target_train, world.target_val
-    stages = load_stages(cache, keys, relations)
+    stages = load_stages(cache, keys, relations, device)
     if not adapted:
-        return evaluate(stages.encoder, stages.prior, target[1]), 0.0
+        return evaluate(stages.encoder, stages.prior, target[1], device=device), 0.0
     start = time.perf_counter()
-    encoder = adapt(replace(cfg, relations=relations), stages, *target, source=world.source)
+    encoder = adapt(replace(cfg, relations=relations), stages, *target, source=world.source, device=device)
     seconds = time.perf_counter() - start
-    return evaluate(encoder, stages.prior, target[1]), seconds
+    return evaluate(encoder, stages.prior, target[1], device=device), seconds
 
 
 def main() -> None:
@@ -259,6 +270,12 @@ def main() -> None:
     configs = smoke_configs(
         args.image_size, args.source_steps, args.relation_steps, args.source_clips, args.motion_steps
     )
+    if args.bf16:
+        configs = replace(configs, **{name: replace(getattr(configs, name), bf16=True) for name in TRAINED_STAGES})
+    try:
+        device = resolve_device(args.device)
+    except (ValueError, RuntimeError) as exc:
+        sys.exit(f"--device: {exc}")
     cache = StageCache(args.cache)
     target = None if args.target_seed is None else dev_target(configs, args.target_seed)
     if args.steps_per_turn is not None and args.schedule != "round_robin":
@@ -277,6 +294,7 @@ def main() -> None:
         w_hcr=args.contrastive_weight,
         w_source=args.source_weight,
         lr_source=args.lr_source,
+        bf16=args.bf16,
     )
     try:
         adapt_cfg = replace(adapt_cfg, **adapt_overrides(args.overrides))
@@ -290,13 +308,13 @@ def main() -> None:
     adapt_steps: list[int] = []
     for seed in args.seeds:
         source = replace(configs.source, seed=0 if args.fixed_source else seed)
-        keys, timings[f"stages seed {seed}"] = build(replace(configs, source=source), cache)
+        keys, timings[f"stages seed {seed}"] = build(replace(configs, source=source), cache, device)
         for label, relations, adapted in rows:
             cfg = replace(adapt_cfg, seed=seed)
             if args.steps_per_turn is not None and adapted:
                 steps = args.steps_per_turn * active_losses(cfg, relations, configs.world.clip_len)
                 cfg = replace(cfg, steps=steps, eval_every=steps)
-            metrics, seconds = run_row(cfg, cache, keys, relations, adapted, target)
+            metrics, seconds = run_row(cfg, cache, keys, relations, adapted, target, device)
             results[label][seed] = metrics
             if adapted:
                 adapt_seconds.append(seconds)
