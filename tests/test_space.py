@@ -9,7 +9,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bench.ablation import smoke_configs
 from nlrd.metrics import evaluate_protocols
+from nlrd.pipeline import stage_keys
 from search.space import ACCURACY_METRICS, OBJECTIVE_METRICS, SpaceError, load_space, parse_space
 from tests.conftest import REPO, TINY_SPACE, write_space
 
@@ -20,6 +22,17 @@ def test_shipped_spaces_are_valid(name):
     assert spec.name == name
     assert spec.relations.sets()
     assert {p.name for p in spec.params}
+
+
+@pytest.mark.parametrize("name", ["weights-flip", "weights-motion"])
+def test_benchmark_spaces_are_valid_and_reuse_the_ablation_stages(name):
+    """The loss-weight searches of bench/RESULTS.md run on the stages ``bench/ablation.py --source-clips 1536``
+    caches: same configs, so the same stage keys."""
+    spec = load_space(REPO / "bench" / "spaces" / f"{name}.yaml")
+    assert spec.name == name and spec.adapt["schedule"] == "weighted"
+    relations = spec.relations.candidates
+    ablation = smoke_configs(image_size=64, source_steps=1200, relation_steps=200, source_clips=1536)
+    assert stage_keys(spec.stages, relations) == stage_keys(ablation, relations)
 
 
 def test_tiny_space_parses_into_configs():
