@@ -28,6 +28,8 @@ from search.space import ACCURACY_METRICS, ObjectiveSpec, SearchSpec
 from search.trainable import RELATIONS_KEY, TrialReports
 
 FINISHED, STOPPED, ERROR, REJECTED, RUNNING = "finished", "stopped_by_asha", "error", "rejected_by_prefilter", "running"
+#: A trial that was running when the search was interrupted (``--resume`` continues it).
+INTERRUPTED = "interrupted"
 #: The set's non-localness score column, and target MPJPE: the default objective, the error ``best_mpjpe`` tracks
 #: and the pre-filter check correlates with the score.
 SCORE, OBJECTIVE = "set_score", "mpjpe"
@@ -76,14 +78,16 @@ def record_from_trial(trial: Any, ended: bool = False, failed: bool = False) -> 
     )
 
 
-def record_from_result(result: Any) -> TrialRecord:
-    """From a ``ResultGrid`` entry (what ``Tuner.fit`` returns)."""
+def record_from_result(result: Any, reports: TrialReports) -> TrialRecord:
+    """From a ``ResultGrid`` entry (what ``Tuner.fit`` returns).  It has ended when it failed or when the live
+    callback marked it done in ``reports``: a trial that was running when the search was interrupted has not."""
     metrics = dict(result.metrics or {})
     history = result.metrics_dataframe
     best = float(history[OBJECTIVE].min()) if history is not None and OBJECTIVE in history else np.nan
     error = None if result.error is None else first_error_line(f"{type(result.error).__name__}: {result.error}")
     trial_id = metrics.get("trial_id") or (Path(result.path).name if result.path else "")
-    return TrialRecord(trial_id, dict(result.config or {}), metrics, best, error, ended=True)
+    ended = error is not None or reports.ended(trial_id)
+    return TrialRecord(trial_id, dict(result.config or {}), metrics, best, error, ended)
 
 
 def first_error_line(text: str) -> str:
@@ -101,8 +105,11 @@ def ran_to_the_end(last: dict[str, Any], max_evaluations: int) -> bool:
     return int(last.get("training_iteration", 0) or 0) >= max_evaluations
 
 
-def trial_row(record: TrialRecord, scores: dict[str, float], max_evaluations: int, attempts: int = 1) -> dict[str, Any]:
-    """One table row; ``attempts``: how often the trial was started (1 + its retries)."""
+def trial_row(
+    record: TrialRecord, scores: dict[str, float], max_evaluations: int, attempts: int = 1, unended: str = RUNNING
+) -> dict[str, Any]:
+    """One table row; ``attempts``: how often the trial was started (1 + its retries); ``unended``: the status of
+    a trial that has not ended (``running`` while the search runs, ``interrupted`` once it has returned)."""
     config = dict(record.config)
     label = config.pop(RELATIONS_KEY, "")
     last = record.last
@@ -110,7 +117,7 @@ def trial_row(record: TrialRecord, scores: dict[str, float], max_evaluations: in
     if record.error is not None:
         status = ERROR
     elif not record.ended:
-        status = RUNNING
+        status = unended
     else:
         status = FINISHED if ran_to_the_end(last, max_evaluations) else STOPPED
     row = {
@@ -341,6 +348,18 @@ def _objective_text(metric: str, values: dict[str, float] | pd.Series) -> str:
     return f", {accuracy_text(metric, values[metric])}"
 
 
+def unended_trials(spec: SearchSpec, table: pd.DataFrame) -> int:
+    """Trials of the budget that have not ended (interrupted, or never started because the search was stopped)."""
+    return spec.searcher.num_trials - int(table["status"].isin([FINISHED, STOPPED, ERROR]).sum())
+
+
+def _unended_text(spec: SearchSpec, table: pd.DataFrame) -> str:
+    return (
+        f"The search was interrupted with {unended_trials(spec, table)} of its {spec.searcher.num_trials} trials not"
+        " ended; `python search/run.py --resume <this directory>` continues it."
+    )
+
+
 def write_summary(
     run_dir: Path,
     spec: SearchSpec,
@@ -364,7 +383,9 @@ def write_summary(
         "| status | count |",
         "|---|---|",
         *(f"| {status} | {counts.get(status, 0)} |" for status in (FINISHED, STOPPED, ERROR, REJECTED)),
+        *([f"| {INTERRUPTED} | {counts[INTERRUPTED]} |"] if counts.get(INTERRUPTED) else []),
         "",
+        *([f"{_unended_text(spec, table)}", ""] if unended_trials(spec, table) else []),
         f"Source only (before adaptation): target MPJPE {source_only['mpjpe']:.1f} mm, "
         f"PA-MPJPE {source_only['pa_mpjpe']:.1f} mm{_objective_text(metric, source_only)}.",
         "",

@@ -28,6 +28,7 @@ from ray import tune
 from nlrd.atomic import write_text_atomic
 from nlrd.pipeline import StageCache, StageKeys, source_only_metrics, stage_keys
 from search.export import (
+    INTERRUPTED,
     METRIC_COLUMNS,
     OBJECTIVE,
     accuracy_text,
@@ -37,6 +38,7 @@ from search.export import (
     rejected_rows,
     trial_row,
     trials_table,
+    unended_trials,
     write_best,
     write_summary,
     write_tables,
@@ -49,6 +51,8 @@ from search.trainable import TrialReports, make_trainable
 from search.tuner import TUNE_DIR, build_tuner, num_evaluations, study_storage
 
 DEFAULT_SPACE = Path(__file__).resolve().parent.parent / "spaces" / "smoke.yaml"
+#: Exit status of a search interrupted (Ctrl-C) before its trials ended: the shell's for SIGINT.
+INTERRUPTED_EXIT = 130
 MANIFEST, SPACE_COPY, PREFILTER_FILE = "manifest.json", "space.yaml", "prefilter.json"
 
 
@@ -269,9 +273,10 @@ def run(args: argparse.Namespace) -> int:
         tuner = build_tuner(spec, trainable, decisions, scores, run_dir)
     results = tuner.fit()
 
-    records = [record_from_result(r) for r in results]
     reports = TrialReports(run_dir)
-    rows = [trial_row(r, set_scores, num_evaluations(spec), reports.attempts(r.trial_id)) for r in records]
+    records = [record_from_result(r, reports) for r in results]
+    evaluations = num_evaluations(spec)
+    rows = [trial_row(r, set_scores, evaluations, reports.attempts(r.trial_id), INTERRUPTED) for r in records]
     rows += rejected_rows(decisions)
     table = trials_table(rows, scores, spec.objectives)
     write_tables(run_dir, table, decisions, baseline, spec.objectives, optuna_front(spec, run_dir))
@@ -291,7 +296,16 @@ def run(args: argparse.Namespace) -> int:
     if best is not None:
         metric = spec.objective.metric if spec.objective.metric in ACCURACY_METRICS else OBJECTIVE
         print(f"[run] best: {best['relation_set']} at {accuracy_text(metric, best[metric])}; {run_dir / 'best.yaml'}")
-    print(f"[run] finished in {time.monotonic() - start:.0f} s: {run_dir / 'summary.md'}", flush=True)
+    elapsed = time.monotonic() - start
+    unended = unended_trials(spec, table)
+    if unended:
+        print(
+            f"[run] interrupted after {elapsed:.0f} s with {unended} of {spec.searcher.num_trials} trials not ended"
+            f" (tables so far: {run_dir / 'summary.md'}); continue with: python search/run.py --resume {run_dir}",
+            flush=True,
+        )
+        return INTERRUPTED_EXIT
+    print(f"[run] finished in {elapsed:.0f} s: {run_dir / 'summary.md'}", flush=True)
     return 0
 
 

@@ -115,6 +115,10 @@ class TrialReports:
     def finish(self, trial_id: str) -> None:
         self._done(trial_id).touch()
 
+    def ended(self, trial_id: str) -> bool:
+        """Whether ``trial_id`` ended normally: ran to its end or was stopped by the scheduler."""
+        return self._done(trial_id).exists()
+
     def replay(self, trial_id: str) -> list[dict[str, Any]] | None:
         """The reports of a trial that already ended, or None when it must train."""
         if not self._done(trial_id).exists():

@@ -101,6 +101,10 @@ class Cli:
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=60)
 
+    def interrupt(self) -> None:
+        """SIGINT the driver, as Ctrl-C does."""
+        os.kill(self.proc.pid, signal.SIGINT)
+
     def finish(self, timeout: float) -> int:
         """Wait for the run to end (killing it after ``timeout`` s); its exit code."""
         self.wait_for("\0never printed\0", timeout)

@@ -12,7 +12,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from search.run import main
+from search.run import INTERRUPTED_EXIT, main
 from search.space import load_space
 from search.tuner import study_storage
 from tests.conftest import REPO, TINY_SPACE, Cli, with_stages, write_space
@@ -38,6 +38,34 @@ def test_bad_space_exits_with_a_clear_error_before_starting_ray(tmp_path):
 def _ended(run_dir) -> pd.DataFrame:
     table = pd.read_csv(run_dir / "trials.csv")
     return table[table["status"].isin(["finished", "stopped_by_asha"])].set_index("trial_id")
+
+
+@pytest.mark.own_ray
+def test_interrupted_search_says_so_and_resumes(tmp_path, tiny_stages):
+    """Ctrl-C once a trial has ended: the run exits 130 naming ``--resume``, labels only trials that ended as
+    finished or stopped (the ones it cut short are ``interrupted``, not stopped by ASHA), and ``--resume`` ends
+    every trial."""
+    space = copy.deepcopy(TINY_SPACE)
+    space["searcher"]["num_trials"] = 4
+    path = write_space(tmp_path / "tiny.yaml", space)
+    out = with_stages(tmp_path / "results", tiny_stages)
+    run_dir = out / "run"
+    run = Cli(["--space", str(path), "--out", str(out), "--name", "run"])
+    assert run.wait_for(" ended |", timeout=300), run.log
+    run.interrupt()
+    assert run.finish(timeout=300) == INTERRUPTED_EXIT, run.log
+    assert f"continue with: python search/run.py --resume {run_dir}" in run.log
+    table = pd.read_csv(run_dir / "trials.csv").query("status != 'rejected_by_prefilter'")
+    assert set(table["status"]) <= {"finished", "stopped_by_asha", "interrupted"}
+    ended = table[table["status"] != "interrupted"]
+    assert 1 <= len(ended) < 4
+    assert all((run_dir / "reports" / f"{trial}.done").exists() for trial in ended["trial_id"])
+    assert "The search was interrupted with" in (run_dir / "summary.md").read_text()
+    resumed = Cli(["--resume", str(run_dir)])
+    assert resumed.finish(timeout=900) == 0, resumed.log
+    final = pd.read_csv(run_dir / "trials.csv").query("status != 'rejected_by_prefilter'")
+    assert len(final) == 4 and set(final["status"]) <= {"finished", "stopped_by_asha"}
+    assert "The search was interrupted" not in (run_dir / "summary.md").read_text()
 
 
 @pytest.mark.own_ray
