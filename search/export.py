@@ -385,7 +385,7 @@ def write_summary(
         *(f"| {status} | {counts.get(status, 0)} |" for status in (FINISHED, STOPPED, ERROR, REJECTED)),
         *([f"| {INTERRUPTED} | {counts[INTERRUPTED]} |"] if counts.get(INTERRUPTED) else []),
         "",
-        *([f"{_unended_text(spec, table)}", ""] if unended_trials(spec, table) else []),
+        *([_unended_text(spec, table), ""] if unended_trials(spec, table) else []),
         f"Source only (before adaptation): target MPJPE {source_only['mpjpe']:.1f} mm, "
         f"PA-MPJPE {source_only['pa_mpjpe']:.1f} mm{_objective_text(metric, source_only)}.",
         "",
