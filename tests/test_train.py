@@ -17,11 +17,13 @@ from nlrd.models import DiscriminatorLogits, PosePrior
 from nlrd.pipeline import Stages
 from nlrd.relations import Relation, get_relation
 from nlrd.train.adapt import (
+    STATE_FILE,
     AdaptConfig,
     _pose_loss,
     _readouts,
     _Step,
     adapt,
+    adapt_state_step,
     loss_scales,
     loss_weights,
     term_name,
@@ -495,6 +497,7 @@ def test_a_resumed_adaptation_continues_exactly(stages, target, tmp_path, schedu
             shutil.copytree(tmp_path / "live", saved)
 
     whole = adapt(cfg, stages, *target, report=keep_step_4, checkpoint_dir=tmp_path / "live", source=source)
+    assert adapt_state_step(saved / STATE_FILE) == 4
     reports: list[dict] = []
     resumed = adapt(cfg, stages, *target, report=reports.append, resume_from=saved, source=source)
     assert [r["step"] for r in reports] == [6]

@@ -293,8 +293,11 @@ def _save_state(
 
 
 def adapt_state_step(path: str | os.PathLike) -> int:
-    """The step after which the adaptation state at ``path`` was saved."""
-    return int(torch.load(path, map_location="cpu", weights_only=True)["step"])
+    """The step after which the adaptation state at ``path`` was saved.
+
+    Memory-mapped, so asking costs no read of the weights and optimiser moments (hundreds of MB for ResNet-50).
+    """
+    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["step"])
 
 
 def _load_state(
