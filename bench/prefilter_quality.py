@@ -39,7 +39,7 @@ from nlrd.train.prior import PriorConfig
 from nlrd.train.relation import RelationConfig
 from nlrd.train.source import SourceConfig
 from nlrd.world import WorldConfig
-from search.prefilter import decide, score_relation, set_label
+from search.prefilter import decide, score_relations_here, set_label
 from search.space import PrefilterSpec
 
 KEEP_FRACTIONS = (0.10, 0.25, 0.50)
@@ -144,10 +144,8 @@ def collect(args: argparse.Namespace, table: Table, path: Path) -> None:
     table.meta.setdefault("stage_seconds", time.perf_counter() - start)
     table.meta["source_only"] = source_only_metrics(cache, keys)
     if not table.scores:
-        for name in RELATION_NAMES:
-            t0 = time.perf_counter()
-            value = score_relation(str(cache.root), keys, name, configs.world.clip_len, seed=0)
-            table.scores[name] = {**asdict(value), "seconds": time.perf_counter() - t0}
+        scores = score_relations_here(str(cache.root), keys, RELATION_NAMES, configs.world.clip_len, seed=0)
+        table.scores.update({name: asdict(value) for name, value in scores.items()})
         table.merge_save(path)
     world = load_world(cache, keys.world)
     base = AdaptConfig(**table.meta["fidelity"]["adapt"])

@@ -7,7 +7,7 @@ pull target features into place.  This is the cheap pre-filter of the search: no
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -53,6 +53,49 @@ def _subset(samples: torch.Tensor, max_samples: int, generator: torch.Generator)
     return samples[torch.randperm(len(samples), generator=generator)[:max_samples].to(samples.device)]
 
 
+def _samples(mocap_mm: torch.Tensor, level: str, length: int) -> torch.Tensor:
+    """Every frame (pose level) or every ``length``-frame window (motion level) of ``(M, L, 17, 3)`` mocap."""
+    if level == "pose":
+        return mocap_mm.flatten(0, 1)
+    return _windows(mocap_mm, length)
+
+
+def _encoder(prior: nn.Module, motion: nn.Module, level: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Poses to pose codes z, or ``(B, T, 17, 3)`` clips to motion codes v."""
+    if level == "pose":
+        return prior.encode
+    return lambda clips: motion.encode(prior.encode(clips))
+
+
+@torch.no_grad()
+def random_pair_baseline(
+    prior: nn.Module,
+    motion: nn.Module,
+    mocap: torch.Tensor,
+    level: str,
+    clip_len: int,
+    *,
+    generator: torch.Generator,
+    max_samples: int = 2048,
+    num_pairs: int = 4096,
+    chunk: int = 1024,
+) -> float:
+    """Mean latent distance between random pairs of pose codes (pose level) or of motion codes of
+    ``clip_len``-frame forward clips (motion level): the scale ``nonlocalness`` divides by.
+
+    It depends on the level only, so callers scoring many relations compute it once per level and pass it
+    to ``nonlocalness`` with ``generator`` in the state this call left it in.
+    """
+    device = next(prior.parameters()).device
+    mocap = mocap.to(device, torch.float32)
+    if level != "pose" and clip_len > mocap.shape[1]:
+        raise ValueError(f"motion clips need {clip_len} frames, mocap has {mocap.shape[1]}")
+    encode = _encoder(prior, motion, level)
+    samples = _subset(_samples(mocap, level, clip_len), max_samples, generator)
+    codes = torch.cat([encode(samples[s : s + chunk]) for s in range(0, len(samples), chunk)])
+    return _random_pair_distance(codes, num_pairs, generator)
+
+
 @torch.no_grad()
 def nonlocalness(
     prior: nn.Module,
@@ -61,6 +104,7 @@ def nonlocalness(
     relation: Relation,
     *,
     generator: torch.Generator,
+    baseline: float | None = None,
     max_samples: int = 2048,
     num_pairs: int = 4096,
     chunk: int = 1024,
@@ -69,33 +113,32 @@ def nonlocalness(
 
     Samples: every frame (pose level) or every window of ``relation.window`` frames (motion level), a
     random ``max_samples`` of them when there are more, which bounds the cost of the LSTM.
-    ``generator`` (CPU) draws that subset and the ``num_pairs`` random pairs of the baseline.
+    ``generator`` (CPU) draws that subset, after the ``random_pair_baseline`` of the relation's level is
+    drawn from it; a caller sharing that baseline passes it as ``baseline`` with ``generator`` in the state
+    computing it left, and gets the very numbers of a call that computes it.
     """
+    if relation.level != "pose" and relation.window > mocap.shape[1]:
+        raise ValueError(f"relation {relation.name!r} needs {relation.window} frames, mocap has {mocap.shape[1]}")
+    if baseline is None:
+        baseline = random_pair_baseline(
+            prior,
+            motion,
+            mocap,
+            relation.level,
+            relation.clip_len,
+            generator=generator,
+            max_samples=max_samples,
+            num_pairs=num_pairs,
+            chunk=chunk,
+        )
     device = next(prior.parameters()).device
-    mocap = mocap.to(device, torch.float32)
-    if relation.level == "pose":
-        raw_samples = mocap.flatten(0, 1)
-        baseline_samples = raw_samples
-
-        def encode(x: torch.Tensor) -> torch.Tensor:
-            return prior.encode(x)
-    else:
-        if relation.window > mocap.shape[1]:
-            raise ValueError(f"relation {relation.name!r} needs {relation.window} frames, mocap has {mocap.shape[1]}")
-        raw_samples = _windows(mocap, relation.window)
-        baseline_samples = _windows(mocap, relation.clip_len)
-
-        def encode(x: torch.Tensor) -> torch.Tensor:
-            return motion.encode(prior.encode(x))
-
-    # Baseline first: relations of one level then share the baseline for a given generator seed.
-    baseline_samples = _subset(baseline_samples, max_samples, generator)
-    codes = torch.cat([encode(baseline_samples[s : s + chunk]) for s in range(0, len(baseline_samples), chunk)])
-    baseline = _random_pair_distance(codes, num_pairs, generator)
-    raw_samples = _subset(raw_samples, max_samples, generator)
+    encode = _encoder(prior, motion, relation.level)
+    samples = _subset(
+        _samples(mocap.to(device, torch.float32), relation.level, relation.window), max_samples, generator
+    )
     distances = []
-    for start in range(0, len(raw_samples), chunk):
-        anchor, counterpart = relation.poses(raw_samples[start : start + chunk])
+    for start in range(0, len(samples), chunk):
+        anchor, counterpart = relation.poses(samples[start : start + chunk])
         distances.append((encode(anchor) - encode(counterpart)).norm(dim=-1))
     raw = torch.cat(distances).mean().item()
     return NonLocalness(relation.name, relation.level, raw, baseline, raw / baseline)

@@ -1,7 +1,8 @@
 """The non-localness pre-filter: score every candidate relation set before any adaptation runs.
 
 Each candidate relation's non-localness is measured on held-out mocap through the frozen pose prior
-and motion embedding, one Ray task per relation (seconds each).  A relation set scores the aggregate
+and motion embedding, one Ray task per relation (seconds each) after one per level for the random-pair
+baseline that all relations of the level share.  A relation set scores the aggregate
 of its members' normalised non-localness; sets outside the keep rule are recorded as
 ``rejected_by_prefilter`` and are *excluded from the searcher's space*, so Optuna never proposes them.
 """
@@ -17,7 +18,7 @@ import ray
 import torch
 
 from nlrd.atomic import write_text_atomic
-from nlrd.nonlocalness import NonLocalness, nonlocalness, set_score
+from nlrd.nonlocalness import NonLocalness, nonlocalness, random_pair_baseline, set_score
 from nlrd.pipeline import StageCache, StageKeys, heldout_mocap, load_prior_and_motion, load_world
 from nlrd.relations import get_relation
 from search.space import PrefilterSpec, SpaceError
@@ -48,26 +49,75 @@ def parse_set_label(label: str) -> tuple[str, ...]:
     return tuple(label.split(SET_SEPARATOR))
 
 
-def score_relation(cache_root: str, keys: StageKeys, name: str, clip_len: int, seed: int) -> NonLocalness:
-    """Non-localness of one relation through the cached prior and motion embedding, on held-out mocap."""
+@dataclass(frozen=True)
+class LevelBaseline:
+    """A level's random-pair baseline and the generator state drawing it left: every relation of the level
+    continues from that state, so computing the baseline once per level changes no score."""
+
+    distance: float
+    generator_state: torch.Tensor
+
+
+def _encoders_and_mocap(cache_root: str, keys: StageKeys) -> tuple[torch.nn.Module, torch.nn.Module, torch.Tensor]:
     cache = StageCache(cache_root)
     prior, motion = load_prior_and_motion(cache, keys)
-    mocap = heldout_mocap(load_world(cache, keys.world))
+    return prior, motion, heldout_mocap(load_world(cache, keys.world))
+
+
+def level_baseline(cache_root: str, keys: StageKeys, level: str, clip_len: int, seed: int) -> LevelBaseline:
+    """The random-pair baseline of ``level`` ("pose" or "motion") on held-out mocap, from generator ``seed``."""
+    prior, motion, mocap = _encoders_and_mocap(cache_root, keys)
     generator = torch.Generator().manual_seed(seed)
-    return nonlocalness(prior, motion, mocap, get_relation(name, clip_len), generator=generator)
+    distance = random_pair_baseline(prior, motion, mocap, level, clip_len, generator=generator)
+    return LevelBaseline(distance, generator.get_state())
+
+
+def score_relation(cache_root: str, keys: StageKeys, name: str, clip_len: int, baseline: LevelBaseline) -> NonLocalness:
+    """Non-localness of one relation through the cached prior and motion embedding, on held-out mocap."""
+    prior, motion, mocap = _encoders_and_mocap(cache_root, keys)
+    generator = torch.Generator()
+    generator.set_state(baseline.generator_state)
+    relation = get_relation(name, clip_len)
+    return nonlocalness(prior, motion, mocap, relation, generator=generator, baseline=baseline.distance)
+
+
+def _levels(names: tuple[str, ...], clip_len: int) -> dict[str, str]:
+    return {name: get_relation(name, clip_len).level for name in names}
+
+
+def score_relations_here(
+    cache_root: str, keys: StageKeys, names: tuple[str, ...], clip_len: int, seed: int = 0
+) -> dict[str, NonLocalness]:
+    """``score_relations`` in this process, without Ray (plans and benchmarks)."""
+    levels = _levels(names, clip_len)
+    baselines = {level: level_baseline(cache_root, keys, level, clip_len, seed) for level in set(levels.values())}
+    return {name: score_relation(cache_root, keys, name, clip_len, baselines[levels[name]]) for name in names}
 
 
 @ray.remote(num_cpus=1)
-def _score_relation_task(cache_root: str, keys: StageKeys, name: str, clip_len: int, seed: int) -> NonLocalness:
+def _level_baseline_task(cache_root: str, keys: StageKeys, level: str, clip_len: int, seed: int) -> LevelBaseline:
     torch.set_num_threads(1)
-    return score_relation(cache_root, keys, name, clip_len, seed)
+    return level_baseline(cache_root, keys, level, clip_len, seed)
+
+
+@ray.remote(num_cpus=1)
+def _score_relation_task(
+    cache_root: str, keys: StageKeys, name: str, clip_len: int, baseline: LevelBaseline
+) -> NonLocalness:
+    torch.set_num_threads(1)
+    return score_relation(cache_root, keys, name, clip_len, baseline)
 
 
 def score_relations(
     cache: StageCache, keys: StageKeys, names: tuple[str, ...], clip_len: int, seed: int = 0
 ) -> dict[str, NonLocalness]:
-    """Non-localness of each named relation, computed in parallel as Ray tasks."""
-    refs = {name: _score_relation_task.remote(str(cache.root), keys, name, clip_len, seed) for name in names}
+    """Non-localness of each named relation as Ray tasks: one baseline per level, then every relation in parallel."""
+    root = str(cache.root)
+    levels = _levels(names, clip_len)
+    baselines = {
+        level: _level_baseline_task.remote(root, keys, level, clip_len, seed) for level in set(levels.values())
+    }
+    refs = {name: _score_relation_task.remote(root, keys, name, clip_len, baselines[levels[name]]) for name in names}
     return {name: ray.get(ref) for name, ref in refs.items()}
 
 

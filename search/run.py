@@ -44,7 +44,7 @@ from search.export import (
     write_tables,
 )
 from search.plots import metric_subject, pareto_plot, prefilter_plot
-from search.prefilter import SetDecision, decide, load_prefilter, save_prefilter, score_relation, score_relations
+from search.prefilter import SetDecision, decide, load_prefilter, save_prefilter, score_relations, score_relations_here
 from search.space import ACCURACY_METRICS, SearchSpec, SpaceError, load_space
 from search.stages import StageJobError, ensure_stages, missing_stages, unreadable_stages
 from search.trainable import TrialReports, make_trainable
@@ -176,10 +176,8 @@ def dry_run(spec: SearchSpec, cache: StageCache) -> None:
     if {"world", "prior", "motion"} & set(missing):
         print("[plan] set scores need the cached world, pose prior and motion embedding; a run trains them first")
     else:
-        scores = {
-            name: score_relation(str(cache.root), keys, name, spec.stages.world.clip_len, spec.searcher.seed)
-            for name in spec.relations.candidates
-        }
+        root, clip_len = str(cache.root), spec.stages.world.clip_len
+        scores = score_relations_here(root, keys, spec.relations.candidates, clip_len, spec.searcher.seed)
         print_decisions(decide(sets, scores, spec.prefilter, str(spec.path)))
     adapt = spec.adapt_config((), {})
     steps = max(num_evaluations(spec) * adapt.eval_every, adapt.steps)

@@ -7,7 +7,7 @@ import torch
 
 from nlrd import skeleton
 from nlrd.models import MotionAE, PosePrior
-from nlrd.nonlocalness import NonLocalness, nonlocalness, set_score
+from nlrd.nonlocalness import NonLocalness, nonlocalness, random_pair_baseline, set_score
 from nlrd.relations import Relation, catalogue
 
 T = 4
@@ -64,6 +64,23 @@ def test_baseline_is_shared_within_a_level_and_reproducible(encoders, mocap):
     assert backward == _score(encoders, mocap, relations["backward"])
 
 
+@pytest.mark.parametrize("max_samples", [2048, 20])
+def test_a_shared_baseline_changes_no_number(encoders, mocap, max_samples):
+    """One baseline per level, the generator continuing from where it left: every relation scores exactly as
+    when it computes the baseline itself, with and without drawing a subset of the samples."""
+    prior, motion = encoders
+    caps = {"max_samples": max_samples, "num_pairs": 256}
+    for level in ("pose", "motion"):
+        generator = torch.Generator().manual_seed(5)
+        shared = random_pair_baseline(prior, motion, mocap, level, T, generator=generator, **caps)
+        state = generator.get_state()
+        for relation in (r for r in catalogue(T).values() if r.level == level):
+            alone = nonlocalness(prior, motion, mocap, relation, generator=torch.Generator().manual_seed(5), **caps)
+            generator.set_state(state)
+            assert nonlocalness(prior, motion, mocap, relation, generator=generator, baseline=shared, **caps) == alone
+            assert alone.baseline == shared
+
+
 def test_sample_cap_bounds_the_work_and_keeps_the_estimate(encoders, mocap):
     prior, motion = encoders
     relation = catalogue(T)["flip"]
@@ -75,6 +92,8 @@ def test_sample_cap_bounds_the_work_and_keeps_the_estimate(encoders, mocap):
 def test_mocap_too_short_for_the_window_is_refused(encoders, mocap):
     with pytest.raises(ValueError, match="needs 8 frames"):
         _score(encoders, mocap[:, :T], catalogue(T)["slow_backward"])
+    with pytest.raises(ValueError, match="motion clips need 4 frames, mocap has 3"):
+        random_pair_baseline(*encoders, mocap[:, :3], "motion", T, generator=torch.Generator())
 
 
 @pytest.mark.parametrize(("aggregate", "expected"), [("mean", 2.0), ("max", 3.0), ("min", 1.0), ("sum", 6.0)])

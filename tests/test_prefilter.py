@@ -1,10 +1,14 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
-from nlrd.nonlocalness import NonLocalness
-from search.prefilter import decide, parse_set_label, set_label
-from search.space import PrefilterSpec, RelationsSpec, SpaceError
+from nlrd.nonlocalness import NonLocalness, nonlocalness
+from nlrd.pipeline import StageCache, heldout_mocap, load_prior_and_motion, load_world, stage_keys
+from nlrd.relations import get_relation
+from search.prefilter import decide, parse_set_label, score_relations, score_relations_here, set_label
+from search.space import PrefilterSpec, RelationsSpec, SpaceError, parse_space
+from tests.conftest import TINY_SPACE
 
 
 def _scores(**normalised: float) -> dict[str, NonLocalness]:
@@ -65,3 +69,23 @@ def test_threshold_rule_and_a_threshold_that_keeps_nothing():
     assert [d.kept for d in decide(sets, _scores(a=0.4, b=0.6), rule, "s.yaml")] == [False, True, True]
     with pytest.raises(SpaceError, match=r"s.yaml: prefilter.threshold: 0.9 rejects every relation set"):
         decide(sets, _scores(a=0.4, b=0.6), PrefilterSpec(keep_fraction=None, threshold=0.9), "s.yaml")
+
+
+def test_ray_and_in_process_scoring_agree_with_scoring_each_relation_alone(ray_cluster, tiny_stages):
+    """The pre-filter computes each level's baseline once and shares it; every score is still exactly the one
+    a relation gets on its own from the search's generator seed."""
+    spec = parse_space(TINY_SPACE, "tiny.yaml")
+    cache, clip_len, seed = StageCache(tiny_stages), spec.stages.world.clip_len, spec.searcher.seed
+    keys = stage_keys(spec.stages, spec.relations.candidates)
+    names = spec.relations.candidates
+    assert {get_relation(name, clip_len).level for name in names} == {"pose", "motion"}
+    prior, motion = load_prior_and_motion(cache, keys)
+    mocap = heldout_mocap(load_world(cache, keys.world))
+    alone = {
+        name: nonlocalness(
+            prior, motion, mocap, get_relation(name, clip_len), generator=torch.Generator().manual_seed(seed)
+        )
+        for name in names
+    }
+    assert score_relations(cache, keys, names, clip_len, seed) == alone
+    assert score_relations_here(str(cache.root), keys, names, clip_len, seed) == alone

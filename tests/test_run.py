@@ -166,6 +166,16 @@ def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path, capsys):
     assert not (tmp_path / "results").exists()
 
 
+def test_dry_run_with_cached_stages_scores_the_sets_without_ray(tmp_path, capsys, tiny_stages):
+    path = write_space(tmp_path / "tiny.yaml", TINY_SPACE)
+    out = with_stages(tmp_path / "results", tiny_stages)
+    assert main(["--space", str(path), "--out", str(out), "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert "every stage is cached" in plan
+    assert "[prefilter] 6 relation sets scored, 3 kept, 3 rejected" in plan
+    assert sorted(p.name for p in out.iterdir()) == ["cache"]
+
+
 @pytest.mark.parametrize(
     "make, expected",
     [
