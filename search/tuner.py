@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,20 @@ def search_distributions(
     return space
 
 
+class NSGAIISampler(optuna.samplers.NSGAIISampler):
+    """Optuna's NSGA-II, picklable.  Tune pickles the searcher with the sampler in it (its saved state and
+    checkpoints), and Optuna 5.1's genetic samplers hold a ``threading.Lock``, which pickle refuses: the lock
+    is left out of the state and made anew on unpickling.  The class keeps Optuna's name because the genetic
+    base class names its study attributes after the class, so studies read the same with either."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {name: value for name, value in self.__dict__.items() if name != "_thread_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._thread_lock = threading.Lock()
+
+
 def make_sampler(spec: SearchSpec) -> optuna.samplers.BaseSampler:
     """The space's Optuna sampler.  Model-based samplers start from random trials: a third of the budget,
     between 2 and 10; NSGA-II's population is a quarter of the budget, between 4 and 50."""
@@ -57,7 +72,7 @@ def make_sampler(spec: SearchSpec) -> optuna.samplers.BaseSampler:
     if algorithm == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if algorithm == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=min(50, max(4, budget // 4)))
+        return NSGAIISampler(seed=seed, population_size=min(50, max(4, budget // 4)))
     if algorithm == "gp":
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
