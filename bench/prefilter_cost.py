@@ -40,9 +40,9 @@ import torch
 from bench.prefilter_quality import git_commit, machine
 from nlrd.nonlocalness import NonLocalness
 from nlrd.pipeline import StageCache, load_stages, load_world, train_stages
-from nlrd.relations import RELATION_NAMES, get_relation
+from nlrd.relations import RELATION_NAMES
 from nlrd.train.adapt import adapt
-from search.prefilter import LevelBaseline, decide, level_baseline, score_relation
+from search.prefilter import LevelBaseline, decide, level_baseline, relation_levels, score_relation
 from search.space import SearchSpec, load_space
 
 SET_COUNTS = (10, 100, 1000)
@@ -109,7 +109,7 @@ def main() -> None:
         runs = [timed(fn) for _ in range(args.repeats)]
         return runs[0][0], min((cost for _, cost in runs), key=lambda c: c.cpu)
 
-    levels = {name: get_relation(name, clip_len).level for name in RELATION_NAMES}
+    levels = relation_levels(RELATION_NAMES, clip_len)
     baselines: dict[str, LevelBaseline] = {}
     baseline_cost: dict[str, Cost] = {}
     for level in sorted(set(levels.values()), reverse=True):

@@ -64,34 +64,51 @@ def _encoders_and_mocap(cache_root: str, keys: StageKeys) -> tuple[torch.nn.Modu
     return prior, motion, heldout_mocap(load_world(cache, keys.world))
 
 
-def level_baseline(cache_root: str, keys: StageKeys, level: str, clip_len: int, seed: int) -> LevelBaseline:
-    """The random-pair baseline of ``level`` ("pose" or "motion") on held-out mocap, from generator ``seed``."""
-    prior, motion, mocap = _encoders_and_mocap(cache_root, keys)
+def _baseline(
+    prior: torch.nn.Module, motion: torch.nn.Module, mocap: torch.Tensor, level: str, clip_len: int, seed: int
+) -> LevelBaseline:
     generator = torch.Generator().manual_seed(seed)
     distance = random_pair_baseline(prior, motion, mocap, level, clip_len, generator=generator)
     return LevelBaseline(distance, generator.get_state())
 
 
-def score_relation(cache_root: str, keys: StageKeys, name: str, clip_len: int, baseline: LevelBaseline) -> NonLocalness:
-    """Non-localness of one relation through the cached prior and motion embedding, on held-out mocap."""
-    prior, motion, mocap = _encoders_and_mocap(cache_root, keys)
+def _score(
+    prior: torch.nn.Module,
+    motion: torch.nn.Module,
+    mocap: torch.Tensor,
+    name: str,
+    clip_len: int,
+    baseline: LevelBaseline,
+) -> NonLocalness:
     generator = torch.Generator()
     generator.set_state(baseline.generator_state)
     relation = get_relation(name, clip_len)
     return nonlocalness(prior, motion, mocap, relation, generator=generator, baseline=baseline.distance)
 
 
-def _levels(names: tuple[str, ...], clip_len: int) -> dict[str, str]:
+def level_baseline(cache_root: str, keys: StageKeys, level: str, clip_len: int, seed: int) -> LevelBaseline:
+    """The random-pair baseline of ``level`` ("pose" or "motion") on held-out mocap, from generator ``seed``."""
+    return _baseline(*_encoders_and_mocap(cache_root, keys), level, clip_len, seed)
+
+
+def score_relation(cache_root: str, keys: StageKeys, name: str, clip_len: int, baseline: LevelBaseline) -> NonLocalness:
+    """Non-localness of one relation through the cached prior and motion embedding, on held-out mocap."""
+    return _score(*_encoders_and_mocap(cache_root, keys), name, clip_len, baseline)
+
+
+def relation_levels(names: tuple[str, ...], clip_len: int) -> dict[str, str]:
+    """Each named relation's level, "pose" or "motion": the baseline it shares."""
     return {name: get_relation(name, clip_len).level for name in names}
 
 
 def score_relations_here(
     cache_root: str, keys: StageKeys, names: tuple[str, ...], clip_len: int, seed: int = 0
 ) -> dict[str, NonLocalness]:
-    """``score_relations`` in this process, without Ray (plans and benchmarks)."""
-    levels = _levels(names, clip_len)
-    baselines = {level: level_baseline(cache_root, keys, level, clip_len, seed) for level in set(levels.values())}
-    return {name: score_relation(cache_root, keys, name, clip_len, baselines[levels[name]]) for name in names}
+    """``score_relations`` in this process, without Ray (plans and benchmarks), loading the stages once."""
+    loaded = _encoders_and_mocap(cache_root, keys)
+    levels = relation_levels(names, clip_len)
+    baselines = {level: _baseline(*loaded, level, clip_len, seed) for level in set(levels.values())}
+    return {name: _score(*loaded, name, clip_len, baselines[levels[name]]) for name in names}
 
 
 @ray.remote(num_cpus=1)
@@ -113,7 +130,7 @@ def score_relations(
 ) -> dict[str, NonLocalness]:
     """Non-localness of each named relation as Ray tasks: one baseline per level, then every relation in parallel."""
     root = str(cache.root)
-    levels = _levels(names, clip_len)
+    levels = relation_levels(names, clip_len)
     baselines = {
         level: _level_baseline_task.remote(root, keys, level, clip_len, seed) for level in set(levels.values())
     }
