@@ -24,12 +24,36 @@ PCK counts a joint as correct when its error is strictly below the threshold (``
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
 from nlrd import skeleton
 
 Joints = Sequence[int] | torch.Tensor | None
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How a key of ``evaluate_protocols`` is shown and which way is better: errors in mm (``min``), PCK and AUC
+    in percent (``max``)."""
+
+    name: str
+    unit: str
+    better: str
+
+
+#: Every key ``evaluate_protocols`` returns, in its order: the one place metric names, units and directions live.
+PROTOCOLS: dict[str, Protocol] = {
+    "mpjpe": Protocol("MPJPE", "mm", "min"),
+    "pa_mpjpe": Protocol("PA-MPJPE", "mm", "min"),
+    "mpjpe_gtbone": Protocol("MPJPE, GT bone lengths", "mm", "min"),
+    "pa_mpjpe_gtbone": Protocol("PA-MPJPE, GT bone lengths", "mm", "min"),
+    "pck150": Protocol("PCK@150mm", "%", "max"),
+    "auc": Protocol("AUC", "%", "max"),
+    "pck150_gtbone": Protocol("PCK@150mm, GT bone lengths", "%", "max"),
+    "auc_gtbone": Protocol("AUC, GT bone lengths", "%", "max"),
+}
 
 
 def _select(x: torch.Tensor, joints: Joints) -> torch.Tensor:

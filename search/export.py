@@ -21,6 +21,7 @@ import yaml
 from ray import tune
 
 from nlrd.atomic import write_atomic, write_text_atomic
+from nlrd.metrics import PROTOCOLS
 from nlrd.nonlocalness import NonLocalness
 from nlrd.train.adapt import ENCODER_FILE
 from search.prefilter import SetDecision, parse_set_label
@@ -35,17 +36,6 @@ INTERRUPTED = "interrupted"
 SCORE, OBJECTIVE = "set_score", "mpjpe"
 #: How trial metrics appear as table columns (``nonlocalness`` is the ``set_score`` column).
 METRIC_COLUMNS = {"nonlocalness": SCORE}
-#: Names and units of the accuracy metrics in figures and the summary.
-METRIC_NAMES = {
-    "mpjpe": ("MPJPE", "mm"),
-    "pa_mpjpe": ("PA-MPJPE", "mm"),
-    "mpjpe_gtbone": ("MPJPE, GT bone lengths", "mm"),
-    "pa_mpjpe_gtbone": ("PA-MPJPE, GT bone lengths", "mm"),
-    "pck150": ("PCK@150mm", "%"),
-    "auc": ("AUC", "%"),
-    "pck150_gtbone": ("PCK@150mm, GT bone lengths", "%"),
-    "auc_gtbone": ("AUC, GT bone lengths", "%"),
-}
 BEST_ENCODER = "best_encoder.pt"
 
 
@@ -172,7 +162,7 @@ def plotted_objective(objectives: Sequence[ObjectiveSpec]) -> ObjectiveSpec:
 
 def accuracy_text(metric: str, value: float) -> str:
     """``target PCK@150mm 85.3%``: an accuracy metric's value as the summary and the terminal write it."""
-    name, unit = METRIC_NAMES[metric]
+    name, unit = PROTOCOLS[metric].name, PROTOCOLS[metric].unit
     return f"target {name} {value:.1f}{unit if unit == '%' else ' ' + unit}"
 
 

@@ -12,10 +12,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from nlrd.atomic import write_atomic  # noqa: E402
+from nlrd.metrics import PROTOCOLS  # noqa: E402
 from search.export import (  # noqa: E402
     FINISHED,
     METRIC_COLUMNS,
-    METRIC_NAMES,
     OBJECTIVE,
     REJECTED,
     SCORE,
@@ -33,12 +33,12 @@ def _save(fig: plt.Figure, paths: Sequence[Path]) -> None:
 
 def metric_subject(metric: str) -> str:
     """How titles name a metric: ``target PCK@150mm`` for the accuracy metrics, else the metric's key."""
-    return f"target {METRIC_NAMES[metric][0]}" if metric in METRIC_NAMES else metric
+    return f"target {PROTOCOLS[metric].name}" if metric in PROTOCOLS else metric
 
 
 def axis_label(objective: ObjectiveSpec) -> str:
     """What an objective's axis shows, unit and better direction, e.g. ``target PCK@150mm (%, higher is better)``."""
-    unit = f"{METRIC_NAMES[objective.metric][1]}, " if objective.metric in METRIC_NAMES else ""
+    unit = f"{PROTOCOLS[objective.metric].unit}, " if objective.metric in PROTOCOLS else ""
     better = "higher" if objective.mode == "max" else "lower"
     return f"{metric_subject(objective.metric)} ({unit}{better} is better)"
 

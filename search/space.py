@@ -34,6 +34,7 @@ import yaml
 from nlrd.config import ConfigError
 from nlrd.data.errors import DatasetError
 from nlrd.data.sources import PART_KINDS, PARTS, SOURCE_KINDS, DataConfig, DataConfigError, DataSource
+from nlrd.metrics import PROTOCOLS
 from nlrd.models.image import build_image_encoder, default_trainable_block, trainable_blocks
 from nlrd.pipeline import StageConfigs
 from nlrd.relations import RELATION_NAMES
@@ -172,19 +173,8 @@ GRAMMAR = (
 )
 ALLOWED_ALGORITHMS = ("tpe", "random", "nsga2", "gp")
 ALLOWED_SCHEDULERS = ("asha", "none")
-#: Target-validation accuracy a trial reports (``nlrd.metrics.evaluate_protocols``) and the direction of better
-#: poses: errors in mm (min) and PCK@150mm / AUC in percent (max), each plain and ``_gtbone`` (the predicted bones
-#: rescaled to the ground-truth bone lengths first).
-ACCURACY_METRICS = {
-    "mpjpe": "min",
-    "pa_mpjpe": "min",
-    "mpjpe_gtbone": "min",
-    "pa_mpjpe_gtbone": "min",
-    "pck150": "max",
-    "auc": "max",
-    "pck150_gtbone": "max",
-    "auc_gtbone": "max",
-}
+#: Target-validation accuracy a trial reports and the direction of better poses (``nlrd.metrics.PROTOCOLS``).
+ACCURACY_METRICS = {key: protocol.better for key, protocol in PROTOCOLS.items()}
 #: What a trial reports and an objective may name: the target-validation accuracy above, the relation set's
 #: non-localness score, and the trial's cost in device-seconds (wall seconds x GPUs held, or CPUs on CPU); the
 #: last two may be searched in either direction.

@@ -204,3 +204,9 @@ def test_evaluate_protocols_names_both_protocols() -> None:
     assert all(isinstance(v, float) for v in result.values())
     # Noise changes bone lengths, so the two protocols differ on these poses.
     assert result["mpjpe_gtbone"] != result["mpjpe"]
+
+
+def test_protocols_name_every_key_evaluate_protocols_returns_in_order():
+    target = torch.randn(2, 17, 3) * 100.0
+    target -= target[:, :1].clone()
+    assert list(metrics.evaluate_protocols(target, target)) == list(metrics.PROTOCOLS)
