@@ -15,15 +15,9 @@ import dataclasses
 
 import torch
 
-from nlrd.data import ClipSet, DataConfig, DatasetError, stack_windows
-from nlrd.world import World, WorldConfig, build_world, world_part
-
-#: The ``WorldConfig`` count that sizes each clip part, and the part's clip length in units of T.
-_CLIP_PARTS: dict[str, tuple[str, int]] = {
-    "source": ("source_clips", 1),
-    "target_train": ("target_clips", 2),
-    "target_val": ("val_clips", 1),
-}
+from nlrd.core import CLIP_PARTS, ClipSet, World
+from nlrd.data import DataConfig, DatasetError, stack_windows
+from nlrd.world import WorldConfig, build_world, world_part
 
 
 def real_mocap(world: WorldConfig, data: DataConfig) -> torch.Tensor:
@@ -45,11 +39,11 @@ def build_data(world: WorldConfig, data: DataConfig) -> World:
         return build_world(world)
     motion = None if data.mocap.kind == "world" else real_mocap(world, data)
     parts: dict[str, torch.Tensor | ClipSet] = {"mocap": world_part(world, "mocap", motion, data.fps)}
-    for part, (count, multiple) in _CLIP_PARTS.items():
+    for part, (count, multiple, labelled) in CLIP_PARTS.items():
         source = getattr(data, part)
         if source.kind == "world":
             parts[part] = world_part(world, part, motion, data.fps)
             continue
         clips = source.clips(multiple * world.clip_len, data.fps, world.image_size, getattr(world, count))
-        parts[part] = dataclasses.replace(clips, poses=None) if part == "target_train" else clips
+        parts[part] = clips if labelled else dataclasses.replace(clips, poses=None)
     return World(**parts)

@@ -25,7 +25,8 @@ import torch
 from torch import nn
 
 from nlrd.atomic import write_atomic
-from nlrd.data import ClipSet, DataConfig
+from nlrd.core import ClipSet, Report, Stages, World
+from nlrd.data import DataConfig
 from nlrd.data_stage import build_data
 from nlrd.models import MotionAE, PosePrior, RelationTransformer, build_image_encoder
 from nlrd.relations import get_relation
@@ -35,22 +36,7 @@ from nlrd.train.motion import MotionConfig, train_motion
 from nlrd.train.prior import PriorConfig, train_prior
 from nlrd.train.relation import RelationConfig, train_relations
 from nlrd.train.source import SourceConfig, train_source
-from nlrd.world import World, WorldConfig
-
-Report = Callable[[dict], None]
-
-
-@dataclass
-class Stages:
-    """Everything adaptation needs from pre-training, frozen.
-
-    ``transformers`` maps a relation name (see ``nlrd.relations``) to its relation transformer.
-    """
-
-    prior: nn.Module
-    motion: nn.Module
-    transformers: dict[str, nn.Module]
-    encoder: nn.Module
+from nlrd.world import WorldConfig
 
 
 @dataclass

@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from nlrd import skeleton
-from nlrd.data import ClipSet, DatasetError, PoseSequence, read_frames, square_box
+from nlrd.core import ClipSet
+from nlrd.data import DatasetError, PoseSequence, read_frames, square_box
 from nlrd.data.images import FramedSequence, ImageFiles, build_clips
 
 

@@ -11,10 +11,9 @@ import torch
 
 from nlrd import skeleton
 from nlrd.config import ConfigError
-from nlrd.data import ClipSet
+from nlrd.core import ClipSet, Stages
 from nlrd.metrics import evaluate_protocols, mpjpe, pa_mpjpe
 from nlrd.models import DiscriminatorLogits, PosePrior
-from nlrd.pipeline import Stages
 from nlrd.relations import Relation, get_relation
 from nlrd.train.adapt import (
     STATE_FILE,

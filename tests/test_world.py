@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from nlrd import skeleton
 from nlrd import world as world_module
-from nlrd.data import ClipSet
-from nlrd.world import FPS, World, WorldConfig, build_world
+from nlrd.core import ClipSet, World
+from nlrd.world import FPS, WorldConfig, build_world
 from nlrd.world.domains import BONE_TYPES, DOMAINS, SOURCE, TARGET, Domain
 from nlrd.world.motion import FAMILIES, sample_sequences
 from nlrd.world.render import Appearance, facing_direction, render_clips, render_poses, sample_appearance

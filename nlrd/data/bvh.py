@@ -232,7 +232,13 @@ def _forward_kinematics(joints: list[_Joint], motion: np.ndarray) -> np.ndarray:
     return positions
 
 
-def _read_mapping(mapping: str | Path | Mapping[str, str] | None, source: str) -> dict[str, str]:
+def read_joint_mapping(mapping: str | Path | Mapping[str, str] | None, source: str) -> dict[str, str]:
+    """A user's joint mapping ``{our_joint_name: bvh_joint_name}``, given inline or as a YAML file, checked: every key
+    one of our 17 joint names, every value a string; ``{}`` for None.
+
+    Split out of :func:`load_bvh` so a data source can check its mapping before any BVH file is read.  ``source``
+    names an inline mapping in the :class:`DatasetError` raised (a file is named by its path).
+    """
     if mapping is None:
         return {}
     if not isinstance(mapping, Mapping):
@@ -317,7 +323,7 @@ def load_bvh(
     if first != "HIERARCHY" or motion_at is None:
         raise DatasetError(f"{source}: not a BVH file (expected a HIERARCHY section followed by a MOTION line)")
     joints = _Hierarchy(" ".join(lines[:motion_at]).split(), source).parse()
-    indices = _map_joints(joints, _read_mapping(mapping, source), source)
+    indices = _map_joints(joints, read_joint_mapping(mapping, source), source)
     num_channels = sum(len(j.channels) for j in joints)
     values, frame_time = _parse_motion(lines[motion_at + 1 :], motion_at + 2, num_channels, source)
     ours = _forward_kinematics(joints, values)[:, indices] @ UP_AXES[up].T

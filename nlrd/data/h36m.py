@@ -1,4 +1,4 @@
-"""Human3.6M in VideoPose3D's layout -> :class:`PoseSequence` and :class:`~nlrd.data.ClipSet`.
+"""Human3.6M in VideoPose3D's layout -> :class:`PoseSequence` and :class:`~nlrd.core.ClipSet`.
 
 Poses: ``data_3d_h36m.npz`` (made by VideoPose3D's ``prepare_data_h36m.py``) has one key, ``positions_3d``: a 0-d
 object array wrapping ``{subject: {action: (T, 32, 3) float metres}}``, world frame, z up, 50 fps.  The object array
@@ -27,19 +27,16 @@ from __future__ import annotations
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.lib import format as npy_format
 
+from nlrd.core import ClipSet
 from nlrd.data.errors import DatasetError
 from nlrd.data.images import FramedSequence, Frames, ImageFiles, build_clips
 from nlrd.data.safe_pickle import restricted_load
 from nlrd.data.sequence import PoseSequence
 from nlrd.data.video import VideoFrames
-
-if TYPE_CHECKING:
-    from nlrd.data import ClipSet
 
 #: Recording rate of the Human3.6M poses and videos.
 H36M_FPS = 50.0

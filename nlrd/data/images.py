@@ -1,4 +1,4 @@
-"""Image files -> uint8 frame tensors, and labelled frame sequences -> :class:`~nlrd.data.ClipSet`.
+"""Image files -> uint8 frame tensors, and labelled frame sequences -> :class:`~nlrd.core.ClipSet`.
 
 Frames are read with Pillow (no torchvision), converted to RGB, cropped to a square and resized to ``size x size``
 with bilinear filtering.  A sequence's frames are either one image file per frame (:class:`ImageFiles`) or one video
@@ -12,17 +12,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
 from PIL import Image
 
+from nlrd.core import ClipSet
 from nlrd.data.errors import DatasetError
 from nlrd.data.sequence import PoseSequence, window_starts
-
-if TYPE_CHECKING:
-    from nlrd.data import ClipSet
 
 Box = tuple[float, float, float, float]
 
@@ -154,8 +152,6 @@ def build_clips(
     stay exactly paired; ``stride`` (clip frames, default ``clip_len``) separates clip starts.  With ``max_clips``,
     that many clips are taken evenly spread over all candidates.  Returns poses ``(N, clip_len, 17, 3)`` mm.
     """
-    from nlrd.data import ClipSet  # the package imports this module before defining ClipSet
-
     stride = clip_len if stride is None else stride
     if max_clips is not None and max_clips < 1:
         raise DatasetError(f"max_clips must be >= 1 or None, got {max_clips}")

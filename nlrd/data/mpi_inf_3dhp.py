@@ -1,4 +1,4 @@
-"""MPI-INF-3DHP test set -> :class:`PoseSequence` and :class:`~nlrd.data.ClipSet`.
+"""MPI-INF-3DHP test set -> :class:`PoseSequence` and :class:`~nlrd.core.ClipSet`.
 
 Layout: ``root/TSk/annot_data.mat`` (MATLAB v7.3, i.e. HDF5 behind a 512-byte userblock, read with h5py) and
 ``root/TSk/imageSequence/img_XXXXXX.jpg`` (1-based frame number, 6 digits).  Datasets used: ``univ_annot3``
@@ -26,17 +26,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
 
+from nlrd.core import ClipSet
 from nlrd.data.errors import DatasetError
 from nlrd.data.images import FramedSequence, ImageFiles, build_clips, square_box
 from nlrd.data.sequence import CAMERA_TO_OURS, PoseSequence, contiguous_runs
-
-if TYPE_CHECKING:
-    from nlrd.data import ClipSet
 
 TEST_SEQUENCES: tuple[str, ...] = ("TS1", "TS2", "TS3", "TS4", "TS5", "TS6")
 #: Recording rate of each test sequence.
@@ -80,9 +77,16 @@ def _read_annotations(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | 
     return joints, valid, points
 
 
-def _framed_sequences(
+def load_3dhp_framed(
     root: str | Path, sequences: Sequence[str], source_fps: Mapping[str, float]
 ) -> list[FramedSequence]:
+    """The valid runs of the test sequences with their frames, before any image is read or any resampling.
+
+    Each run's poses are 17 joints, mm, root-relative, z up, at the sequence's recording rate ``source_fps[name]``;
+    its frames are the run's ``img_XXXXXX.jpg`` paths, its boxes ``(T, 4)`` px crops around ``annot2`` (None
+    without it).  :func:`load_3dhp_test` and :func:`load_3dhp_clips` build on it; a data source's check reads it
+    to probe the annotations without decoding the images.
+    """
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: MPI-INF-3DHP test folder not found")
@@ -114,7 +118,7 @@ def load_3dhp_test(
 
     ``fps=None`` keeps each sequence's recording rate.  Compare only :data:`EVAL_JOINTS_3DHP` (feet are ankles).
     """
-    items = [item.poses for item in _framed_sequences(root, sequences, source_fps)]
+    items = [item.poses for item in load_3dhp_framed(root, sequences, source_fps)]
     return items if fps is None else [s.resample(fps) for s in items]
 
 
@@ -133,6 +137,6 @@ def load_3dhp_clips(
 
     The clips' ``eval_joints`` is :data:`EVAL_JOINTS_3DHP`: their feet are copies of the ankles.
     """
-    items = _framed_sequences(root, sequences, source_fps)
+    items = load_3dhp_framed(root, sequences, source_fps)
     clips = build_clips(items, clip_len, fps, image_size, stride=stride, max_clips=max_clips)
     return dataclasses.replace(clips, eval_joints=EVAL_JOINTS_3DHP)

@@ -1,4 +1,4 @@
-"""3DPW -> :class:`PoseSequence` and :class:`~nlrd.data.ClipSet`.
+"""3DPW -> :class:`PoseSequence` and :class:`~nlrd.core.ClipSet`.
 
 Layout: ``root/sequenceFiles/{train,validation,test}/<sequence>.pkl`` (Python 2 pickles of dicts of NumPy arrays and
 lists) and ``root/imageFiles/<sequence>/image_XXXXX.jpg`` (``img_frame_ids``, 5 digits, 0-based).  Keys used:
@@ -31,17 +31,15 @@ from __future__ import annotations
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from nlrd.core import ClipSet
 from nlrd.data.errors import DatasetError
 from nlrd.data.images import FramedSequence, ImageFiles, build_clips, square_box
 from nlrd.data.safe_pickle import restricted_load
 from nlrd.data.sequence import CAMERA_TO_OURS, PoseSequence, contiguous_runs
-
-if TYPE_CHECKING:
-    from nlrd.data import ClipSet
 
 PW3D_FPS = 30.0
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
@@ -103,11 +101,18 @@ def _framed_sequences(
         paths = [p for p in paths if p.stem in sequences]
     if not paths:
         raise DatasetError(f"{folder}: no .pkl sequence files")
-    return [item for path in paths for item in _file_sequences(path, Path(root), trust_pickles)]
+    return [item for path in paths for item in load_3dpw_file(path, root, trust_pickles)]
 
 
-def _file_sequences(path: Path, root: Path, trust_pickles: bool) -> list[FramedSequence]:
-    """The valid runs of every actor of one sequence file."""
+def load_3dpw_file(path: str | Path, root: str | Path, trust_pickles: bool = False) -> list[FramedSequence]:
+    """The valid runs of every actor of one sequence file ``path`` (a ``.pkl`` of the dataset under ``root``).
+
+    Each run's poses are 17 joints, camera frame, mm, root-relative, z up, at 30 fps; its frames are the run's
+    ``root/imageFiles/<sequence>/image_XXXXX.jpg`` paths (not read), its boxes ``(T, 4)`` px crops around the
+    projected joints (None without ``cam_intrinsics``).  A data source's check reads one file with it to probe the
+    dataset without reading every pickle.
+    """
+    path, root = Path(path), Path(root)
     record = read_pickle(path, trust_pickles)
     name = str(_field(record, "sequence", path))
     actors = _field(record, "jointPositions", path)

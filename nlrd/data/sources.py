@@ -1,6 +1,6 @@
 """Where each part of the data comes from: the proxy world or a real data set, as a space's ``data`` section says.
 
-A :class:`DataConfig` names a source for each of the four parts of a ``nlrd.world.World``: the unpaired ``mocap``,
+A :class:`DataConfig` names a source for each of the four parts of a ``nlrd.core.World``: the unpaired ``mocap``,
 the labelled ``source`` clips, the unlabelled ``target_train`` clips (their labels, if the files have them, are
 dropped) and the labelled ``target_val`` clips.  Each kind of source is a frozen dataclass that can
 
@@ -23,20 +23,18 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
-from nlrd.data.bvh import UNITS_MM, UP_AXES, _read_mapping, load_bvh, load_bvh_folder
+from nlrd.core import PARTS, ClipSet
+from nlrd.data.bvh import UNITS_MM, UP_AXES, load_bvh, load_bvh_folder, read_joint_mapping
 from nlrd.data.errors import DatasetError
 from nlrd.data.h36m import H36M_FPS, h36m_camera_frames, h36m_recordings, load_h36m_clips, load_h36m_poses
 from nlrd.data.images import Frames, ImageFiles
-from nlrd.data.mpi_inf_3dhp import TEST_FPS, TEST_SEQUENCES, _framed_sequences, load_3dhp_clips, load_3dhp_test
-from nlrd.data.pw3d import PW3D_FPS, SPLITS, _file_sequences, load_3dpw, load_3dpw_clips
+from nlrd.data.mpi_inf_3dhp import TEST_FPS, TEST_SEQUENCES, load_3dhp_clips, load_3dhp_framed, load_3dhp_test
+from nlrd.data.pw3d import PW3D_FPS, SPLITS, load_3dpw, load_3dpw_clips, load_3dpw_file
 from nlrd.data.sequence import PoseSequence
-
-if TYPE_CHECKING:
-    from nlrd.data import ClipSet
 
 #: Side (px) of the probe decode of one frame per source: enough to prove the file is an image.
 _PROBE_PX = 8
@@ -147,7 +145,7 @@ class BvhSource(DataSource):
             raise DataConfigError("pattern", f"{self.path}: no file matches {self.pattern!r} (expected .bvh files)")
         if self.mapping is not None:
             try:
-                _read_mapping(self.mapping, self.mapping)
+                read_joint_mapping(self.mapping, self.mapping)
             except DatasetError as exc:
                 raise DataConfigError("mapping", str(exc)) from None
         for path in paths:
@@ -265,7 +263,7 @@ class MPI3DHPSource(DataSource):
         if not Path(self.root).is_dir():
             raise DataConfigError("root", f"{self.root}: folder not found (expected TS1..TS6/annot_data.mat inside)")
         try:
-            items = _framed_sequences(self.root, self.sequences, TEST_FPS)
+            items = load_3dhp_framed(self.root, self.sequences, TEST_FPS)
         except DatasetError as exc:
             raise DataConfigError("root", f"{exc} (expected the MATLAB v7.3 annot_data.mat of the test set)") from None
         if not items:
@@ -316,7 +314,7 @@ class PW3DSource(DataSource):
         if missing or not paths:
             raise DataConfigError("sequences", f"{folder}: no sequence files for {missing or 'any sequence'}")
         try:
-            items = _file_sequences(paths[0], Path(self.root), self.trust_pickles)
+            items = load_3dpw_file(paths[0], self.root, self.trust_pickles)
         except DatasetError as exc:
             raise DataConfigError("root", str(exc)) from None
         if clips and items:
@@ -350,8 +348,7 @@ class PW3DSource(DataSource):
 SOURCE_KINDS: dict[str, type[DataSource]] = {
     cls.kind: cls for cls in (WorldSource, BvhSource, H36MSource, MPI3DHPSource, PW3DSource)
 }
-#: The parts of the data (fields of ``nlrd.world.World``), and which kinds can fill each.
-PARTS: tuple[str, ...] = ("mocap", "source", "target_train", "target_val")
+#: Which kinds can fill each part of the data (``PARTS``: the fields of ``nlrd.core.World``).
 PART_KINDS: dict[str, tuple[str, ...]] = {
     part: tuple(kind for kind, cls in SOURCE_KINDS.items() if part == "mocap" or cls.has_clips) for part in PARTS
 }

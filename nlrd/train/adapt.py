@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property, partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -22,13 +21,12 @@ from torch import nn
 
 from nlrd.atomic import write_atomic
 from nlrd.config import check_ranges
-from nlrd.data import ClipSet
+from nlrd.core import ClipSet, Report, Stages
 from nlrd.device import autocast
 from nlrd.models import ProjectionHead, set_trainable
 from nlrd.relations import Relation, get_relation
 from nlrd.train.common import (
     POSE_SCALE_MM,
-    Report,
     check_finite,
     freeze,
     frozen_copy,
@@ -38,9 +36,6 @@ from nlrd.train.common import (
 )
 from nlrd.train.evaluate import evaluate
 from nlrd.train.source import labelled_batch
-
-if TYPE_CHECKING:  # nlrd.pipeline imports the stage trainers; adapt needs only the type
-    from nlrd.pipeline import Stages
 
 SCHEDULES = ("round_robin", "weighted")
 #: Where the non-local losses compare the two sides of a pair: see ``AdaptConfig``.

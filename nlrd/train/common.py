@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
@@ -14,8 +14,6 @@ from nlrd import skeleton
 
 #: Poses are divided by this before pose-space losses, so they are about unit size (metres).
 POSE_SCALE_MM = 1000.0
-
-Report = Callable[[dict], None]
 
 
 @contextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nlrd.data import ClipSet
+from nlrd.core import ClipSet
 from nlrd.metrics import evaluate_protocols
 
 

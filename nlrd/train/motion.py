@@ -7,9 +7,10 @@ from dataclasses import dataclass
 import torch
 
 from nlrd.config import check_ranges
+from nlrd.core import Report
 from nlrd.device import autocast
 from nlrd.models import MotionAE, PosePrior
-from nlrd.train.common import Report, augment_poses, descend, freeze, frozen_copy, pose_l1, seeded, should_report
+from nlrd.train.common import augment_poses, descend, freeze, frozen_copy, pose_l1, seeded, should_report
 
 
 @dataclass

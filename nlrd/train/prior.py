@@ -8,9 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from nlrd.config import check_ranges
+from nlrd.core import Report
 from nlrd.device import autocast
 from nlrd.models import LATENT_BOUND, DiscriminatorLogits, PoseDiscriminator, PosePrior
-from nlrd.train.common import Report, augment_poses, descend, freeze, pose_l1, seeded, should_report
+from nlrd.train.common import augment_poses, descend, freeze, pose_l1, seeded, should_report
 
 #: Weight of each logit's BCE at each level of the critic: 17 joints x 1/51, 5 parts x 1/15, 1 body x 1/3,
 #: so every level adds up to 1/3 and the three levels weigh the same in total (the paper's weighting).

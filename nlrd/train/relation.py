@@ -8,10 +8,11 @@ from dataclasses import dataclass
 import torch
 
 from nlrd.config import ConfigError, check_ranges
+from nlrd.core import Report
 from nlrd.device import autocast
 from nlrd.models import MotionAE, PosePrior, RelationTransformer
 from nlrd.relations import Relation
-from nlrd.train.common import Report, augment_poses, descend, freeze, frozen_copy, seeded, should_report
+from nlrd.train.common import augment_poses, descend, freeze, frozen_copy, seeded, should_report
 
 
 @dataclass

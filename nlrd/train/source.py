@@ -12,10 +12,10 @@ from torch import nn
 
 from nlrd import skeleton
 from nlrd.config import check_ranges
-from nlrd.data import ClipSet
+from nlrd.core import ClipSet, Report
 from nlrd.device import autocast
 from nlrd.models import IMAGE_ENCODERS, PosePrior, build_image_encoder
-from nlrd.train.common import Report, descend, freeze, frozen_copy, pose_l1, seeded, should_report
+from nlrd.train.common import descend, freeze, frozen_copy, pose_l1, seeded, should_report
 
 
 @dataclass

@@ -5,6 +5,8 @@
 fast relations need 2T-frame windows) and a labelled target validation split used only for evaluation.
 The target differs from the source both visually (``domains``) and in its motion families.  Given real mocap
 (``motion``, e.g. a BVH folder through ``nlrd.data``), the world renders that instead of procedural motion.
+``World``, its ``PARTS`` and the sizing of its clip parts live in ``nlrd.core`` (real data sets fill them too);
+``World`` and ``PARTS`` are re-exported here.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 import torch
 
 from nlrd.config import ConfigError, check_ranges
-from nlrd.data import ClipSet
+from nlrd.core import CLIP_PARTS, PARTS, ClipSet, World
 from nlrd.world.domains import DOMAINS, SOURCE, TARGET, Domain
 from nlrd.world.motion import FAMILIES, sample_sequences, sample_windows
 from nlrd.world.render import Appearance, render_clips, render_poses, sample_appearance
@@ -58,22 +60,6 @@ class WorldConfig:
             raise ConfigError("WorldConfig", "image_size", f"must be at least 8 px, got {self.image_size}")
 
 
-@dataclass
-class World:
-    """The data every stage trains and evaluates on: the proxy benchmark's, or real data sets' (``nlrd.data_stage``).
-
-    ``mocap``: ``(M, 2 * clip_len, 17, 3)`` float32 mm, unpaired sequences (in the proxy: from all motion families).
-    ``source``: labelled ``clip_len``-frame clips in the SOURCE domain.  ``target_train``: unlabelled
-    ``2 * clip_len``-frame clips in the TARGET domain.  ``target_val``: labelled ``clip_len``-frame TARGET
-    clips, for evaluation only.
-    """
-
-    mocap: torch.Tensor
-    source: ClipSet
-    target_train: ClipSet
-    target_val: ClipSet
-
-
 def _generators(seed: int) -> dict[str, torch.Generator]:
     """One torch.Generator per part, seeded from independent children of a NumPy SeedSequence."""
     children = np.random.SeedSequence(seed).spawn(len(_STREAMS))
@@ -113,14 +99,12 @@ def sample_clips(
     return frames, poses
 
 
-#: The clip parts of a world: (count field of WorldConfig, clip length in T, domain, labelled, motion and look stream).
-_CLIP_PARTS: dict[str, tuple[str, int, Domain, bool, str, str]] = {
-    "source": ("source_clips", 1, SOURCE, True, "source_motion", "source_look"),
-    "target_train": ("target_clips", 2, TARGET, False, "target_train_motion", "target_train_look"),
-    "target_val": ("val_clips", 1, TARGET, True, "val_motion", "val_look"),
+#: How the proxy renders each clip part (sized by ``nlrd.core.CLIP_PARTS``): its domain, motion stream and look stream.
+_RENDERED_PARTS: dict[str, tuple[Domain, str, str]] = {
+    "source": (SOURCE, "source_motion", "source_look"),
+    "target_train": (TARGET, "target_train_motion", "target_train_look"),
+    "target_val": (TARGET, "val_motion", "val_look"),
 }
-#: The parts of a World, in field order.
-PARTS: tuple[str, ...] = ("mocap", *_CLIP_PARTS)
 
 
 def world_part(
@@ -139,9 +123,10 @@ def world_part(
             return motion
         length = 2 * cfg.clip_len
         return sample_sequences(cfg.mocap_sequences, length, families=FAMILIES, fps=fps, generator=gens["mocap"])
-    if part not in _CLIP_PARTS:
+    if part not in CLIP_PARTS:
         raise ValueError(f"unknown world part {part!r}; allowed: {', '.join(PARTS)}")
-    count, multiple, domain, labelled, motion_stream, look_stream = _CLIP_PARTS[part]
+    count, multiple, labelled = CLIP_PARTS[part]
+    domain, motion_stream, look_stream = _RENDERED_PARTS[part]
     frames, poses = sample_clips(
         getattr(cfg, count),
         multiple * cfg.clip_len,
