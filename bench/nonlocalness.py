@@ -1,6 +1,6 @@
 """Non-localness of every catalogue relation on the proxy benchmark's held-out mocap, as the paper's bar plots.
 
-``python bench/nonlocalness.py --out bench/out/nonlocalness``
+``python -m bench.nonlocalness --out bench/out/nonlocalness``
 
 The stages are those of ``bench/ablation.py`` (the shared stages of ``spaces/smoke.yaml``), found in or trained
 into ``--cache``.  For each relation: d^z (pose level, through ``E_p``) or d^v (motion level, through
@@ -15,42 +15,35 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 from pathlib import Path
 
-import matplotlib
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ablation import smoke_configs  # noqa: E402
-
-from nlrd.nonlocalness import NonLocalness, nonlocalness  # noqa: E402
-from nlrd.pipeline import StageCache, heldout_mocap, load_prior_and_motion, load_world, train_stages  # noqa: E402
-from nlrd.relations import RELATION_NAMES, catalogue  # noqa: E402
-from nlrd.train.source import SourceConfig  # noqa: E402
+from bench import cli, figures
+from bench.ablation import SPACE_DEFAULT, mean_std, smoke_configs
+from nlrd.nonlocalness import NonLocalness, nonlocalness
+from nlrd.pipeline import StageCache, heldout_mocap, load_prior_and_motion, load_world, train_stages
+from nlrd.relations import RELATION_NAMES, catalogue
 
 #: Bar colour per level.
 COLOURS = {"pose": "tab:blue", "motion": "tab:orange"}
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def arg_parser() -> argparse.ArgumentParser:
+    parser = cli.script_parser("bench.nonlocalness", __doc__)
     parser.add_argument("--out", type=Path, default=Path("bench/out/nonlocalness"))
     parser.add_argument("--cache", type=Path, default=Path("bench/out/stage_cache"))
     parser.add_argument("--draws", type=int, default=3, help="generator seeds 0..draws-1 (pairs and subsets)")
     parser.add_argument("--max-samples", type=int, default=2048)
-    parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--source-steps", type=int, default=SourceConfig.steps)
+    parser.add_argument("--image-size", type=int, help=SPACE_DEFAULT)
+    parser.add_argument("--source-steps", type=int, help=SPACE_DEFAULT)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    return parser.parse_args()
+    return parser
 
 
 def measure(args: argparse.Namespace) -> dict[str, list[NonLocalness]]:
     """Every catalogue relation's non-localness, once per draw."""
-    configs = smoke_configs(args.image_size, args.source_steps)
+    configs = smoke_configs(image_size=args.image_size, source_steps=args.source_steps)
     cache = StageCache(args.cache)
     keys = train_stages(configs, RELATION_NAMES, cache, only=("world", "prior", "motion"))
     prior, motion = load_prior_and_motion(cache, keys)
@@ -72,10 +65,6 @@ def measure(args: argparse.Namespace) -> dict[str, list[NonLocalness]]:
     }
 
 
-def _stats(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
 def table(results: dict[str, list[NonLocalness]]) -> str:
     """Markdown: one row per relation, sorted by normalised non-localness within each level."""
     lines = [
@@ -85,7 +74,7 @@ def table(results: dict[str, list[NonLocalness]]) -> str:
     for name in _order(results):
         draws = results[name]
         level = draws[0].level
-        cells = [_stats([getattr(d, k) for d in draws]) for k in ("raw", "baseline", "normalised")]
+        cells = [mean_std([getattr(d, k) for d in draws]) for k in ("raw", "baseline", "normalised")]
         raw, base, norm = (f"{m:.3f} ± {s:.3f}" for m, s in cells)
         lines.append(f"| {name} | {level} | {'d^z' if level == 'pose' else 'd^v'} | {raw} | {base} | {norm} |")
     return "\n".join(lines)
@@ -102,10 +91,11 @@ def plot(results: dict[str, list[NonLocalness]], path: Path) -> None:
     """Two bar panels, raw and normalised, one bar per relation coloured by level, std over draws as error bars."""
     names = _order(results)
     colours = [COLOURS[results[n][0].level] for n in names]
+    plt = figures.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
     panels = (("raw", "raw latent distance (d^z or d^v)"), ("normalised", "normalised by random-pair distance"))
     for ax, (key, title) in zip(axes, panels, strict=True):
-        stats = [_stats([getattr(d, key) for d in results[n]]) for n in names]
+        stats = [mean_std([getattr(d, key) for d in results[n]]) for n in names]
         ax.bar(names, [m for m, _ in stats], yerr=[s for _, s in stats], color=colours, capsize=3)
         ax.set_title(title)
         ax.tick_params(axis="x", rotation=45)
@@ -120,12 +110,13 @@ def plot(results: dict[str, list[NonLocalness]], path: Path) -> None:
 
 
 def main() -> None:
-    args = parse_args()
+    parser = arg_parser()
+    args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     results = measure(args)
     markdown = table(results)
-    command = f"python bench/nonlocalness.py --out {args.out} --draws {args.draws}"
+    command = f"{parser.prog} --out {args.out} --draws {args.draws}"
     (args.out / "nonlocalness.md").write_text(
         f"Non-localness on held-out mocap, mean ± std over {args.draws} generator seeds (`{command}`).\n\n{markdown}\n"
     )

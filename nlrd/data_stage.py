@@ -47,3 +47,18 @@ def build_data(world: WorldConfig, data: DataConfig) -> World:
         clips = source.clips(multiple * world.clip_len, data.fps, world.image_size, getattr(world, count))
         parts[part] = clips if labelled else dataclasses.replace(clips, poses=None)
     return World(**parts)
+
+
+#: Added to the world's seed to draw clips no stage trained on (another seed's random streams).
+FRESH_SEED_OFFSET = 2**31
+
+
+def fresh_source_clips(world: WorldConfig, data: DataConfig, mocap: torch.Tensor, count: int = 32) -> ClipSet | None:
+    """``count`` labelled source clips the source encoder never saw, or ``None`` when the source part is real data
+    (its clips are all in the source part already).  ``mocap``: the world's mocap part, rendered in place of
+    procedural motion when it is real."""
+    if data.source.kind != "world":
+        return None
+    fresh = dataclasses.replace(world, seed=world.seed + FRESH_SEED_OFFSET, source_clips=count)
+    motion = None if data.mocap.kind == "world" else mocap
+    return world_part(fresh, "source", motion, data.fps)

@@ -32,7 +32,7 @@ class NonLocalness:
     normalised: float
 
 
-def _windows(mocap_mm: torch.Tensor, length: int) -> torch.Tensor:
+def mocap_windows(mocap_mm: torch.Tensor, length: int) -> torch.Tensor:
     """Every ``length``-frame window of ``(M, L, 17, 3)`` mocap, ``(M * (L - length + 1), length, 17, 3)``."""
     return mocap_mm.unfold(1, length, 1).permute(0, 1, 4, 2, 3).flatten(0, 1)
 
@@ -47,7 +47,8 @@ def _random_pair_distance(codes: torch.Tensor, num_pairs: int, generator: torch.
     return (codes[i.to(codes.device)] - codes[j.to(codes.device)]).norm(dim=-1).mean().item()
 
 
-def _subset(samples: torch.Tensor, max_samples: int, generator: torch.Generator) -> torch.Tensor:
+def random_subset(samples: torch.Tensor, max_samples: int, generator: torch.Generator) -> torch.Tensor:
+    """At most ``max_samples`` rows of ``samples``, drawn without replacement from ``generator`` (CPU)."""
     if len(samples) <= max_samples:
         return samples
     return samples[torch.randperm(len(samples), generator=generator)[:max_samples].to(samples.device)]
@@ -57,7 +58,7 @@ def _samples(mocap_mm: torch.Tensor, level: str, length: int) -> torch.Tensor:
     """Every frame (pose level) or every ``length``-frame window (motion level) of ``(M, L, 17, 3)`` mocap."""
     if level == "pose":
         return mocap_mm.flatten(0, 1)
-    return _windows(mocap_mm, length)
+    return mocap_windows(mocap_mm, length)
 
 
 def _encoder(prior: nn.Module, motion: nn.Module, level: str) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -91,7 +92,7 @@ def random_pair_baseline(
     if level != "pose" and clip_len > mocap.shape[1]:
         raise ValueError(f"motion clips need {clip_len} frames, mocap has {mocap.shape[1]}")
     encode = _encoder(prior, motion, level)
-    samples = _subset(_samples(mocap, level, clip_len), max_samples, generator)
+    samples = random_subset(_samples(mocap, level, clip_len), max_samples, generator)
     codes = torch.cat([encode(samples[s : s + chunk]) for s in range(0, len(samples), chunk)])
     return _random_pair_distance(codes, num_pairs, generator)
 
@@ -133,7 +134,7 @@ def nonlocalness(
         )
     device = next(prior.parameters()).device
     encode = _encoder(prior, motion, relation.level)
-    samples = _subset(
+    samples = random_subset(
         _samples(mocap.to(device, torch.float32), relation.level, relation.window), max_samples, generator
     )
     distances = []

@@ -27,8 +27,9 @@ from torch import nn
 from nlrd.atomic import write_atomic
 from nlrd.core import ClipSet, Report, Stages, World
 from nlrd.data import DataConfig
-from nlrd.data_stage import build_data
+from nlrd.data_stage import build_data, fresh_source_clips
 from nlrd.models import MotionAE, PosePrior, RelationTransformer, build_image_encoder
+from nlrd.quality import StageQuality, measure_stages
 from nlrd.relations import get_relation
 from nlrd.train.common import freeze
 from nlrd.train.evaluate import evaluate
@@ -314,3 +315,35 @@ def load_stages(
     transformers = {name: _restore(RelationTransformer, cache.load(keys.relations[name]), device) for name in relations}
     encoder = _restore(build_image_encoder, cache.load(keys.source), device)
     return Stages(prior=prior, motion=motion, transformers=transformers, encoder=encoder)
+
+
+def quality_key(keys: StageKeys) -> str:
+    """Cache key of a stage graph's quality report: it reads every stage, so it hashes all their keys."""
+    return stage_key(
+        "quality", {}, [keys.world, keys.prior, keys.motion, keys.source, *sorted(keys.relations.values())]
+    )
+
+
+def stage_quality(
+    configs: StageConfigs, cache: StageCache, keys: StageKeys, device: str | torch.device = "cpu"
+) -> StageQuality:
+    """The graph's ``nlrd.quality.StageQuality``, measured once (seconds) and cached beside the stages."""
+    key = quality_key(keys)
+    with cache.lock(key):
+        if key in cache:
+            return StageQuality.from_dict(cache.load(key)["quality"])
+        world = load_world(cache, keys.world)
+        train, heldout = split_mocap(world.mocap)
+        names = sorted(keys.relations)
+        quality = measure_stages(
+            load_stages(cache, keys, names, device),
+            heldout,
+            configs.world.clip_len,
+            {name: get_relation(name, configs.world.clip_len) for name in names},
+            world.target_val,
+            train,
+            fresh_source_clips(configs.world, configs.data, world.mocap),
+            device=device,
+        )
+        cache.save(key, {"quality": quality.as_dict()})
+    return quality

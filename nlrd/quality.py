@@ -1,0 +1,186 @@
+"""How well each frozen stage does its job, measured before any trial trusts it.
+
+Adaptation distils what the stages know: a pose prior that cannot reconstruct held-out poses, a motion embedding
+that blurs clips, or a relation transformer that does not reach the counterpart's latent hands its own error to the
+encoder as if it were the relation.  ``measure_stages`` reads every stage on data none of them trained on:
+
+* ``prior_mm``: MPJPE of ``D_p(E_p(y))`` against held-out mocap poses ``y``;
+* ``motion_mm``: MPJPE of ``D_p(D_m(E_m(E_p(Y))))`` against held-out ``T``-frame mocap windows ``Y``;
+* ``relations[r]``: the relation transformer's decoded error ``|D(T_r(E(a))) - D(E(c))|`` as a fraction of the
+  identity gap ``|D(E(a)) - D(E(c))|`` on held-out anchors ``a`` and counterparts ``c`` (0: the transformer reaches
+  the counterpart; 1: it does no better than not moving); motion-level latents decode through ``D_m`` then ``D_p``;
+* ``source_mm`` / ``source_mean_pose_mm``: the source encoder's MPJPE on fresh labelled source clips, and the mean
+  pose's there (when fresh clips exist: the proxy world renders them; real data has none to spare);
+* ``target_mm`` / ``target_mean_pose_mm``: source only against the mean pose on the target validation split.
+
+``QUALITY_BARS`` says what each figure must reach and which knob raises it; ``warnings`` words the misses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from nlrd.core import ClipSet, Stages
+from nlrd.metrics import mpjpe
+from nlrd.nonlocalness import mocap_windows, random_subset
+from nlrd.reference import mean_pose_metrics
+from nlrd.relations import Relation
+from nlrd.train.evaluate import evaluate
+
+
+@dataclass
+class StageQuality:
+    """The figures of the module docstring; ``None`` where there was nothing to measure them on."""
+
+    prior_mm: float
+    motion_mm: float
+    relations: dict[str, float] = field(default_factory=dict)
+    source_mm: float | None = None
+    source_mean_pose_mm: float | None = None
+    target_mm: float | None = None
+    target_mean_pose_mm: float | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> StageQuality:
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Bar:
+    """A figure must stay at or below ``limit``; ``knob`` is the setting to raise when it does not."""
+
+    name: str
+    limit: float
+    knob: str
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    return None if numerator is None or not denominator else numerator / denominator
+
+
+#: The bars a stage graph should reach before its trials mean anything, and the figure each reads.
+QUALITY_BARS: dict[str, tuple[Bar, Callable[[StageQuality], float | None]]] = {
+    "prior": (
+        Bar("pose prior reconstruction of held-out mocap (mm)", 40.0, "stages.prior.steps"),
+        lambda q: q.prior_mm,
+    ),
+    "motion": (
+        Bar("motion embedding reconstruction of held-out clips (mm)", 60.0, "stages.motion.steps"),
+        lambda q: q.motion_mm,
+    ),
+    "source": (
+        Bar(
+            "source encoder on fresh source clips, as a fraction of the mean pose's error there",
+            0.5,
+            "stages.source.steps or world.source_clips",
+        ),
+        lambda q: _ratio(q.source_mm, q.source_mean_pose_mm),
+    ),
+    "target": (
+        Bar(
+            "source only on the target, as a fraction of the mean pose's error there",
+            0.75,
+            "stages.source.steps or world.source_clips (or a smaller domain gap)",
+        ),
+        lambda q: _ratio(q.target_mm, q.target_mean_pose_mm),
+    ),
+}
+#: Every relation transformer must close at least 80% of its identity gap.
+RELATION_BAR = Bar(
+    "relation transformer's decoded error, as a fraction of the identity gap", 0.2, "stages.relation.steps"
+)
+
+
+def warnings(quality: StageQuality) -> list[str]:
+    """One line per figure above its bar, naming the figure, its value, the bar and the knob to raise."""
+    lines = []
+    for bar, read in QUALITY_BARS.values():
+        value = read(quality)
+        if value is not None and value > bar.limit:
+            lines.append(f"{bar.name} is {value:.2f}, above the bar {bar.limit:g}: raise {bar.knob}")
+    for name, left in sorted(quality.relations.items()):
+        if left > RELATION_BAR.limit:
+            lines.append(
+                f"relation {name}: {RELATION_BAR.name} is {left:.2f}, above the bar {RELATION_BAR.limit:g}: "
+                f"raise {RELATION_BAR.knob}"
+            )
+    return lines
+
+
+def _chunked(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    return torch.cat([fn(x[start : start + chunk]) for start in range(0, len(x), chunk)])
+
+
+def _codec(prior: nn.Module, motion: nn.Module, relation: Relation):
+    """Encoder (poses -> latent) and decoder (latent -> poses) of the relation's level."""
+    if relation.level == "pose":
+        return prior.encode, prior.decode
+    length = relation.clip_len
+    return (lambda x: motion.encode(prior.encode(x))), (lambda v: prior.decode(motion.decode(v, length)))
+
+
+def relation_gap_left(
+    prior: nn.Module, motion: nn.Module, transformer: nn.Module, relation: Relation, raw: torch.Tensor
+) -> float:
+    """Decoded error of ``transformer`` as a fraction of the identity gap on ``raw`` samples of ``relation``."""
+    encode, decode = _codec(prior, motion, relation)
+    anchor, counterpart = relation.poses(raw)
+    z_anchor, z_counterpart = _chunked(encode, anchor), _chunked(encode, counterpart)
+    target = _chunked(decode, z_counterpart)
+    identity = mpjpe(_chunked(decode, z_anchor), target).item()
+    moved = mpjpe(_chunked(decode, _chunked(transformer, z_anchor)), target).item()
+    return moved / identity if identity > 0 else 0.0
+
+
+@torch.no_grad()
+def measure_stages(
+    stages: Stages,
+    heldout_mocap: torch.Tensor,
+    clip_len: int,
+    relations: dict[str, Relation],
+    target_val: ClipSet,
+    train_mocap: torch.Tensor,
+    fresh_source: ClipSet | None = None,
+    *,
+    max_samples: int = 1024,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> StageQuality:
+    """Every figure of the module docstring; ``relations`` maps each transformer in ``stages`` to its relation.
+
+    ``heldout_mocap``: ``(M, L, 17, 3)`` mm no stage trained on; ``train_mocap``: the mocap the stages did train on,
+    whose mean pose is the reference line.  At most ``max_samples`` poses, windows or pairs (drawn with ``seed``)
+    enter each figure, which bounds the cost of the LSTM.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    mocap = heldout_mocap.float()
+    prior, motion = stages.prior, stages.motion
+
+    def on_device(x: torch.Tensor) -> torch.Tensor:
+        return x.to(device)
+
+    poses = on_device(random_subset(mocap.flatten(0, 1), max_samples, generator))
+    prior_mm = mpjpe(_chunked(prior, poses), poses).item()
+    clips = on_device(random_subset(mocap_windows(mocap, clip_len), max_samples, generator))
+    decoded = _chunked(lambda x: prior.decode(motion(prior.encode(x))), clips)
+    motion_mm = mpjpe(decoded, clips).item()
+    gaps = {}
+    for name, relation in sorted(relations.items()):
+        samples = mocap.flatten(0, 1) if relation.level == "pose" else mocap_windows(mocap, relation.window)
+        raw = on_device(random_subset(samples, max_samples, generator))
+        gaps[name] = relation_gap_left(prior, motion, stages.transformers[name], relation, raw)
+    quality = StageQuality(prior_mm=prior_mm, motion_mm=motion_mm, relations=gaps)
+    if target_val.poses is not None:
+        quality.target_mm = evaluate(stages.encoder, prior, target_val, device=device)["mpjpe"]
+        quality.target_mean_pose_mm = mean_pose_metrics(train_mocap, target_val)["mpjpe"]
+    if fresh_source is not None and fresh_source.poses is not None:
+        quality.source_mm = evaluate(stages.encoder, prior, fresh_source, device=device)["mpjpe"]
+        quality.source_mean_pose_mm = mean_pose_metrics(train_mocap, fresh_source)["mpjpe"]
+    return quality
