@@ -234,6 +234,38 @@ def test_bad_spaces_name_file_key_and_allowed_values(path, value, expected):
         assert part in message
 
 
+@pytest.mark.parametrize(
+    "section, value",
+    [("adapt", 3e-4), ("params", "tag(log, interval(1e-5, 1e-3))")],
+)
+def test_lr_nonlocal_under_the_weighted_schedule_names_lr_weighted(section, value):
+    """The weighted schedule's one optimiser runs at lr_weighted: an lr_nonlocal there would change nothing."""
+    space = _with("adapt.schedule", "weighted")
+    space["params"] = {"tau": "choice(0.07, 0.1)"}
+    space[section]["lr_nonlocal"] = value
+    message = _error(space)
+    assert f"bad.yaml: {section}.lr_nonlocal: has no effect under schedule: weighted" in message
+    assert "set lr_weighted instead" in message
+
+
+def test_lr_nonlocal_counts_where_the_round_robin_may_run():
+    weighted = _with("adapt.schedule", "weighted")
+    weighted["params"] = {"lr_weighted": "tag(log, interval(1e-5, 1e-3))"}
+    assert parse_space(weighted, "s.yaml").adapt_config((), {"lr_weighted": 3e-4}).lr_weighted == 3e-4
+    tuned = copy.deepcopy(TINY_SPACE)
+    tuned["params"]["schedule"] = "choice(round_robin, weighted)"
+    assert {p.name for p in parse_space(tuned, "s.yaml").params} == {"lr_nonlocal", "tau", "schedule"}
+
+
+def test_a_trial_config_is_the_space_fixed_fields_over_the_encoder_defaults():
+    space = _with("stages.source.encoder", "resnet50")
+    spec = parse_space(space, "s.yaml")
+    shared = spec.adapt_config((), {})
+    assert shared.trainable_block == "layer2" and shared.steps == 6 and shared.relations == ()
+    trial = spec.adapt_config(("flip",), {"tau": 0.1})
+    assert trial.relations == ("flip",) and trial.tau == 0.1 and trial.batch_clips == 2
+
+
 def test_unreadable_and_malformed_files(tmp_path):
     with pytest.raises(SpaceError, match="cannot read"):
         load_space(tmp_path / "missing.yaml")

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from nlrd.data.sources import BvhSource, H36MSource, MPI3DHPSource, WorldSource
+from nlrd.data.sources import BvhSource, DataConfig, DataConfigError, H36MSource, MPI3DHPSource, WorldSource
 from nlrd.pipeline import StageCache, load_world
 from search.run import main
 from search.space import SpaceError, load_space, parse_space
@@ -87,6 +87,18 @@ def test_data_section_parses_into_sources(datasets: Path) -> None:
 )
 def test_bad_data_sections_name_the_key_and_what_is_expected(data: dict, expected: str) -> None:
     assert expected in error(with_data(data))
+
+
+@pytest.mark.parametrize(
+    "data, key",
+    [([1], ""), ({"fsp": 25}, "fsp"), ({"fps": 0}, "fps"), ({"source": {"kind": "h36"}}, "source.kind")],
+)
+def test_data_config_reads_a_mapping_with_keys_inside_the_section(data: object, key: str) -> None:
+    """``DataConfig.from_mapping`` knows the section, not the file: its keys are relative, the space adds both."""
+    with pytest.raises(DataConfigError) as info:
+        DataConfig.from_mapping(data)
+    assert info.value.key == key
+    assert DataConfig.from_mapping({"fps": 25, "mocap": {"kind": "world"}}) == DataConfig(fps=25.0)
 
 
 def test_files_of_the_wrong_format_are_space_errors(datasets: Path, tmp_path: Path) -> None:

@@ -258,6 +258,16 @@ def test_adapt_is_reproducible_and_honours_the_block(stages, target):
     assert changed and all(k.startswith("head.") for k in changed)
 
 
+def test_the_weighted_schedule_trains_at_lr_weighted_alone(stages, target):
+    """Its one optimiser runs at ``lr_weighted``; the round robin's per-loss rates change nothing."""
+    cfg = AdaptConfig(relations=("flip",), steps=2, batch_clips=2, schedule="weighted")
+    base = adapt(cfg, stages, *target).state_dict()
+    other_rates = adapt(dataclasses.replace(cfg, lr_nonlocal=1e-2, lr_contrastive=1e-2), stages, *target)
+    assert all(torch.equal(v, base[k]) for k, v in other_rates.state_dict().items())
+    faster = adapt(dataclasses.replace(cfg, lr_weighted=1e-2), stages, *target).state_dict()
+    assert any(not torch.equal(v, base[k]) for k, v in faster.items())
+
+
 def test_adapt_raises_on_a_non_finite_contrastive_loss(stages, target, monkeypatch):
     monkeypatch.setattr(adapt_module, "info_nce", lambda *args: torch.tensor(float("nan"), requires_grad=True))
     with pytest.raises(FloatingPointError, match="lcr loss .* at step 1"):

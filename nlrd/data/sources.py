@@ -18,6 +18,7 @@ started in other directories read the same files.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
 from collections.abc import Iterable
@@ -35,6 +36,7 @@ from nlrd.data.images import Frames, ImageFiles
 from nlrd.data.mpi_inf_3dhp import TEST_FPS, TEST_SEQUENCES, load_3dhp_clips, load_3dhp_framed, load_3dhp_test
 from nlrd.data.pw3d import PW3D_FPS, SPLITS, load_3dpw, load_3dpw_clips, load_3dpw_file
 from nlrd.data.sequence import PoseSequence
+from nlrd.typed_fields import FieldError, field_types, known_keys, mapping, typed_value
 
 #: Side (px) of the probe decode of one frame per source: enough to prove the file is an image.
 _PROBE_PX = 8
@@ -406,3 +408,41 @@ class DataConfig:
     def fingerprint(self) -> dict[str, Any]:
         """The config with each source's file stats: what a cache key of the data must hash."""
         return {"fps": self.fps, **{part: getattr(self, part).fingerprint() for part in PARTS}}
+
+    @classmethod
+    def from_mapping(cls, value: Any) -> DataConfig:
+        """A space's ``data`` section, as YAML gives it: its structure (kinds, keys, types) is checked here, the
+        files it names by :meth:`check`.  :class:`DataConfigError` keys are ``fps``, ``<part>`` or
+        ``<part>.<field>`` (``""``: the section itself), so the reader can name the place in its file."""
+        try:
+            value = mapping("", value)
+            known_keys("", value, ("fps", *PARTS))
+            fps = typed_value("fps", float, value.get("fps", cls.fps))
+            if fps <= 0:
+                raise FieldError("fps", f"must be > 0, got {fps}")
+            return cls(fps=fps, **{part: _source_from_mapping(part, value[part]) for part in PARTS if part in value})
+        except FieldError as exc:
+            raise DataConfigError(exc.key, str(exc)) from None
+
+
+def _source_from_mapping(part: str, value: Any) -> DataSource:
+    """One part's source: a ``kind`` (default ``world``) that can fill ``part``, and that kind's fields."""
+    value = mapping(part, value)
+    kind, allowed = value.get("kind", "world"), PART_KINDS[part]
+    if kind not in allowed:
+        close = difflib.get_close_matches(str(kind), allowed, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        if isinstance(kind, str) and kind in SOURCE_KINDS:  # bvh in a clip part
+            hint = f": {kind} has no images; set data.mocap to it and this part to world to render its motion"
+        raise FieldError(f"{part}.kind", f"{kind!r} cannot fill {part}{hint}", allowed)
+    source = SOURCE_KINDS[kind]
+    types = field_types(source)
+    known_keys(part, value, ["kind", *types])
+    for f in dataclasses.fields(source):
+        if f.default is dataclasses.MISSING and f.name not in value:
+            raise FieldError(f"{part}.{f.name}", f"is required for kind {kind}")
+    values = {name: typed_value(f"{part}.{name}", types[name], v) for name, v in value.items() if name != "kind"}
+    for name, item in values.items():  # the only integers of a source are strides
+        if isinstance(item, int) and not isinstance(item, bool) and item < 1:
+            raise FieldError(f"{part}.{name}", f"must be at least 1, got {item}")
+    return source(**values)

@@ -52,8 +52,9 @@ class AdaptConfig:
 
     ``schedule="round_robin"``: one Adam per loss (``lr_contrastive`` for LCR/HCR, ``lr_nonlocal`` for each
     relation), one loss per step in turn, as in the paper; losses with weight 0 are left out of the turn.
-    ``schedule="weighted"``: one Adam at ``lr_nonlocal`` on ``w_lcr*LCR + w_hcr*HCR + w_pose*sum(pose) +
-    w_motion*sum(motion)``.  ``eval_every``: steps between target-validation reports.
+    ``schedule="weighted"``: one Adam at ``lr_weighted`` on ``w_lcr*LCR + w_hcr*HCR + w_pose*sum(pose) +
+    w_motion*sum(motion)``; the per-loss rates (``lr_contrastive``, ``lr_nonlocal``, ``lr_source``) serve the
+    round robin only.  ``eval_every``: steps between target-validation reports.
 
     ``nonlocal_space="latent"``: the paper's non-local losses, L1 between latents (z, or v at motion level).
     ``"pose"``: both sides are first decoded to poses by the frozen decoders (``D_p``, or ``D_p D_m``) and
@@ -70,6 +71,7 @@ class AdaptConfig:
     batch_clips: int = 4
     lr_contrastive: float = 2e-4
     lr_nonlocal: float = 1e-4
+    lr_weighted: float = 1e-4
     tau: float = 0.07
     w_lcr: float = 1.0
     w_hcr: float = 1.0
@@ -88,7 +90,7 @@ class AdaptConfig:
         check_ranges(
             self,
             counts=("steps", "batch_clips", "eval_every"),
-            positive=("lr_contrastive", "lr_nonlocal", "lr_source", "tau"),
+            positive=("lr_contrastive", "lr_nonlocal", "lr_weighted", "lr_source", "tau"),
             non_negative=("w_lcr", "w_hcr", "w_pose", "w_motion", "w_source", "seed"),
             words={"schedule": SCHEDULES, "nonlocal_space": NONLOCAL_SPACES},
         )
@@ -397,7 +399,7 @@ def adapt(
             optimisers = [torch.optim.Adam(trained + t.params, lr=t.lr) for t in terms]
         else:
             head_params = [p for t in terms for p in t.params]
-            optimisers = [torch.optim.Adam(trained + head_params, lr=cfg.lr_nonlocal)]
+            optimisers = [torch.optim.Adam(trained + head_params, lr=cfg.lr_weighted)]
 
         done = 0
         if resume_from is not None:
