@@ -1,142 +1,37 @@
 """The run directory's tables: one row per trial and per rejected relation set, the Pareto front, and the
-files that let a user re-run the best configuration.
-
-Rows come from two places with one shape: live from Tune's ``Trial`` objects as each trial ends (so a
-finished trial is on disk at once), and at the end from the ``ResultGrid``.
-"""
+files that let a user re-run the best configuration."""
 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import yaml
-from ray import tune
 
 from nlrd.atomic import write_atomic, write_text_atomic
 from nlrd.metrics import PROTOCOLS
 from nlrd.nonlocalness import NonLocalness
 from nlrd.train.adapt import ENCODER_FILE
 from search.prefilter import SetDecision, parse_set_label
+from search.run_dir import RunDir
 from search.space import ACCURACY_METRICS, ObjectiveSpec, SearchSpec
-from search.trainable import RELATIONS_KEY, TrialReports
-
-FINISHED, STOPPED, ERROR, REJECTED, RUNNING = "finished", "stopped_by_asha", "error", "rejected_by_prefilter", "running"
-#: A trial that was running when the search was interrupted (``--resume`` continues it).
-INTERRUPTED = "interrupted"
-#: The set's non-localness score column, and target MPJPE: the default objective, the error ``best_mpjpe`` tracks
-#: and the pre-filter check correlates with the score.
-SCORE, OBJECTIVE = "set_score", "mpjpe"
-#: How trial metrics appear as table columns (``nonlocalness`` is the ``set_score`` column).
-METRIC_COLUMNS = {"nonlocalness": SCORE}
-BEST_ENCODER = "best_encoder.pt"
+from search.trials import ERROR, FINISHED, INTERRUPTED, METRIC_COLUMNS, OBJECTIVE, REJECTED, SCORE, STOPPED
 
 
-@dataclass(frozen=True)
-class TrialRecord:
-    """What the tables need from one trial, whichever Ray object it came from."""
+def __getattr__(name: str) -> Any:
+    """``search.export.LiveTables``, the callback's name before it moved to ``search.tuner``: the Tune state
+    (``tune/tuner.pkl``) of runs started then names it, and ``--resume`` unpickles that.  Imported only then, so
+    that writing tables does not need Ray."""
+    if name == "LiveTables":
+        from search.tuner import LiveTables
 
-    trial_id: str
-    config: dict[str, Any]
-    last: dict[str, Any]
-    best_mpjpe: float
-    error: str | None
-    ended: bool
-
-
-def record_from_trial(trial: Any, ended: bool = False, failed: bool = False) -> TrialRecord:
-    """From a Tune ``Trial`` (callbacks see these while the search runs).  ``ended``/``failed``: what the
-    callback was just told, which the trial's own status does not show yet."""
-    error = None
-    if failed or trial.status == "ERROR":
-        error = first_error_line(trial.get_error() or "error (no message recorded yet; see the trial's error.txt)")
-    analysis = (trial.metric_analysis or {}).get(OBJECTIVE, {})
-    return TrialRecord(
-        trial_id=trial.trial_id,
-        config=dict(trial.config),
-        last=dict(trial.last_result or {}),
-        best_mpjpe=float(analysis.get("min", np.nan)),
-        error=error,
-        ended=ended or failed or trial.status in ("TERMINATED", "ERROR"),
-    )
-
-
-def record_from_result(result: Any, reports: TrialReports) -> TrialRecord:
-    """From a ``ResultGrid`` entry (what ``Tuner.fit`` returns).  It has ended when it failed or when the live
-    callback marked it done in ``reports``: a trial that was running when the search was interrupted has not."""
-    metrics = dict(result.metrics or {})
-    history = result.metrics_dataframe
-    best = float(history[OBJECTIVE].min()) if history is not None and OBJECTIVE in history else np.nan
-    error = None if result.error is None else first_error_line(f"{type(result.error).__name__}: {result.error}")
-    trial_id = metrics.get("trial_id") or (Path(result.path).name if result.path else "")
-    ended = error is not None or reports.ended(trial_id)
-    return TrialRecord(trial_id, dict(result.config or {}), metrics, best, error, ended)
-
-
-def first_error_line(text: str) -> str:
-    """The innermost ``SomeError: message`` line of a (possibly chained) traceback, else its first line."""
-    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    errors = [line for line in lines if re.match(r"^[\w.]*(Error|Exception|Interrupt)\b.*:", line)]
-    return (errors[-1] if errors else lines[0] if lines else "error")[:300]
-
-
-def ran_to_the_end(last: dict[str, Any], max_evaluations: int) -> bool:
-    """Whether a trial whose last result is ``last`` adapted for all its planned steps (rather than being stopped
-    early).  Counted in steps, not reports: a trial resumed from a checkpoint reports fewer times."""
-    if last.get("planned_steps") is not None and last.get("step") is not None:
-        return last["step"] >= last["planned_steps"]
-    return int(last.get("training_iteration", 0) or 0) >= max_evaluations
-
-
-def trial_row(
-    record: TrialRecord, scores: dict[str, float], max_evaluations: int, attempts: int = 1, unended: str = RUNNING
-) -> dict[str, Any]:
-    """One table row; ``attempts``: how often the trial was started (1 + its retries); ``unended``: the status of
-    a trial that has not ended (``running`` while the search runs, ``interrupted`` once it has returned)."""
-    config = dict(record.config)
-    label = config.pop(RELATIONS_KEY, "")
-    last = record.last
-    iterations = int(last.get("training_iteration", 0) or 0)
-    if record.error is not None:
-        status = ERROR
-    elif not record.ended:
-        status = unended
-    else:
-        status = FINISHED if ran_to_the_end(last, max_evaluations) else STOPPED
-    row = {
-        "trial_id": record.trial_id,
-        "relation_set": label,
-        "set_size": len(parse_set_label(label)) if label else 0,
-        SCORE: scores.get(label, np.nan),
-        "status": status,
-        **{metric: last.get(metric, np.nan) for metric in ACCURACY_METRICS},
-        "best_mpjpe": record.best_mpjpe,
-        "evaluations": iterations,
-        "steps": last.get("step", np.nan),
-        "time_s": last.get("time_total_s", np.nan),
-        "device_seconds": last.get("device_seconds", np.nan),
-        "checkpoint": last.get("checkpoint_path", ""),
-        "attempts": attempts,
-        "resumed_from_step": last.get("resumed_from_step", np.nan),
-        "error": record.error or "",
-    }
-    row.update({f"param_{name}": value for name, value in config.items()})
-    return row
-
-
-def rejected_rows(decisions: list[SetDecision]) -> list[dict[str, Any]]:
-    return [
-        {"relation_set": d.label, "set_size": len(d.relations), SCORE: d.score, "status": REJECTED, "error": d.reason}
-        for d in decisions
-        if not d.kept
-    ]
+        return LiveTables
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def trials_table(
@@ -146,7 +41,7 @@ def trials_table(
     Pareto front of ``objectives`` (one objective: non-localness score vs that objective)."""
     table = pd.DataFrame(rows)
     for name, value in sorted(scores.items()):
-        members = table["relation_set"].str.split("+")
+        members = [parse_set_label(label) for label in table["relation_set"]]
         table[f"nl_{name}"] = [value.normalised if name in m else np.nan for m in members]
     table["pareto"] = pareto_mask(table, front_axes(objectives))
     return table
@@ -186,14 +81,14 @@ def pareto_mask(table: pd.DataFrame, axes: dict[str, str] | None = None) -> np.n
     return mask
 
 
-def write_trials(run_dir: Path, table: pd.DataFrame) -> None:
+def write_trials(run_dir: RunDir, table: pd.DataFrame) -> None:
     """``trials.csv`` and ``trials.parquet``."""
-    write_atomic(run_dir / "trials.csv", lambda p: table.to_csv(p, index=False))
-    write_atomic(run_dir / "trials.parquet", lambda p: table.to_parquet(p, index=False))
+    write_atomic(run_dir.trials_csv, lambda p: table.to_csv(p, index=False))
+    write_atomic(run_dir.trials_parquet, lambda p: table.to_parquet(p, index=False))
 
 
 def write_tables(
-    run_dir: Path,
+    run_dir: RunDir,
     table: pd.DataFrame,
     decisions: list[SetDecision],
     source_only: dict[str, float],
@@ -209,7 +104,7 @@ def write_tables(
     prefilter = pd.DataFrame(
         [{"relation_set": d.label, SCORE: d.score, "kept": d.kept, "reason": d.reason} for d in decisions]
     )
-    write_atomic(run_dir / "prefilter.csv", lambda p: prefilter.to_csv(p, index=False))
+    write_atomic(run_dir.prefilter_csv, lambda p: prefilter.to_csv(p, index=False))
     axes = front_axes(objectives)
     front = table[table["pareto"]].sort_values(list(axes)[0])
     payload: dict[str, Any] = {
@@ -219,7 +114,7 @@ def write_tables(
     }
     if optuna_front is not None:
         payload["optuna_front"] = optuna_front
-    write_text_atomic(run_dir / "pareto.json", json.dumps(payload, indent=2))
+    write_text_atomic(run_dir.pareto_json, json.dumps(payload, indent=2))
 
 
 def best_row(table: pd.DataFrame, objective: ObjectiveSpec) -> pd.Series | None:
@@ -251,7 +146,7 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def write_best(run_dir: Path, spec: SearchSpec, table: pd.DataFrame) -> pd.Series | None:
+def write_best(run_dir: RunDir, spec: SearchSpec, table: pd.DataFrame) -> pd.Series | None:
     """``best.yaml`` (re-run with ``search/run.py --space``) and ``best_encoder.pt`` (the adapted encoder's
     state dict, from the trial's last checkpoint); returns the best row, or None when no trial finished."""
     row = best_row(table, spec.objective)
@@ -259,53 +154,11 @@ def write_best(run_dir: Path, spec: SearchSpec, table: pd.DataFrame) -> pd.Serie
         return None
     header = f"# Best trial {row['trial_id']} of {spec.name}: re-run with  python search/run.py --space <this file>\n"
     text = header + yaml.safe_dump(best_space(spec, row), sort_keys=False)
-    write_text_atomic(run_dir / "best.yaml", text)
+    write_text_atomic(run_dir.best_yaml, text)
     checkpoint = Path(str(row.get("checkpoint") or "")) / ENCODER_FILE
     if checkpoint.is_file():
-        write_atomic(run_dir / BEST_ENCODER, lambda p: shutil.copyfile(checkpoint, p))
+        write_atomic(run_dir.best_encoder, lambda p: shutil.copyfile(checkpoint, p))
     return row
-
-
-class LiveTables(tune.Callback):
-    """Rewrites ``trials.csv``/``trials.parquet`` each time a trial ends, so finished trials are on disk as
-    soon as they finish, whatever happens to the driver afterwards."""
-
-    def __init__(
-        self,
-        run_dir: Path,
-        decisions: list[SetDecision],
-        scores: dict[str, NonLocalness],
-        objectives: Sequence[ObjectiveSpec],
-        max_evaluations: int,
-    ) -> None:
-        self.run_dir = Path(run_dir)
-        self.decisions = decisions
-        self.scores = scores
-        self.objectives = tuple(objectives)
-        self.max_evaluations = max_evaluations
-        self.failed: dict[str, bool] = {}  # trials this driver saw end -> whether they failed
-        self.reports = TrialReports(self.run_dir)
-
-    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.reports.start(trial.trial_id)
-
-    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        self.reports.append(trial.trial_id, result)
-
-    def _write(self, trials: list[Any]) -> None:
-        set_scores = {d.label: d.score for d in self.decisions}
-        records = [record_from_trial(t, t.trial_id in self.failed, self.failed.get(t.trial_id, False)) for t in trials]
-        rows = [trial_row(r, set_scores, self.max_evaluations, self.reports.attempts(r.trial_id)) for r in records]
-        write_trials(self.run_dir, trials_table(rows + rejected_rows(self.decisions), self.scores, self.objectives))
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.failed[trial.trial_id] = False
-        self.reports.finish(trial.trial_id)
-        self._write(trials)
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.failed[trial.trial_id] = True
-        self._write(trials)
 
 
 #: Fewest finished trials for which rank correlations are reported.
@@ -351,7 +204,7 @@ def _unended_text(spec: SearchSpec, table: pd.DataFrame) -> str:
 
 
 def write_summary(
-    run_dir: Path,
+    run_dir: RunDir,
     spec: SearchSpec,
     table: pd.DataFrame,
     source_only: dict[str, float],
@@ -388,7 +241,8 @@ def write_summary(
             f"Best trial `{best['trial_id']}` ({spec.objective.metric}, {spec.objective.mode}): relation set "
             f"`{best['relation_set']}` (score {best[SCORE]:.3f}){', ' + knobs if knobs else ''}: target MPJPE "
             f"{best['mpjpe']:.1f} mm, PA-MPJPE {best['pa_mpjpe']:.1f} mm{_objective_text(metric, best)}. Re-run it "
-            "with `python search/run.py --space best.yaml`; its adapted encoder is `best_encoder.pt`.",
+            f"with `python search/run.py --space {run_dir.best_yaml.name}`; its adapted encoder is "
+            f"`{run_dir.best_encoder.name}`.",
         ]
     lines.append("")
     if correlation is None:
@@ -402,10 +256,12 @@ def write_summary(
         )
     lines += [
         "",
-        "Files: `trials.csv`/`trials.parquet` (every trial and rejected set), `prefilter.csv`, `pareto.json`, "
-        "`pareto.png`/`pareto.svg`, `prefilter.png`, `best.yaml`, `best_encoder.pt`, `study.log` (the Optuna "
-        "study: `optuna.load_study(storage=optuna.storages.JournalStorage(optuna.storages.journal."
-        "JournalFileBackend('study.log')), study_name=...)`).",
+        f"Files: `{run_dir.trials_csv.name}`/`{run_dir.trials_parquet.name}` (every trial and rejected set), "
+        f"`{run_dir.prefilter_csv.name}`, `{run_dir.pareto_json.name}`, `{run_dir.pareto_png.name}`/"
+        f"`{run_dir.pareto_svg.name}`, `{run_dir.prefilter_png.name}`, `{run_dir.best_yaml.name}`, "
+        f"`{run_dir.best_encoder.name}`, `{run_dir.study_log.name}` (the Optuna study: `optuna.load_study(storage="
+        "optuna.storages.JournalStorage(optuna.storages.journal."
+        f"JournalFileBackend('{run_dir.study_log.name}')), study_name=...)`).",
         "",
     ]
-    write_text_atomic(run_dir / "summary.md", "\n".join(lines))
+    write_text_atomic(run_dir.summary_md, "\n".join(lines))

@@ -13,15 +13,8 @@ import pandas as pd  # noqa: E402
 
 from nlrd.atomic import write_atomic  # noqa: E402
 from nlrd.metrics import PROTOCOLS  # noqa: E402
-from search.export import (  # noqa: E402
-    FINISHED,
-    METRIC_COLUMNS,
-    OBJECTIVE,
-    REJECTED,
-    SCORE,
-    STOPPED,
-)
 from search.space import ObjectiveSpec  # noqa: E402
+from search.trials import FINISHED, METRIC_COLUMNS, OBJECTIVE, REJECTED, SCORE, STOPPED  # noqa: E402
 
 
 def _save(fig: plt.Figure, paths: Sequence[Path]) -> None:

@@ -1,4 +1,4 @@
-"""Run a relation-set search: ``python search/run.py [--space spaces/smoke.yaml] [--out results]``.
+"""Run a relation-set search: ``nlrd-search`` or ``python search/run.py [--space spaces/smoke.yaml] [--out results]``.
 
 Starts a local Ray when no ``--address`` is given, trains the shared stages once (cached), scores every
 candidate relation set with the non-localness pre-filter, searches the kept sets and the tuned knobs
@@ -9,7 +9,6 @@ directory.  ``--resume RUN_DIR`` continues a search that was interrupted; ``--dr
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shutil
@@ -23,20 +22,12 @@ from typing import Any
 import optuna
 import pandas as pd
 import ray
-from ray import tune
 
-from nlrd.atomic import write_text_atomic
 from nlrd.pipeline import StageCache, StageKeys, source_only_metrics, stage_keys
 from search.export import (
-    INTERRUPTED,
-    METRIC_COLUMNS,
-    OBJECTIVE,
     accuracy_text,
     plotted_objective,
     prefilter_correlation,
-    record_from_result,
-    rejected_rows,
-    trial_row,
     trials_table,
     unended_trials,
     write_best,
@@ -45,15 +36,16 @@ from search.export import (
 )
 from search.plots import metric_subject, pareto_plot, prefilter_plot
 from search.prefilter import SetDecision, decide, load_prefilter, save_prefilter, score_relations, score_relations_here
+from search.run_dir import RunDir, RunDirError
 from search.space import ACCURACY_METRICS, SearchSpec, SpaceError, load_space
 from search.stages import StageJobError, ensure_stages, missing_stages, unreadable_stages
-from search.trainable import TrialReports, make_trainable
-from search.tuner import TUNE_DIR, build_tuner, num_evaluations, study_storage
+from search.trainable import make_trainable
+from search.trials import INTERRUPTED, METRIC_COLUMNS, OBJECTIVE, record_from_result, rejected_rows, trial_row
+from search.tuner import build_tuner, num_evaluations, restore_tuner, study_storage
 
 DEFAULT_SPACE = Path(__file__).resolve().parent.parent / "spaces" / "smoke.yaml"
 #: Exit status of a search interrupted (Ctrl-C) before its trials ended: the shell's for SIGINT.
 INTERRUPTED_EXIT = 130
-MANIFEST, SPACE_COPY, PREFILTER_FILE = "manifest.json", "space.yaml", "prefilter.json"
 
 
 class RunError(Exception):
@@ -61,7 +53,11 @@ class RunError(Exception):
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="search/run.py", description=__doc__.splitlines()[0])
+    # The terminal shows the docstring's first line as plain text, without its reStructuredText literals; the
+    # program is named as it was called (``nlrd-search`` or ``search/run.py``).
+    called = Path(sys.argv[0]).name
+    prog = "nlrd-search" if called == "nlrd-search" else "search/run.py"
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0].replace("``", ""))
     parser.add_argument("--space", type=Path, default=None, help=f"search space YAML (default: {DEFAULT_SPACE})")
     parser.add_argument(
         "--out", type=Path, default=Path("results"), help="parent of run directories (default: %(default)s)"
@@ -115,20 +111,7 @@ def start_ray(address: str | None) -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
-def read_manifest(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / MANIFEST
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise RunError(f"--resume {run_dir}: no {MANIFEST} there; it is not a run directory of search/run.py") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RunError(f"--resume {run_dir}: cannot read {path} ({exc})") from None
-    if not isinstance(manifest, dict) or "space_digest" not in manifest or "cache" not in manifest:
-        raise RunError(f"--resume {run_dir}: {path} is not a search/run.py manifest (no space_digest or cache)")
-    return manifest
-
-
-def open_run(args: argparse.Namespace) -> tuple[SearchSpec, Path, StageCache, bool]:
+def open_run(args: argparse.Namespace) -> tuple[SearchSpec, RunDir, StageCache, bool]:
     """The space, run directory and stage cache of this invocation, and whether it resumes a search.
 
     A resumed run must be ours and belong to the same space: its directory is as trusted as code (Tune
@@ -136,33 +119,24 @@ def open_run(args: argparse.Namespace) -> tuple[SearchSpec, Path, StageCache, bo
     """
     if args.resume is None:
         spec = load_space(args.space or DEFAULT_SPACE)
-        run_dir = (args.out / (args.name or f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}")).resolve()
-        if run_dir.exists() and not args.dry_run:
-            raise RunError(f"run directory {run_dir} already exists; choose another --name or --out, or --resume it")
+        run_dir = RunDir(args.out / (args.name or f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}"))
+        if run_dir.path.exists() and not args.dry_run:
+            raise RunError(
+                f"run directory {run_dir.path} already exists; choose another --name or --out, or --resume it"
+            )
         return spec, run_dir, StageCache(args.out.resolve() / "cache"), False
-    run_dir = args.resume.resolve()
-    manifest = read_manifest(run_dir)
-    spec = load_space(run_dir / SPACE_COPY)
-    if spec.digest != manifest["space_digest"]:
-        raise RunError(f"--resume {run_dir}: {SPACE_COPY} was changed after the run started (digest differs)")
-    if args.space is not None and load_space(args.space).digest != manifest["space_digest"]:
+    run_dir = RunDir(args.resume)
+    try:
+        manifest = run_dir.read_manifest()
+        spec = run_dir.read_space(manifest)
+    except RunDirError as exc:
+        raise RunError(f"--resume {exc}") from None
+    if args.space is not None and load_space(args.space).digest != manifest.space_digest:
         raise RunError(
-            f"--resume {run_dir}: this run belongs to a different space than {args.space}; "
+            f"--resume {run_dir.path}: this run belongs to a different space than {args.space}; "
             f"resume without --space, or start a new run"
         )
-    return spec, run_dir, StageCache(manifest["cache"]), True
-
-
-def create_run_dir(run_dir: Path, spec: SearchSpec, cache: StageCache) -> None:
-    run_dir.mkdir(parents=True)
-    manifest = {
-        "space": str(spec.path.resolve()),
-        "space_digest": spec.digest,
-        "cache": str(cache.root),
-        "created": datetime.now().isoformat(timespec="seconds"),
-    }
-    write_text_atomic(run_dir / MANIFEST, json.dumps(manifest, indent=2))
-    write_text_atomic(run_dir / SPACE_COPY, spec.path.read_text())
+    return spec, run_dir, StageCache(manifest.cache), True
 
 
 def dry_run(spec: SearchSpec, cache: StageCache) -> None:
@@ -202,9 +176,9 @@ def print_decisions(decisions: list[SetDecision]) -> None:
         print(f"  {'keep  ' if d.kept else 'reject'} {d.score:6.3f}  {d.label}", flush=True)
 
 
-def prefilter(spec: SearchSpec, cache: StageCache, keys: StageKeys, run_dir: Path) -> tuple[dict, list[SetDecision]]:
+def prefilter(spec: SearchSpec, cache: StageCache, keys: StageKeys, run_dir: RunDir) -> tuple[dict, list[SetDecision]]:
     """Score and decide once per run; a resumed run reads the saved verdicts."""
-    path = run_dir / PREFILTER_FILE
+    path = run_dir.prefilter_json
     if path.exists():
         scores, decisions = load_prefilter(path)
         print(f"[prefilter] verdicts read from {path}", flush=True)
@@ -216,7 +190,7 @@ def prefilter(spec: SearchSpec, cache: StageCache, keys: StageKeys, run_dir: Pat
     return scores, decisions
 
 
-def optuna_front(spec: SearchSpec, run_dir: Path) -> list[dict[str, Any]] | None:
+def optuna_front(spec: SearchSpec, run_dir: RunDir) -> list[dict[str, Any]] | None:
     """The Pareto front as the Optuna study records it (multi-objective runs only)."""
     if not spec.multi_objective:
         return None
@@ -250,28 +224,26 @@ def run(args: argparse.Namespace) -> int:
     start = time.monotonic()
     start_ray(args.address)  # before anything is written: a cluster that does not answer leaves no run behind
     if not resuming:
-        create_run_dir(run_dir, spec, cache)
-    print(f"[run] {spec.name}: {'resuming' if resuming else 'results in'} {run_dir}", flush=True)
-    keys = ensure_stages(spec.stages, spec.relations.candidates, cache, spec.resources, str(run_dir))
+        run_dir.create(spec, cache)
+    print(f"[run] {spec.name}: {'resuming' if resuming else 'results in'} {run_dir.path}", flush=True)
+    keys = ensure_stages(spec.stages, spec.relations.candidates, cache, spec.resources, run_dir)
     baseline = source_only_metrics(cache, keys)
     print(f"[stages] source only, before adaptation: target MPJPE {baseline['mpjpe']:.1f} mm", flush=True)
     try:
         scores, decisions = prefilter(spec, cache, keys, run_dir)
     except SpaceError:
         if not resuming:  # a keep rule that keeps nothing: no trial ran, so leave no half-made run behind
-            shutil.rmtree(run_dir, ignore_errors=True)
+            shutil.rmtree(run_dir.path, ignore_errors=True)
         raise
 
     set_scores = {d.label: d.score for d in decisions}
-    trainable = make_trainable(spec, cache, keys, str(run_dir), set_scores)
-    tune_dir = run_dir / TUNE_DIR
-    if resuming and tune.Tuner.can_restore(str(tune_dir)):
-        tuner = tune.Tuner.restore(str(tune_dir), trainable=trainable, resume_unfinished=True, resume_errored=False)
-    else:
+    trainable = make_trainable(spec, cache, keys, run_dir, set_scores)
+    tuner = restore_tuner(run_dir, trainable) if resuming else None
+    if tuner is None:
         tuner = build_tuner(spec, trainable, decisions, scores, run_dir)
     results = tuner.fit()
 
-    reports = TrialReports(run_dir)
+    reports = run_dir.reports
     records = [record_from_result(r, reports) for r in results]
     evaluations = num_evaluations(spec)
     rows = [trial_row(r, set_scores, evaluations, reports.attempts(r.trial_id), INTERRUPTED) for r in records]
@@ -280,9 +252,9 @@ def run(args: argparse.Namespace) -> int:
     write_tables(run_dir, table, decisions, baseline, spec.objectives, optuna_front(spec, run_dir))
     plotted = plotted_objective(spec.objectives)
     title = f"{spec.name}: non-localness vs {metric_subject(plotted.metric)}"
-    pareto_plot(table, [run_dir / "pareto.png", run_dir / "pareto.svg"], baseline, title=title, objective=plotted)
+    pareto_plot(table, [run_dir.pareto_png, run_dir.pareto_svg], baseline, title=title, objective=plotted)
     correlation = prefilter_correlation(table)
-    prefilter_plot(table, run_dir / "prefilter.png", correlation, title=f"{spec.name}: pre-filter vs training")
+    prefilter_plot(table, run_dir.prefilter_png, correlation, title=f"{spec.name}: pre-filter vs training")
     best = write_best(run_dir, spec, table)
     write_summary(run_dir, spec, table, baseline, correlation, best, time.monotonic() - start)
 
@@ -293,17 +265,17 @@ def run(args: argparse.Namespace) -> int:
         print(done[columns].to_string(index=False))
     if best is not None:
         metric = spec.objective.metric if spec.objective.metric in ACCURACY_METRICS else OBJECTIVE
-        print(f"[run] best: {best['relation_set']} at {accuracy_text(metric, best[metric])}; {run_dir / 'best.yaml'}")
+        print(f"[run] best: {best['relation_set']} at {accuracy_text(metric, best[metric])}; {run_dir.best_yaml}")
     elapsed = time.monotonic() - start
     unended = unended_trials(spec, table)
     if unended:
         print(
             f"[run] interrupted after {elapsed:.0f} s with {unended} of {spec.searcher.num_trials} trials not ended"
-            f" (tables so far: {run_dir / 'summary.md'}); continue with: python search/run.py --resume {run_dir}",
+            f" (tables so far: {run_dir.summary_md}); continue with: python search/run.py --resume {run_dir.path}",
             flush=True,
         )
         return INTERRUPTED_EXIT
-    print(f"[run] finished in {elapsed:.0f} s: {run_dir / 'summary.md'}", flush=True)
+    print(f"[run] finished in {elapsed:.0f} s: {run_dir.summary_md}", flush=True)
     return 0
 
 

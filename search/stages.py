@@ -22,7 +22,8 @@ from ray.train.torch import TorchTrainer
 from ray.util.queue import Empty, Queue
 
 from nlrd.pipeline import StageCache, StageConfigs, StageKeys, stage_keys, train_stages
-from search.export import first_error_line
+from search.errors import first_error_line
+from search.run_dir import RunDir
 from search.space import ResourcesSpec
 
 
@@ -97,9 +98,10 @@ def ensure_stages(
     relations: Sequence[str],
     cache: StageCache,
     resources: ResourcesSpec,
-    storage_path: str,
+    run_dir: RunDir,
 ) -> StageKeys:
-    """Keys of the stage graph for ``relations``, training the missing stages first."""
+    """Keys of the stage graph for ``relations``, training the missing stages first; the jobs' Ray Train runs are
+    folders of ``run_dir``."""
     keys = stage_keys(configs, relations)
     missing = missing_stages(cache, keys)
     if not missing:
@@ -120,7 +122,7 @@ def ensure_stages(
                 if dependency in errors:
                     raise RuntimeError(f"stage job {dependency} failed")
             if name in jobs:
-                _fit(name, stages, configs, relations, cache, resources, storage_path, progress)
+                _fit(name, stages, configs, relations, cache, resources, run_dir, progress)
         except BaseException as exc:  # reported by the driver thread below
             errors[name] = exc
         finally:
@@ -139,9 +141,8 @@ def ensure_stages(
     ray.kill(progress.actor)
     if errors:
         name, exc = next(iter(errors.items()))  # the first to fail: the jobs waiting on it fail after it
-        raise StageJobError(
-            f"stage job {name} failed: {first_error_line(str(exc))} (its log: {storage_path}/stages-*/)"
-        ) from exc
+        logs = run_dir.path / run_dir.stage_run("*")
+        raise StageJobError(f"stage job {name} failed: {first_error_line(str(exc))} (its log: {logs}/)") from exc
     still_missing = missing_stages(cache, keys)
     if still_missing:
         raise StageJobError(f"the stage jobs finished but {', '.join(still_missing)} is not in {cache.root}")
@@ -156,7 +157,7 @@ def _fit(
     relations: Sequence[str],
     cache: StageCache,
     resources: ResourcesSpec,
-    storage_path: str,
+    run_dir: RunDir,
     progress: Queue,
 ) -> None:
     TorchTrainer(
@@ -174,5 +175,5 @@ def _fit(
             use_gpu=resources.stage_gpus > 0,
             resources_per_worker={"CPU": resources.stage_cpus, "GPU": resources.stage_gpus},
         ),
-        run_config=RunConfig(name=f"stages-{name.replace('+', '-')}", storage_path=storage_path),
+        run_config=RunConfig(name=run_dir.stage_run(name), storage_path=run_dir.storage_path),
     ).fit()

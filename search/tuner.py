@@ -1,11 +1,12 @@
-"""Assemble the Ray Tune search: OptunaSearch over the kept relation sets and the tuned knobs, ASHA on top."""
+"""Assemble the Ray Tune search: OptunaSearch over the kept relation sets and the tuned knobs, ASHA on top, and
+the callbacks that print progress and keep the run directory's tables and study current."""
 
 from __future__ import annotations
 
 import math
 import threading
 import time
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import optuna
@@ -14,21 +15,18 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from nlrd.nonlocalness import NonLocalness
-from nlrd.train.adapt import AdaptConfig
-from search.export import LiveTables, ran_to_the_end
+from search.export import trials_table, write_trials
 from search.prefilter import SetDecision
-from search.space import SearchSpec
+from search.run_dir import RunDir
+from search.space import ObjectiveSpec, SearchSpec
 from search.trainable import RELATIONS_KEY
-
-STUDY_FILE = "study.log"
-TUNE_DIR = "tune"
+from search.trials import ran_to_the_end, record_from_trial, rejected_rows, trial_row
 
 
 def num_evaluations(spec: SearchSpec) -> int:
     """Reports a full-length trial makes: the ASHA budget ``max_t`` (the largest steps the space allows)."""
-    default = AdaptConfig(relations=())
-    steps = spec.adapt.get("steps", default.steps)
-    every = spec.adapt.get("eval_every", default.eval_every)
+    shared = spec.adapt_config((), {})
+    steps, every = shared.steps, shared.eval_every
     for param in spec.params:
         if param.name == "steps":
             steps = max(param.choices) if param.choices is not None else int(param.high)
@@ -125,9 +123,61 @@ def _fmt(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def study_storage(run_dir: Path) -> optuna.storages.BaseStorage:
+def _run_dir_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A callback's pickled state with its run directory as a ``RunDir``.  Tune's ``tuner.pkl`` holds the callbacks
+    and ``--resume`` unpickles them; runs saved before ``RunDir`` existed hold a ``Path`` there."""
+    run_dir = state["run_dir"]
+    return {**state, "run_dir": run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)}
+
+
+class LiveTables(tune.Callback):
+    """Rewrites ``trials.csv``/``trials.parquet`` each time a trial ends, so finished trials are on disk as
+    soon as they finish, whatever happens to the driver afterwards; records each trial's reports for a replay."""
+
+    def __init__(
+        self,
+        run_dir: RunDir,
+        decisions: list[SetDecision],
+        scores: dict[str, NonLocalness],
+        objectives: Sequence[ObjectiveSpec],
+        max_evaluations: int,
+    ) -> None:
+        self.run_dir = run_dir
+        self.decisions = decisions
+        self.scores = scores
+        self.objectives = tuple(objectives)
+        self.max_evaluations = max_evaluations
+        self.failed: dict[str, bool] = {}  # trials this driver saw end -> whether they failed
+        self.reports = run_dir.reports
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(_run_dir_state(state))
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.reports.start(trial.trial_id)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        self.reports.append(trial.trial_id, result)
+
+    def _write(self, trials: list[Any]) -> None:
+        set_scores = {d.label: d.score for d in self.decisions}
+        records = [record_from_trial(t, t.trial_id in self.failed, self.failed.get(t.trial_id, False)) for t in trials]
+        rows = [trial_row(r, set_scores, self.max_evaluations, self.reports.attempts(r.trial_id)) for r in records]
+        write_trials(self.run_dir, trials_table(rows + rejected_rows(self.decisions), self.scores, self.objectives))
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.failed[trial.trial_id] = False
+        self.reports.finish(trial.trial_id)
+        self._write(trials)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.failed[trial.trial_id] = True
+        self._write(trials)
+
+
+def study_storage(run_dir: RunDir) -> optuna.storages.BaseStorage:
     """The run's Optuna study storage: a journal file that ``optuna-dashboard`` and ``optuna.load_study`` open."""
-    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(run_dir / STUDY_FILE)))
+    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(run_dir.study_log)))
 
 
 class StudyRecorder(tune.Callback):
@@ -140,13 +190,16 @@ class StudyRecorder(tune.Callback):
     its Tune trial id, which keeps a resumed search from recording a trial twice.
     """
 
-    def __init__(self, run_dir: Path, spec: SearchSpec, distributions: dict, max_evaluations: int) -> None:
+    def __init__(self, run_dir: RunDir, spec: SearchSpec, distributions: dict, max_evaluations: int) -> None:
         self.run_dir = run_dir
         self.study_name = spec.name
         self.metrics = [o.metric for o in spec.objectives]
         self.directions = ["minimize" if o.mode == "min" else "maximize" for o in spec.objectives]
         self.distributions = distributions
         self.max_evaluations = max_evaluations
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(_run_dir_state(state))
 
     def _study(self) -> optuna.Study:
         return optuna.create_study(
@@ -196,7 +249,7 @@ def build_tuner(
     trainable: Any,
     decisions: list[SetDecision],
     scores: dict[str, NonLocalness],
-    run_dir: Path,
+    run_dir: RunDir,
 ) -> tune.Tuner:
     """The Tuner of a new search: Optuna's sampler over the kept sets and knobs, its study in ``run_dir``,
     ASHA for single-objective runs, and callbacks that print progress and keep the tables current."""
@@ -233,10 +286,19 @@ def build_tuner(
             max_concurrent_trials=spec.searcher.max_concurrent,
         ),
         run_config=tune.RunConfig(
-            name=TUNE_DIR,
-            storage_path=str(run_dir.resolve()),
+            name=run_dir.tune.name,
+            storage_path=run_dir.storage_path,
             verbose=0,
             callbacks=[tables, study, printer],
             failure_config=tune.FailureConfig(max_failures=spec.failure.max_retries),
         ),
     )
+
+
+def restore_tuner(run_dir: RunDir, trainable: Any) -> tune.Tuner | None:
+    """The search Tune saved in ``run_dir``, to continue it, or None when it saved none (the run stopped before
+    its search started).  Tune unpickles the saved state: ``run_dir`` must have passed ``RunDir.read_manifest``."""
+    path = str(run_dir.tune)
+    if not tune.Tuner.can_restore(path):
+        return None
+    return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=False)

@@ -6,26 +6,23 @@ import numpy as np
 import pandas as pd
 
 from search import plots
+from search.errors import first_error_line
 from search.export import (
-    FINISHED,
-    REJECTED,
-    STOPPED,
-    TrialRecord,
     best_row,
     best_space,
-    first_error_line,
     front_axes,
     pareto_mask,
     plotted_objective,
     prefilter_correlation,
-    trial_row,
     write_summary,
     write_tables,
 )
 from search.plots import pareto_plot, prefilter_plot
 from search.prefilter import SetDecision
+from search.run_dir import RunDir
 from search.space import ACCURACY_METRICS, ObjectiveSpec, parse_space
 from search.trainable import RELATIONS_KEY
+from search.trials import FINISHED, REJECTED, STOPPED, TrialRecord, trial_row
 from tests.conftest import TINY_SPACE
 
 MPJPE = (ObjectiveSpec("mpjpe", "min"),)
@@ -126,7 +123,7 @@ def test_summary_names_the_best_trial_by_its_objective(tmp_path):
     table = _pck_table()
     best = best_row(table, spec.objective)
     best["trial_id"] = "t2"
-    write_summary(tmp_path, spec, table, {"mpjpe": 150.0, "pa_mpjpe": 120.0, "pck150": 52.0}, None, best, 1.0)
+    write_summary(RunDir(tmp_path), spec, table, {"mpjpe": 150.0, "pa_mpjpe": 120.0, "pck150": 52.0}, None, best, 1.0)
     text = (tmp_path / "summary.md").read_text()
     assert "objectives: pck150 (max)" in text
     assert "PA-MPJPE 120.0 mm, target PCK@150mm 52.0%." in text  # source only
@@ -164,11 +161,11 @@ def test_tables_and_plot_are_written(tmp_path):
     table = _table()
     table["pareto"] = pareto_mask(table)
     decisions = [SetDecision(("a",), 0.9, True, "kept"), SetDecision(("e",), 0.1, False, "score below")]
-    write_tables(tmp_path, table, decisions, {"mpjpe": 150.0, "pa_mpjpe": 120.0}, MPJPE)
+    write_tables(RunDir(tmp_path), table, decisions, {"mpjpe": 150.0, "pa_mpjpe": 120.0}, MPJPE)
     pareto_plot(table, [tmp_path / "pareto.png", tmp_path / "pareto.svg"], {"mpjpe": 150.0})
     prefilter_plot(table, tmp_path / "prefilter.png", prefilter_correlation(table))
     spec = parse_space(TINY_SPACE, "tiny.yaml")
-    write_summary(tmp_path, spec, table, {"mpjpe": 150.0, "pa_mpjpe": 120.0}, None, None, 12.0)
+    write_summary(RunDir(tmp_path), spec, table, {"mpjpe": 150.0, "pa_mpjpe": 120.0}, None, None, 12.0)
     assert "No trial finished" in (tmp_path / "summary.md").read_text()
     assert (tmp_path / "pareto.svg").read_text().lstrip().startswith("<?xml")
     assert (tmp_path / "prefilter.png").read_bytes()[:4] == b"\x89PNG"

@@ -14,6 +14,7 @@ import torch
 
 from nlrd.pipeline import StageCache, stage_keys
 from search.run import main
+from search.run_dir import RunDir
 from search.space import parse_space
 from search.trainable import INJECT_ERRORS_ENV
 from search.tuner import study_storage
@@ -60,7 +61,7 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_search_goes_on(tmp_path
     assert trials.loc[poisoned, "error"].str.contains("FloatingPointError: non-finite").all()
     assert (trials.loc[poisoned, "attempts"] == 1).all()  # a diverged trial is not trained again
     assert (trials.loc[~poisoned, "status"] == "finished").all()
-    study = optuna.load_study(study_name="tiny", storage=study_storage(out / "run"))
+    study = optuna.load_study(study_name="tiny", storage=study_storage(RunDir(out / "run")))
     states = {t.user_attrs["tune_trial_id"]: t.state for t in study.trials}
     for _, row in trials.iterrows():
         expected = optuna.trial.TrialState.FAIL if row["relation_set"] == "flip" else optuna.trial.TrialState.COMPLETE

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.metadata
 import json
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import pandas as pd
 import pytest
 
 from search.run import INTERRUPTED_EXIT, main
+from search.run_dir import RunDir
 from search.space import load_space
 from search.tuner import study_storage
 from tests.conftest import REPO, TINY_SPACE, Cli, with_stages, write_space
@@ -33,6 +35,21 @@ def test_bad_space_exits_with_a_clear_error_before_starting_ray(tmp_path):
     assert "did you mean 'flip_backward'" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_the_console_script_is_declared_and_runs_this_main():
+    """``nlrd-search`` (``[project.scripts]`` in pyproject.toml) is the same command as ``python search/run.py``."""
+    tomllib = pytest.importorskip("tomllib")
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert importlib.metadata.EntryPoint("nlrd-search", scripts["nlrd-search"], "console_scripts").load() is main
+
+
+def test_help_reads_as_plain_text(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    assert "Run a relation-set search: nlrd-search or python search/run.py" in text and "``" not in text
 
 
 def _ended(run_dir) -> pd.DataFrame:
@@ -104,7 +121,7 @@ def test_killed_search_resumes_without_losing_or_repeating_trials(tmp_path, tiny
     assert set(trials["status"]) <= {"finished", "stopped_by_asha"}
     again = trials.set_index("trial_id").loc[ended.index]
     assert (again["mpjpe"] == ended["mpjpe"]).all() and (again["status"] == ended["status"]).all()
-    study = optuna.load_study(study_name="tiny", storage=study_storage(run_dir))
+    study = optuna.load_study(study_name="tiny", storage=study_storage(RunDir(run_dir)))
     recorded = [t.user_attrs["tune_trial_id"] for t in study.trials]
     assert sorted(recorded) == sorted(trials["trial_id"])  # each trial recorded once, none lost
     finished = trials[trials["status"] == "finished"]["trial_id"]
