@@ -1,7 +1,7 @@
 """The paper's ablation on the proxy benchmark: source only -> + contrastive -> + pose-flip -> + flip-backward ->
 + slow-backward, target-validation MPJPE / PA-MPJPE (mm), mean +- std over seeds.
 
-``python bench/ablation.py --seeds 0 1 2 --out bench/out/ablation --steps 200``
+``python -m bench.ablation --seeds 0 1 2 --out bench/out/ablation --steps 200``
 
 Seed ``s`` trains the source encoder with ``SourceConfig(seed=s)`` (unless ``--fixed-source``) and runs every
 adaptation row with ``AdaptConfig(seed=s)``; the world, prior, motion embedding and relation transformers are
@@ -37,12 +37,13 @@ import sys
 import time
 from dataclasses import asdict, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
+from bench import cli
 from nlrd.config import ConfigError
-from nlrd.data import ClipSet
+from nlrd.core import ClipSet
 from nlrd.device import DEVICE_NAMES, resolve_device
 from nlrd.pipeline import (
     StageCache,
@@ -55,11 +56,8 @@ from nlrd.pipeline import (
 from nlrd.relations import get_relation
 from nlrd.train.adapt import NONLOCAL_SPACES, SCHEDULES, AdaptConfig, adapt, loss_weights
 from nlrd.train.evaluate import evaluate
-from nlrd.train.motion import MotionConfig
-from nlrd.train.prior import PriorConfig
-from nlrd.train.relation import RelationConfig
-from nlrd.train.source import SourceConfig
-from nlrd.world import WorldConfig, build_world
+from nlrd.world import build_world
+from search.space import load_space
 
 #: Ablation rows in the paper's order: (label, relations, adapt at all).
 ROWS: tuple[tuple[str, tuple[str, ...], bool], ...] = (
@@ -77,10 +75,29 @@ PROTOCOLS = (
     ("mpjpe_gtbone", "MPJPE, GT bones"),
     ("pa_mpjpe_gtbone", "PA-MPJPE, GT bones"),
 )
+#: Flags that set the ``AdaptConfig`` field of their own name.
+ADAPT_FLAGS = (
+    "steps",
+    "batch_clips",
+    "lr_contrastive",
+    "trainable_block",
+    "schedule",
+    "nonlocal_space",
+    "lr_source",
+    "bf16",
+)
+#: Flags that set the ``smoke_configs`` argument of their own name.
+STAGE_FLAGS = ("image_size", "source_steps", "relation_steps", "source_clips", "motion_steps")
+#: The space whose shared stages the benchmarks train (``smoke_configs``).
+SMOKE_SPACE = Path(__file__).resolve().parent.parent / "spaces" / "smoke.yaml"
+#: Help of the flags whose default is the smoke space's value.
+SPACE_DEFAULT = "default: the smoke space's"
+
+Config = TypeVar("Config")
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def arg_parser() -> argparse.ArgumentParser:
+    parser = cli.script_parser("bench.ablation", __doc__)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("bench/out/ablation"))
     parser.add_argument("--cache", type=Path, default=Path("bench/out/stage_cache"))
@@ -94,7 +111,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--trainable-block", default="block3")
     parser.add_argument("--schedule", default="round_robin", choices=SCHEDULES)
     parser.add_argument("--nonlocal-space", default="latent", choices=NONLOCAL_SPACES)
-    parser.add_argument("--relation-steps", type=int, default=200, help="relation transformer training steps")
+    parser.add_argument("--relation-steps", type=int, help=f"relation transformer training steps ({SPACE_DEFAULT})")
     parser.add_argument("--target-seed", type=int, help="adapt and evaluate on the target clips of this world seed")
     parser.add_argument("--fixed-source", action="store_true", help="one source encoder (seed 0) for every seed")
     parser.add_argument(
@@ -109,10 +126,10 @@ def parse_args() -> argparse.Namespace:
         "--source-weight", type=float, default=0.0, help="w_source: the supervised source anchor (0: off, as the paper)"
     )
     parser.add_argument("--lr-source", type=float, default=AdaptConfig.lr_source)
-    parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--source-steps", type=int, default=SourceConfig.steps)
-    parser.add_argument("--source-clips", type=int, default=96, help="labelled source clips in the world")
-    parser.add_argument("--motion-steps", type=int, default=200, help="motion embedding training steps")
+    parser.add_argument("--image-size", type=int, help=SPACE_DEFAULT)
+    parser.add_argument("--source-steps", type=int, help=SPACE_DEFAULT)
+    parser.add_argument("--source-clips", type=int, help=f"labelled source clips in the world ({SPACE_DEFAULT})")
+    parser.add_argument("--motion-steps", type=int, help=f"motion embedding training steps ({SPACE_DEFAULT})")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--device", default="cpu", help=f"where stages and adaptation train: {', '.join(DEVICE_NAMES)}")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast in every stage and in adaptation (CUDA)")
@@ -124,7 +141,7 @@ def parse_args() -> argparse.Namespace:
         metavar="FIELD=VALUE",
         help="an AdaptConfig field of every adapted row, after the flags above (repeatable)",
     )
-    return parser.parse_args()
+    return parser
 
 
 def adapt_overrides(items: list[str]) -> dict[str, Any]:
@@ -151,25 +168,28 @@ TRAINED_STAGES = ("prior", "motion", "relation", "source")
 
 
 def smoke_configs(
-    image_size: int, source_steps: int, relation_steps: int = 200, source_clips: int = 96, motion_steps: int = 200
+    *,
+    image_size: int | None = None,
+    source_steps: int | None = None,
+    relation_steps: int | None = None,
+    source_clips: int | None = None,
+    motion_steps: int | None = None,
 ) -> StageConfigs:
-    """The shared stages of ``spaces/smoke.yaml`` (``relation_steps`` and ``motion_steps`` 200 there), except the
-    source clips: 96 by default, which every ablation table was first measured with; the smoke space has 768."""
-    return StageConfigs(
-        world=WorldConfig(
-            image_size=image_size,
-            clip_len=16,
-            mocap_sequences=256,
-            source_clips=source_clips,
-            target_clips=96,
-            val_clips=24,
-            seed=0,
-        ),
-        prior=PriorConfig(steps=600),
-        motion=MotionConfig(steps=motion_steps),
-        relation=RelationConfig(steps=relation_steps),
-        source=SourceConfig(steps=source_steps),
+    """The shared stages of ``spaces/smoke.yaml`` (read by ``search.space.load_space``); each argument given
+    replaces the space's value."""
+    stages = load_space(SMOKE_SPACE).stages
+    return replace(
+        stages,
+        world=replace_given(stages.world, image_size=image_size, source_clips=source_clips),
+        motion=replace_given(stages.motion, steps=motion_steps),
+        relation=replace_given(stages.relation, steps=relation_steps),
+        source=replace_given(stages.source, steps=source_steps),
     )
+
+
+def replace_given(config: Config, **values: Any) -> Config:
+    """``config`` (a dataclass) with each field whose value here is not None replaced."""
+    return replace(config, **{name: value for name, value in values.items() if value is not None})
 
 
 class StageTimer:
@@ -265,11 +285,10 @@ def run_row(
 
 
 def main() -> None:
-    args = parse_args()
+    parser = arg_parser()
+    args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    configs = smoke_configs(
-        args.image_size, args.source_steps, args.relation_steps, args.source_clips, args.motion_steps
-    )
+    configs = smoke_configs(**{name: getattr(args, name) for name in STAGE_FLAGS})
     if args.bf16:
         configs = replace(configs, **{name: replace(getattr(configs, name), bf16=True) for name in TRAINED_STAGES})
     try:
@@ -282,24 +301,19 @@ def main() -> None:
         sys.exit("--steps-per-turn counts turns of the round robin; the weighted schedule trains every loss each step")
     args.out.mkdir(parents=True, exist_ok=True)
     adapt_cfg = AdaptConfig(
-        steps=args.steps,
         eval_every=args.steps,
-        batch_clips=args.batch_clips,
-        lr_contrastive=args.lr_contrastive,
         lr_nonlocal=args.lr_nonlocal,
-        trainable_block=args.trainable_block,
-        schedule=args.schedule,
-        nonlocal_space=args.nonlocal_space,
         w_lcr=args.contrastive_weight,
         w_hcr=args.contrastive_weight,
         w_source=args.source_weight,
-        lr_source=args.lr_source,
-        bf16=args.bf16,
+        **{name: getattr(args, name) for name in ADAPT_FLAGS},
     )
     try:
         adapt_cfg = replace(adapt_cfg, **adapt_overrides(args.overrides))
     except ConfigError as exc:
         sys.exit(f"--set: {exc}")
+    if adapt_cfg.schedule == "weighted" and adapt_cfg.lr_nonlocal != AdaptConfig.lr_nonlocal:
+        sys.exit("--lr-nonlocal has no effect under --schedule weighted: use --set lr_weighted=VALUE, its one rate")
     rows = [ROWS[i] for i in sorted({0, *(range(len(ROWS)) if args.rows is None else args.rows)})]
     rows = [(first_row_label(adapt_cfg), *row[1:]) if row is ROWS[1] else row for row in rows]
     timings: dict[str, dict[str, float]] = {}
@@ -330,13 +344,14 @@ def main() -> None:
     mean_steps = statistics.fmean(adapt_steps)
     print(f"[time] one adaptation run: {run_s:.0f} s on average ({mean_steps:.0f} steps), {step_s:.2f} s/step")
     markdown = table(results)
-    command = "python " + " ".join(sys.argv)
+    command = cli.command(parser)
     (args.out / "ablation.md").write_text(
         f"Target-validation error, mean ± std over seeds {args.seeds} (`{command}`).\n\n{markdown}\n"
     )
     payload = {
         "command": command,
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "stages": asdict(configs),
         "adapt": asdict(adapt_cfg),
         "results": results,
         "timings_s": {**timings, "adapt_run_mean": run_s, "adapt_step_mean": step_s},

@@ -1,6 +1,6 @@
 """Which part of the proxy domain gap makes the source encoder fail on the target?  One factor at a time.
 
-``python bench/domain_gap.py --seeds 0 1 2 --out bench/out/domain_gap``
+``python -m bench.domain_gap --seeds 0 1 2 --out bench/out/domain_gap``
 
 The target domain differs from the source in five groups of ``nlrd.world.Domain`` fields: clothes (bone and face
 colours), backdrop (background and texture), camera (elevation, distance, field of view), build (limb thickness)
@@ -22,21 +22,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ablation import RELATIONS, ROWS, mean_std, smoke_configs  # noqa: E402
-
-from nlrd.data import ClipSet  # noqa: E402
-from nlrd.pipeline import StageCache, StageConfigs, Stages, load_stages, train_stages  # noqa: E402
-from nlrd.train.adapt import AdaptConfig, adapt  # noqa: E402
-from nlrd.train.evaluate import evaluate  # noqa: E402
-from nlrd.train.source import SourceConfig  # noqa: E402
-from nlrd.world import FPS, SOURCE, TARGET, Domain, sample_clips  # noqa: E402
+from bench import cli
+from bench.ablation import RELATIONS, ROWS, SPACE_DEFAULT, mean_std, smoke_configs
+from nlrd.core import ClipSet, Stages
+from nlrd.pipeline import StageCache, StageConfigs, load_stages, train_stages
+from nlrd.train.adapt import AdaptConfig, adapt
+from nlrd.train.evaluate import evaluate
+from nlrd.world import FPS, SOURCE, TARGET, Domain, sample_clips
 
 #: The groups of Domain fields in which the target differs from the source.
 FACTORS: dict[str, tuple[str, ...]] = {
@@ -56,19 +53,19 @@ PART_DISTINCT = {
 }
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def arg_parser() -> argparse.ArgumentParser:
+    parser = cli.script_parser("bench.domain_gap", __doc__)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="source encoder seeds")
     parser.add_argument("--out", type=Path, default=Path("bench/out/domain_gap"))
     parser.add_argument("--cache", type=Path, default=Path("bench/out/stage_cache"))
     parser.add_argument("--clips", type=int, default=64, help="labelled clips rendered per variant")
-    parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--source-steps", type=int, default=SourceConfig.steps)
-    parser.add_argument("--source-clips", type=int, default=96, help="labelled source clips in the world")
+    parser.add_argument("--image-size", type=int, help=SPACE_DEFAULT)
+    parser.add_argument("--source-steps", type=int, help=SPACE_DEFAULT)
+    parser.add_argument("--source-clips", type=int, help=f"labelled source clips in the world ({SPACE_DEFAULT})")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--adapt", action="store_true", help="also adapt on three target variants")
     parser.add_argument("--adapt-steps", type=int, default=150)
-    return parser.parse_args()
+    return parser
 
 
 def with_factor(domain: Domain, donor: Domain, factor: str) -> Domain:
@@ -103,9 +100,9 @@ def adaptation_table(args: argparse.Namespace, configs: StageConfigs, encoders: 
     clip_len, world = configs.world.clip_len, configs.world
     results: dict[str, dict[str, dict[int, dict[str, float]]]] = {}
     for name, domain in domains.items():
-        train = render(domain, world.target_clips, 2 * clip_len, args.image_size, seed=99)
+        train = render(domain, world.target_clips, 2 * clip_len, world.image_size, seed=99)
         train = ClipSet(train.frames, None, fps=train.fps)
-        val = render(domain, args.clips, clip_len, args.image_size)
+        val = render(domain, args.clips, clip_len, world.image_size)
         results[name] = {}
         for label, relations, adapted in ROWS:
             results[name][label] = {}
@@ -131,9 +128,10 @@ def adaptation_table(args: argparse.Namespace, configs: StageConfigs, encoders: 
 
 
 def main() -> None:
-    args = parse_args()
+    parser = arg_parser()
+    args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    configs = smoke_configs(args.image_size, args.source_steps, source_clips=args.source_clips)
+    configs = smoke_configs(image_size=args.image_size, source_steps=args.source_steps, source_clips=args.source_clips)
     cache = StageCache(args.cache)
     encoders = {}
     for seed in args.seeds:
@@ -141,7 +139,7 @@ def main() -> None:
         encoders[seed] = load_stages(cache, keys, RELATIONS)
     results: dict[str, dict[int, dict[str, float]]] = {}
     for label, domain in variants():
-        clips = render(domain, args.clips, configs.world.clip_len, args.image_size)
+        clips = render(domain, args.clips, configs.world.clip_len, configs.world.image_size)
         results[label] = {seed: evaluate(s.encoder, s.prior, clips) for seed, s in encoders.items()}
         mean, std = mean_std([r["mpjpe"] for r in results[label].values()])
         print(f"{label}: MPJPE {mean:.1f} ± {std:.1f} mm", flush=True)
@@ -165,7 +163,7 @@ def main() -> None:
     if args.adapt:
         adapt_markdown, adapted = adaptation_table(args, configs, encoders)
         markdown += f"\n\nAdapted ({args.adapt_steps} steps, pose-space losses), target MPJPE (mm):\n\n{adapt_markdown}"
-    command = "python " + " ".join(sys.argv)
+    command = cli.command(parser)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "domain_gap.md").write_text(
         f"Source encoders of seeds {args.seeds}, no adaptation, {args.clips} clips per row (`{command}`).\n\n"

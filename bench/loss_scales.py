@@ -1,6 +1,6 @@
 """How large is each adaptation loss at the start?  What the weights of the weighted schedule must balance.
 
-``python bench/loss_scales.py --seeds 0 1 2 --source-clips 1536 --nonlocal-space pose --out bench/out/loss_scales``
+``python -m bench.loss_scales --seeds 0 1 2 --source-clips 1536 --nonlocal-space pose --out bench/out/loss_scales``
 
 For the stages of ``bench/ablation.py`` (source encoder seed ``s`` for each ``--seeds``), the unweighted value of
 every loss of the full ablation row (LCR, HCR, pose-flip, flip-backward, slow-backward) on ``--batches`` random
@@ -12,38 +12,37 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ablation import RELATIONS, build, mean_std, smoke_configs  # noqa: E402
-
-from nlrd.pipeline import StageCache, load_stages, load_world  # noqa: E402
-from nlrd.train.adapt import NONLOCAL_SPACES, AdaptConfig, loss_scales  # noqa: E402
-from nlrd.train.source import SourceConfig  # noqa: E402
+from bench import cli
+from bench.ablation import RELATIONS, SPACE_DEFAULT, build, mean_std, smoke_configs
+from nlrd.pipeline import StageCache, load_stages, load_world
+from nlrd.train.adapt import NONLOCAL_SPACES, AdaptConfig, loss_scales
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def arg_parser() -> argparse.ArgumentParser:
+    parser = cli.script_parser("bench.loss_scales", __doc__)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("bench/out/loss_scales"))
     parser.add_argument("--cache", type=Path, default=Path("bench/out/stage_cache"))
     parser.add_argument("--nonlocal-space", default="pose", choices=NONLOCAL_SPACES)
     parser.add_argument("--batches", type=int, default=16, help="random batches per seed")
     parser.add_argument("--batch-clips", type=int, default=4)
-    parser.add_argument("--source-clips", type=int, default=96, help="labelled source clips in the world")
-    parser.add_argument("--source-steps", type=int, default=SourceConfig.steps)
+    parser.add_argument("--source-clips", type=int, help=f"labelled source clips in the world ({SPACE_DEFAULT})")
+    parser.add_argument("--source-steps", type=int, help=SPACE_DEFAULT)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    return parser.parse_args()
+    return parser
 
 
 def main() -> None:
-    args = parse_args()
+    parser = arg_parser()
+    args = parser.parse_args()
+    command = cli.command(parser)
     torch.set_num_threads(args.threads)
-    configs = smoke_configs(64, args.source_steps, source_clips=args.source_clips)
+    configs = smoke_configs(source_steps=args.source_steps, source_clips=args.source_clips)
     cache = StageCache(args.cache)
     cfg = AdaptConfig(relations=RELATIONS, batch_clips=args.batch_clips, nonlocal_space=args.nonlocal_space)
     per_seed: dict[int, dict[str, float]] = {}
@@ -57,7 +56,7 @@ def main() -> None:
     names = list(per_seed[args.seeds[0]])
     lines = [
         f"Unweighted adaptation losses before training, mean ± std over seeds {args.seeds} of the per-seed mean over "
-        f"{args.batches} batches (`python {' '.join(sys.argv)}`).",
+        f"{args.batches} batches (`{command}`).",
         "",
         "| loss | value |",
         "|---|---|",
@@ -67,7 +66,7 @@ def main() -> None:
         lines.append(f"| {name} | {mean:.4f} ± {std:.4f} |")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "loss_scales.md").write_text("\n".join(lines) + "\n")
-    payload = {"command": " ".join(sys.argv), "adapt": asdict(cfg), "per_seed": per_seed}
+    payload = {"command": command, "adapt": asdict(cfg), "per_seed": per_seed}
     (args.out / "loss_scales.json").write_text(json.dumps(payload, indent=2))
     print("\n".join(lines))
 

@@ -1,6 +1,6 @@
 """Does the pose-flip loss see the source encoder's target errors?  Latent vs pose-space readout, per frame.
 
-``python bench/nonlocal_signal.py --out bench/out/nonlocal_signal``
+``python -m bench.nonlocal_signal --out bench/out/nonlocal_signal``
 
 For the source encoder G of ``bench/ablation.py`` (seed ``--seed``) on source frames and on labelled target
 validation frames: MPJPE, the flip loss as the paper computes it (``mean |T_flip(G(x)) - G(flip x)|`` on latents),
@@ -13,34 +13,31 @@ target labels are read, so nothing here may choose a setting.  Writes ``<out>/si
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ablation import RELATIONS, smoke_configs  # noqa: E402
-
-from nlrd import skeleton  # noqa: E402
-from nlrd.data import ClipSet  # noqa: E402
-from nlrd.metrics import mpjpe  # noqa: E402
-from nlrd.pipeline import StageCache, Stages, heldout_mocap, load_stages, load_world, train_stages  # noqa: E402
-from nlrd.relations import get_relation  # noqa: E402
-from nlrd.train.common import augment_poses  # noqa: E402
-from nlrd.train.relation import relation_latents, sample_raw  # noqa: E402
-from nlrd.train.source import SourceConfig  # noqa: E402
+from bench import cli
+from bench.ablation import RELATIONS, SPACE_DEFAULT, smoke_configs
+from nlrd import skeleton
+from nlrd.core import ClipSet, Stages
+from nlrd.metrics import mpjpe
+from nlrd.pipeline import StageCache, heldout_mocap, load_stages, load_world, train_stages
+from nlrd.relations import get_relation
+from nlrd.train.common import augment_poses
+from nlrd.train.relation import relation_latents, sample_raw
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def arg_parser() -> argparse.ArgumentParser:
+    parser = cli.script_parser("bench.nonlocal_signal", __doc__)
     parser.add_argument("--out", type=Path, default=Path("bench/out/nonlocal_signal"))
     parser.add_argument("--cache", type=Path, default=Path("bench/out/stage_cache"))
     parser.add_argument("--seed", type=int, default=0, help="source encoder seed")
     parser.add_argument("--frames", type=int, default=384, help="frames per domain")
-    parser.add_argument("--source-steps", type=int, default=SourceConfig.steps)
+    parser.add_argument("--source-steps", type=int, help=SPACE_DEFAULT)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    return parser.parse_args()
+    return parser
 
 
 def _corr(u: torch.Tensor, v: torch.Tensor) -> float:
@@ -90,10 +87,12 @@ def transformer_row(stages: Stages, mocap: torch.Tensor, name: str, clip_len: in
 
 
 def main() -> None:
-    args = parse_args()
+    parser = arg_parser()
+    args = parser.parse_args()
+    command = cli.command(parser)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    configs = smoke_configs(64, args.source_steps)
+    configs = smoke_configs(source_steps=args.source_steps)
     configs = replace(configs, source=replace(configs.source, seed=args.seed))
     cache = StageCache(args.cache)
     keys = train_stages(configs, RELATIONS, cache)
@@ -101,7 +100,7 @@ def main() -> None:
     world = load_world(cache, keys.world)
     clip_len = configs.world.clip_len
     lines = [
-        f"Flip-consistency signal of source encoder seed {args.seed} (`python {' '.join(sys.argv)}`); in brackets the",
+        f"Flip-consistency signal of source encoder seed {args.seed} (`{command}`); in brackets the",
         "Pearson correlation with the frame's MPJPE.",
         "",
         "| frames | MPJPE (mm) | MPJPE of 0.5(p + flip(p_flipped)) | latent L1 T(z) vs z_flipped (the paper's loss) "

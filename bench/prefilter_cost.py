@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 
+from bench import cli
 from bench.prefilter_quality import git_commit, machine
 from nlrd.nonlocalness import NonLocalness
 from nlrd.pipeline import StageCache, load_stages, load_world, train_stages
@@ -84,18 +85,18 @@ def time_decide(spec: SearchSpec, sets: list, scores: dict[str, NonLocalness]) -
     return sorted(t / number for t in timer.repeat(repeat=5, number=number))[2]
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def arg_parser() -> argparse.ArgumentParser:
+    parser = cli.script_parser("bench.prefilter_cost", __doc__)
     parser.add_argument("--space", type=Path, default=Path("spaces/smoke.yaml"))
     parser.add_argument("--out", type=Path, default=Path("bench/out/prefilter_cost"))
     parser.add_argument("--cache", type=Path, default=Path("bench/out/stage_cache"))
     parser.add_argument("--repeats", type=int, default=2, help="timings of each relation's scoring (best kept)")
     parser.add_argument("--trial-set", nargs="+", default=["flip", "flip_backward"], help="relations of the trial")
-    return parser.parse_args()
+    return parser
 
 
 def main() -> None:
-    args = parse_args()
+    args = arg_parser().parse_args()
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
     spec = load_space(args.space)

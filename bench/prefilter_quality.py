@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench import stats
+from bench import cli, figures, stats
 from nlrd.nonlocalness import AGGREGATES, NonLocalness
 from nlrd.pipeline import StageCache, StageConfigs, load_stages, load_world, source_only_metrics, train_stages
 from nlrd.relations import RELATION_NAMES
@@ -39,7 +39,7 @@ from nlrd.train.prior import PriorConfig
 from nlrd.train.relation import RelationConfig
 from nlrd.train.source import SourceConfig
 from nlrd.world import WorldConfig
-from search.prefilter import decide, score_relations_here, set_label
+from search.prefilter import decide, parse_set_label, score_relations_here, set_label
 from search.space import PrefilterSpec
 
 KEEP_FRACTIONS = (0.10, 0.25, 0.50)
@@ -188,7 +188,7 @@ def set_rows(table: Table, seeds: list[int]) -> list[SetRow]:
     for label, runs in table.runs.items():
         if not all(str(s) in runs for s in seeds):
             continue
-        relations = tuple(label.split("+"))
+        relations = parse_set_label(label)
         per_agg = {
             agg: decide([relations], scores, PrefilterSpec(enabled=False, aggregate=agg), "<bench>")[0].score
             for agg in AGGREGATES
@@ -217,7 +217,7 @@ def keep_table(rows: list[SetRow], aggregate: str, scores: dict[str, NonLocalnes
     n = len(rows)
     rng = np.random.default_rng(0)
     out: dict[str, dict[float, Any]] = {"pre-filter": {}, "set size": {}, "random": {}}
-    sets = [tuple(r.label.split("+")) for r in rows]
+    sets = [parse_set_label(r.label) for r in rows]
     for f in KEEP_FRACTIONS:
         decisions = decide(sets, scores, PrefilterSpec(keep_fraction=f, aggregate=aggregate), "<bench>")
         out["pre-filter"][f] = stats.keep_outcome([i for i, d in enumerate(decisions) if d.kept], error, cost)
@@ -314,36 +314,27 @@ def markdown(payload: dict[str, Any], correlations: dict, keep: dict) -> str:
 
 def scatter(rows: list[SetRow], aggregate: str, source_only: float, correlations: dict, path: Path) -> None:
     """Set score (x) vs trained MPJPE (y, mean over seeds, bar = seed range), coloured by set size."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
     x = np.array([r.score[aggregate] for r in rows])
     y = np.array([r.mpjpe for r in rows])
     lo = y - np.array([min(r.final_mpjpe) for r in rows])
     hi = np.array([max(r.final_mpjpe) for r in rows]) - y
-    ax.errorbar(x, y, yerr=[lo, hi], fmt="none", ecolor="0.7", lw=0.8, zorder=1)
-    for size, marker in ((1, "o"), (2, "s"), (3, "^")):
-        sel = np.array([r.size == size for r in rows])
-        if sel.any():
-            ax.scatter(x[sel], y[sel], marker=marker, s=22, zorder=2, label=f"{size} relation{'s' * (size > 1)}")
-    best = int(np.argmin(y))
-    ax.annotate(rows[best].label, (x[best], y[best]), fontsize=7, xytext=(4, -10), textcoords="offset points")
-    ax.axhline(source_only, ls="--", c="0.4", lw=0.8, label="source only")
-    c = correlations[f"non-localness ({aggregate})"]
-    ax.set_title(f"Spearman {c['spearman']}, Kendall {c['kendall']} (vs -MPJPE)", fontsize=8)
-    ax.set_xlabel(f"set score ({aggregate} of normalised non-localness)")
-    ax.set_ylabel("target MPJPE after adaptation (mm)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    with figures.axes(path, figsize=(6.4, 4.4)) as ax:
+        ax.errorbar(x, y, yerr=[lo, hi], fmt="none", ecolor="0.7", lw=0.8, zorder=1)
+        for size, marker in ((1, "o"), (2, "s"), (3, "^")):
+            sel = np.array([r.size == size for r in rows])
+            if sel.any():
+                ax.scatter(x[sel], y[sel], marker=marker, s=22, zorder=2, label=f"{size} relation{'s' * (size > 1)}")
+        best = int(np.argmin(y))
+        ax.annotate(rows[best].label, (x[best], y[best]), fontsize=7, xytext=(4, -10), textcoords="offset points")
+        ax.axhline(source_only, ls="--", c="0.4", lw=0.8, label="source only")
+        c = correlations[f"non-localness ({aggregate})"]
+        ax.set_title(f"Spearman {c['spearman']}, Kendall {c['kendall']} (vs -MPJPE)", fontsize=8)
+        ax.set_xlabel(f"set score ({aggregate} of normalised non-localness)")
+        ax.set_ylabel("target MPJPE after adaptation (mm)")
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def arg_parser() -> argparse.ArgumentParser:
+    parser = cli.script_parser("bench.prefilter_quality", __doc__)
     parser.add_argument("--out", type=Path, default=Path("bench/out/prefilter_quality"))
     parser.add_argument("--cache", type=Path, default=Path("bench/out/stage_cache"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -361,11 +352,12 @@ def parse_args() -> argparse.Namespace:
         metavar=("I", "N"),
         help="train only every N-th missing run from the I-th: N processes fill one table",
     )
-    return parser.parse_args()
+    return parser
 
 
 def main() -> None:
-    args = parse_args()
+    parser = arg_parser()
+    args = parser.parse_args()
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
     adapt_cfg = AdaptConfig(relations=(), steps=args.steps, eval_every=args.eval_every, batch_clips=4)
@@ -375,9 +367,9 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
         "machine": machine(),
         "commit": git_commit(),
-        "command": "python -m bench.prefilter_quality "
-        + " ".join(
+        "command": " ".join(
             [
+                parser.prog,
                 f"--seeds {' '.join(map(str, args.seeds))}",
                 f"--max-size {args.max_size}",
                 f"--image-size {args.image_size}",

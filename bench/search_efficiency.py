@@ -32,10 +32,10 @@ from pathlib import Path
 import numpy as np
 import optuna
 
-from bench import stats
+from bench import cli, figures, stats
 from bench.prefilter_quality import Table, set_rows
 from nlrd.nonlocalness import NonLocalness
-from search.prefilter import decide
+from search.prefilter import decide, parse_set_label
 from search.space import PrefilterSpec
 
 RANDOM = "random search"
@@ -159,7 +159,7 @@ def variants(bench: Bench, keep_fractions: list[float], aggregate: str, startup:
         Variant(TPE, labels, tpe, asha=False),
         Variant(TPE_ASHA, labels, tpe, asha=True),
     ]
-    sets = [tuple(label.split("+")) for label in labels]
+    sets = [parse_set_label(label) for label in labels]
     for f in keep_fractions:
         decisions = decide(sets, bench.scores, PrefilterSpec(keep_fraction=f, aggregate=aggregate), "<bench>")
         kept = [d.label for d in decisions if d.kept]
@@ -236,29 +236,20 @@ def ratio(base: float, value: float) -> str:
 
 def plot(curves: dict[str, np.ndarray], grid: np.ndarray, target: float, tolerance: float, path: Path) -> None:
     """IQM over study seeds of the incumbent's true MPJPE vs trial-epochs, with a bootstrap 95% band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    for name, values in curves.items():
-        centre = stats.iqm(values)
-        low, high = stats.bootstrap_iqm(values, resamples=500)
-        ax.plot(grid, centre, lw=1.3, label=name)
-        ax.fill_between(grid, low, high, alpha=0.2)
-    ax.axhline(target, ls="--", c="0.3", lw=0.8, label=f"target (best + {tolerance:.0%})")
-    ax.set_xlabel("trial-epochs (evaluations consumed)")
-    ax.set_ylabel("true MPJPE of the incumbent (mm)")
-    ax.set_title("Tabular simulation: IQM over study seeds, 95% bootstrap band", fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    with figures.axes(path, figsize=(6.4, 4.2)) as ax:
+        for name, values in curves.items():
+            centre = stats.iqm(values)
+            low, high = stats.bootstrap_iqm(values, resamples=500)
+            ax.plot(grid, centre, lw=1.3, label=name)
+            ax.fill_between(grid, low, high, alpha=0.2)
+        ax.axhline(target, ls="--", c="0.3", lw=0.8, label=f"target (best + {tolerance:.0%})")
+        ax.set_xlabel("trial-epochs (evaluations consumed)")
+        ax.set_ylabel("true MPJPE of the incumbent (mm)")
+        ax.set_title("Tabular simulation: IQM over study seeds, 95% bootstrap band", fontsize=9)
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def arg_parser() -> argparse.ArgumentParser:
+    parser = cli.script_parser("bench.search_efficiency", __doc__)
     parser.add_argument("--table", type=Path, default=Path("bench/out/prefilter_quality/tabular.json"))
     parser.add_argument("--out", type=Path, default=Path("bench/out/search_efficiency"))
     parser.add_argument("--study-seeds", type=int, default=30, help="independent studies per method")
@@ -278,11 +269,11 @@ def parse_args() -> argparse.Namespace:
         default=2.0,
         help="trial-epochs per study, in units of the exhaustive cost (every set trained once)",
     )
-    return parser.parse_args()
+    return parser
 
 
 def main() -> None:
-    args = parse_args()
+    args = arg_parser().parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     args.out.mkdir(parents=True, exist_ok=True)
     bench = load_bench(args.table)

@@ -41,6 +41,7 @@ from typing import Any
 import torch
 import torch.multiprocessing as mp
 
+from bench import cli
 from nlrd.models import ProjectionHead, RelationTransformer, build_image_encoder, set_trainable
 from nlrd.relations import flip_images
 from nlrd.train.adapt import info_nce, photometric
@@ -360,8 +361,8 @@ def gpu_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def arg_parser() -> argparse.ArgumentParser:
+    parser = cli.script_parser("bench.throughput", __doc__)
     parser.add_argument("--out", type=Path, default=Path("bench/out/throughput"))
     parser.add_argument("--gpu", action="store_true", help="paper-scale step, precision and packing (bare PyTorch)")
     parser.add_argument("--device", default=None, help="default: cpu, or cuda with --gpu")
@@ -369,11 +370,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=2, help="CPU: bare / Ray Train alternations")
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default: the mode's)")
     parser.add_argument("--pack", type=int, nargs="+", default=[1, 2, 4], help="GPU: trials packed on one device")
-    return parser.parse_args()
+    return parser
 
 
 def main() -> None:
-    args = parse_args()
+    args = arg_parser().parse_args()
     cfg = PAPER if args.gpu else SMOKE
     cfg = replace(cfg, device=args.device or ("cuda" if args.gpu else "cpu"))
     if args.tiny:
