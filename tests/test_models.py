@@ -129,6 +129,19 @@ def test_relation_transformer_shape_and_range():
     assert out.shape == (4, 12) and out.abs().max() <= 10
 
 
+def test_a_residual_relation_transformer_starts_as_the_identity_and_learns_the_change():
+    t = RelationTransformer(12, hidden=(32, 16), residual=True)
+    z = 3 * torch.randn(4, 12)
+    assert torch.allclose(t(z), z, atol=1e-4)
+    assert t(100 * torch.randn(4, 12)).abs().max() <= 10
+    opt = torch.optim.Adam(t.parameters(), lr=1e-2)
+    for _ in range(50):
+        opt.zero_grad()
+        (t(z) - (z + 0.5)).abs().mean().backward()
+        opt.step()
+    assert (t(z) - (z + 0.5)).abs().mean() < 0.25  # it moved towards the shifted counterpart
+
+
 @pytest.mark.parametrize("size", [32, 64])
 def test_small_cnn_maps_images_to_bounded_latents(size):
     cnn = SmallCNN(latent_dim=8, width=8)

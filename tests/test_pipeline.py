@@ -112,3 +112,12 @@ def test_two_processes_needing_the_same_missing_stages_train_each_once(tmp_path)
     # Every stage that reports progress (prior, motion, relations, source) was trained by exactly one process.
     assert sorted(trained[0] + trained[1]) == ["motion", "prior", "relations", "source"], trained
     assert not list(tmp_path.glob("*.tmp")) and len(list(tmp_path.glob("*.pt"))) == 5
+
+
+def test_residual_relation_transformers_are_their_own_stage_and_restore_as_trained(tmp_path):
+    residual = dataclasses.replace(TINY, relation=dataclasses.replace(TINY.relation, residual=True))
+    assert stage_keys(residual, ["flip"]).relations != stage_keys(TINY, ["flip"]).relations
+    cache = StageCache(tmp_path)
+    keys = train_stages(residual, ["flip"], cache)
+    (transformer,) = load_stages(cache, keys, ["flip"]).transformers.values()
+    assert transformer.residual

@@ -14,6 +14,12 @@ def bounded(x: torch.Tensor) -> torch.Tensor:
     return LATENT_BOUND * torch.tanh(x / LATENT_BOUND)
 
 
+def unbounded(z: torch.Tensor) -> torch.Tensor:
+    """The inverse of ``bounded`` (clamped inside the box): where a latent was before the squash."""
+    limit = 1.0 - 1e-6
+    return LATENT_BOUND * torch.atanh((z / LATENT_BOUND).clamp(-limit, limit))
+
+
 def mlp(sizes: tuple[int, ...]) -> nn.Sequential:
     """Linear layers of the given widths with LeakyReLU between them (none after the last)."""
     layers: list[nn.Module] = []

@@ -20,7 +20,8 @@ class RelationConfig:
     """``pool_size``: augmented mocap samples per relation (at most ``steps * batch_size``), encoded once by
     the frozen encoders before training: the LSTM encodings dominate the cost, so the transformers then
     train on latents only.  ``bf16``: bf16 autocast of the transformers' forward passes (CUDA only; a no-op on
-    the CPU)."""
+    the CPU).  ``residual``: each transformer learns the change from the identity (``RelationTransformer``); the
+    paper's is a plain MLP (``False``)."""
 
     steps: int = 300
     batch_size: int = 64
@@ -30,6 +31,7 @@ class RelationConfig:
     report_every: int = 50
     seed: int = 0
     bf16: bool = False
+    residual: bool = False
 
     def __post_init__(self) -> None:
         check_ranges(
@@ -90,7 +92,9 @@ def train_relations(
     prior, motion = frozen_copy(prior, device), frozen_copy(motion, device)
     with seeded(cfg.seed, device):
         dims = {"pose": prior.latent_dim, "motion": motion.embed_dim}
-        transformers = {r.name: RelationTransformer(dims[r.level], cfg.hidden).to(device) for r in relations}
+        transformers = {
+            r.name: RelationTransformer(dims[r.level], cfg.hidden, cfg.residual).to(device) for r in relations
+        }
         pool_size = min(cfg.pool_size, cfg.steps * cfg.batch_size)
         pools = {
             r.name: relation_latents(prior, motion, r, augment_poses(sample_raw(mocap, r, pool_size)))
