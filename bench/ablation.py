@@ -23,6 +23,12 @@ e.g. ``--set w_lcr=0.12 --set w_motion=2`` for weights found by a search.
 ``--device cuda --bf16`` trains the stages and adapts on the GPU with bf16 autocast everywhere (the stage keys then
 differ from the float32 ones); the world is rendered on the CPU either way.
 
+Every table has the reference lines beside the rows: **mean pose** (the constant average pose of the mocap the
+stages train on; no image) and **oracle** (the source encoder's architecture, config and seed supervised on the
+labelled target training clips instead, evaluated on the same validation clips: what a label-free method could at
+best reach with that encoder).  ``--no-oracle`` leaves the oracle out (it trains one more encoder per seed; its
+metrics are cached in ``--cache``).
+
 ``--target-seed N`` swaps the world's target clips (training and validation) for those of the world with seed
 ``N``: same domain, different samples, same stages.  Settings are chosen on such a development target, so the
 world's own validation labels are only read for the reported numbers.
@@ -49,14 +55,19 @@ from nlrd.pipeline import (
     StageCache,
     StageConfigs,
     StageKeys,
+    load_prior_and_motion,
     load_stages,
     load_world,
+    split_mocap,
+    stage_key,
     train_stages,
 )
+from nlrd.reference import mean_pose_metrics
 from nlrd.relations import get_relation
 from nlrd.train.adapt import NONLOCAL_SPACES, SCHEDULES, AdaptConfig, adapt, loss_weights
 from nlrd.train.evaluate import evaluate
-from nlrd.world import build_world
+from nlrd.train.source import SourceConfig, train_source
+from nlrd.world import build_world, world_part
 from search.space import load_space
 
 #: Ablation rows in the paper's order: (label, relations, adapt at all).
@@ -114,6 +125,7 @@ def arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--relation-steps", type=int, help=f"relation transformer training steps ({SPACE_DEFAULT})")
     parser.add_argument("--target-seed", type=int, help="adapt and evaluate on the target clips of this world seed")
     parser.add_argument("--fixed-source", action="store_true", help="one source encoder (seed 0) for every seed")
+    parser.add_argument("--no-oracle", action="store_true", help="leave out the oracle line (target-supervised)")
     parser.add_argument(
         "--rows",
         type=int,
@@ -258,6 +270,41 @@ def dev_target(configs: StageConfigs, seed: int) -> tuple[ClipSet, ClipSet]:
     return world.target_train, world.target_val
 
 
+#: The reference lines' row labels: below every row, and above (the oracle) them.
+MEAN_POSE_ROW, ORACLE_ROW = "mean pose (constant, no image)", "oracle (target labels, same encoder and budget)"
+
+
+def mean_pose_row(cache: StageCache, keys: StageKeys, target: tuple[ClipSet, ClipSet] | None) -> dict[str, float]:
+    """The mean-pose line on the target validation clips the rows are evaluated on."""
+    world = load_world(cache, keys.world)
+    train_mocap, _ = split_mocap(world.mocap)
+    return mean_pose_metrics(train_mocap, world.target_val if target is None else target[1])
+
+
+def oracle_row(
+    configs: StageConfigs,
+    cache: StageCache,
+    keys: StageKeys,
+    source: SourceConfig,
+    target_seed: int | None,
+    device: torch.device,
+) -> dict[str, float]:
+    """The oracle line: ``source`` (the source encoder's config and seed) trained on the labelled target training
+    clips of the world (or of the world with ``target_seed``), evaluated on that world's target validation clips.
+    Only its metrics are cached: no search reads the encoder."""
+    key = stage_key("oracle", source, [keys.prior, keys.world, f"target_seed={target_seed}"])
+    with cache.lock(key):
+        if key in cache:
+            return dict(cache.load(key)["target_val"])
+        world = configs.world if target_seed is None else replace(configs.world, seed=target_seed)
+        train = world_part(world, "target_train", with_labels=True)
+        prior, _ = load_prior_and_motion(cache, keys, device)
+        encoder = train_source(source, prior, train, device=device)
+        metrics = evaluate(encoder, prior, world_part(world, "target_val"), device=device)
+        cache.save(key, {"target_val": metrics})
+    return metrics
+
+
 def run_row(
     cfg: AdaptConfig,
     cache: StageCache,
@@ -317,12 +364,20 @@ def main() -> None:
     rows = [ROWS[i] for i in sorted({0, *(range(len(ROWS)) if args.rows is None else args.rows)})]
     rows = [(first_row_label(adapt_cfg), *row[1:]) if row is ROWS[1] else row for row in rows]
     timings: dict[str, dict[str, float]] = {}
-    results: dict[str, dict[int, dict[str, float]]] = {label: {} for label, _, _ in rows}
+    results: dict[str, dict[int, dict[str, float]]] = {label: {} for label in (MEAN_POSE_ROW, *(r[0] for r in rows))}
+    if not args.no_oracle:
+        results[ORACLE_ROW] = {}
     adapt_seconds: list[float] = []
     adapt_steps: list[int] = []
     for seed in args.seeds:
         source = replace(configs.source, seed=0 if args.fixed_source else seed)
         keys, timings[f"stages seed {seed}"] = build(replace(configs, source=source), cache, device)
+        results[MEAN_POSE_ROW][seed] = mean_pose_row(cache, keys, target)
+        if not args.no_oracle:
+            start = time.perf_counter()
+            results[ORACLE_ROW][seed] = oracle_row(configs, cache, keys, source, args.target_seed, device)
+            timings[f"stages seed {seed}"]["oracle"] = time.perf_counter() - start
+            print(f"seed {seed} | {ORACLE_ROW}: MPJPE {results[ORACLE_ROW][seed]['mpjpe']:.1f} mm", flush=True)
         for label, relations, adapted in rows:
             cfg = replace(adapt_cfg, seed=seed)
             if args.steps_per_turn is not None and adapted:

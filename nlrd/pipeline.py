@@ -30,6 +30,7 @@ from nlrd.data import DataConfig
 from nlrd.data_stage import build_data, fresh_source_clips
 from nlrd.models import MotionAE, PosePrior, RelationTransformer, build_image_encoder
 from nlrd.quality import StageQuality, measure_stages
+from nlrd.reference import mean_pose_metrics
 from nlrd.relations import get_relation
 from nlrd.train.common import freeze
 from nlrd.train.evaluate import evaluate
@@ -256,6 +257,7 @@ def train_stages(
                     kwargs = {
                         "dim": relation_dim(configs.prior, configs.motion, relation.level),
                         "hidden": configs.relation.hidden,
+                        "residual": configs.relation.residual,
                     }
                     cache.save(keys.relations[relation.name], _module_payload(trained[relation.name], kwargs))
             else:
@@ -298,6 +300,26 @@ def source_only_metrics(cache: StageCache, keys: StageKeys) -> dict[str, float]:
     """Target-validation metrics of the source encoder before adaptation (every protocol of
     ``nlrd.metrics.evaluate_protocols``): the bar to beat."""
     return dict(cache.load(keys.source)["target_val"])
+
+
+def mean_pose_line(cache: StageCache, keys: StageKeys) -> dict[str, float]:
+    """Target-validation metrics of the constant mean pose of the mocap the stages train on (``nlrd.reference``):
+    the line below which an encoder has learnt nothing about the image.  Computed once per world and cached."""
+    key = stage_key("meanpose", {}, [keys.world])
+    with cache.lock(key):
+        if key in cache:
+            return dict(cache.load(key)["target_val"])
+        world = load_world(cache, keys.world)
+        train, _ = split_mocap(world.mocap)
+        metrics = mean_pose_metrics(train, world.target_val)
+        cache.save(key, {"target_val": metrics})
+    return metrics
+
+
+def reference_lines(cache: StageCache, keys: StageKeys) -> dict[str, dict[str, float]]:
+    """Every reference line a search can draw without target labels in training, each as target-validation
+    metrics: ``mean_pose`` and ``source_only`` (the oracle needs labelled target clips: ``bench/ablation.py``)."""
+    return {"mean_pose": mean_pose_line(cache, keys), "source_only": source_only_metrics(cache, keys)}
 
 
 def load_prior_and_motion(

@@ -98,20 +98,26 @@ RELATION_BAR = Bar(
 )
 
 
-def warnings(quality: StageQuality) -> list[str]:
-    """One line per figure above its bar, naming the figure, its value, the bar and the knob to raise."""
-    lines = []
+def checked_figures(quality: StageQuality) -> list[tuple[str, float, Bar]]:
+    """Every measured figure that has a bar, as ``(label, value, bar)``: the stage bars in ``QUALITY_BARS``'s
+    order, then one per relation transformer by name."""
+    figures = []
     for bar, read in QUALITY_BARS.values():
         value = read(quality)
-        if value is not None and value > bar.limit:
-            lines.append(f"{bar.name} is {value:.2f}, above the bar {bar.limit:g}: raise {bar.knob}")
+        if value is not None:
+            figures.append((bar.name, value, bar))
     for name, left in sorted(quality.relations.items()):
-        if left > RELATION_BAR.limit:
-            lines.append(
-                f"relation {name}: {RELATION_BAR.name} is {left:.2f}, above the bar {RELATION_BAR.limit:g}: "
-                f"raise {RELATION_BAR.knob}"
-            )
-    return lines
+        figures.append((f"relation {name}: {RELATION_BAR.name}", left, RELATION_BAR))
+    return figures
+
+
+def warnings(quality: StageQuality) -> list[str]:
+    """One line per figure above its bar, naming the figure, its value, the bar and the knob to raise."""
+    return [
+        f"{label} is {value:.2f}, above the bar {bar.limit:g}: raise {bar.knob}"
+        for label, value, bar in checked_figures(quality)
+        if value > bar.limit
+    ]
 
 
 def _chunked(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, chunk: int = 1024) -> torch.Tensor:

@@ -16,11 +16,23 @@ import yaml
 from nlrd.atomic import write_atomic, write_text_atomic
 from nlrd.metrics import PROTOCOLS
 from nlrd.nonlocalness import NonLocalness
+from nlrd.quality import StageQuality, checked_figures
+from nlrd.quality import warnings as quality_warnings
 from nlrd.train.adapt import ENCODER_FILE
 from search.prefilter import SetDecision, parse_set_label
 from search.run_dir import RunDir
 from search.space import ACCURACY_METRICS, ObjectiveSpec, SearchSpec
-from search.trials import ERROR, FINISHED, INTERRUPTED, METRIC_COLUMNS, OBJECTIVE, REJECTED, SCORE, STOPPED
+from search.trials import (
+    ERROR,
+    FINISHED,
+    INTERRUPTED,
+    METRIC_COLUMNS,
+    OBJECTIVE,
+    REFERENCE_LINES,
+    REJECTED,
+    SCORE,
+    STOPPED,
+)
 
 
 def __getattr__(name: str) -> Any:
@@ -91,13 +103,14 @@ def write_tables(
     run_dir: RunDir,
     table: pd.DataFrame,
     decisions: list[SetDecision],
-    source_only: dict[str, float],
+    references: dict[str, dict[str, float]],
     objectives: Sequence[ObjectiveSpec],
     optuna_front: list[dict[str, Any]] | None = None,
 ) -> None:
     """``trials.csv``, ``trials.parquet``, ``prefilter.csv`` and ``pareto.json`` in ``run_dir``.
 
-    ``source_only``: the unadapted source encoder's target metrics, recorded beside the front.
+    ``references``: the reference lines' target metrics (``mean_pose``, ``source_only``), recorded beside the front
+    (``table`` holds them as rows already).
     ``optuna_front``: for multi-objective runs, the study's own Pareto front (``study.best_trials``).
     """
     write_trials(run_dir, table)
@@ -109,7 +122,7 @@ def write_tables(
     front = table[table["pareto"]].sort_values(list(axes)[0])
     payload: dict[str, Any] = {
         "axes": axes,
-        "source_only": source_only,
+        **{name: references[name] for name in REFERENCE_LINES if name in references},
         "front": json.loads(front.to_json(orient="records")),
     }
     if optuna_front is not None:
@@ -203,14 +216,68 @@ def _unended_text(spec: SearchSpec, table: pd.DataFrame) -> str:
     )
 
 
+def write_stage_quality(run_dir: RunDir, quality: StageQuality, references: dict[str, dict[str, float]]) -> None:
+    """``stage_quality.json``: the stage-quality figures, the bars they missed and the reference lines."""
+    payload = {"quality": quality.as_dict(), "warnings": quality_warnings(quality), "references": references}
+    write_text_atomic(run_dir.stage_quality_json, json.dumps(payload, indent=2))
+
+
+def _quality_section(quality: StageQuality) -> list[str]:
+    """The stage-quality figures against their bars; a missed bar is a loud line naming the knob to raise."""
+    lines = [
+        "Stage quality (each stage on data it did not train on; `stage_quality.json`):",
+        "",
+        "| figure | value | bar |",
+        "|---|---|---|",
+        *(
+            f"| {label} | {value:.2f}{'' if value <= bar.limit else ' **missed**'} | at most {bar.limit:g} |"
+            for label, value, bar in checked_figures(quality)
+        ),
+        "",
+    ]
+    missed = quality_warnings(quality)
+    if missed:
+        lines += ["**Warning: stages below their bars; results on them understate or misstate the method.**", ""]
+        lines += [f"- {line}" for line in missed] + [""]
+    return lines
+
+
+def _reference_table(references: dict[str, dict[str, float]], best: pd.Series | None, metric: str) -> list[str]:
+    """The reference lines and the best trial side by side, each with its change against source only: a result
+    is read against the mean pose (what no image gives) and source only (what adaptation must beat)."""
+    columns = ["mpjpe", "pa_mpjpe"]
+    if metric in ACCURACY_METRICS and metric not in columns:
+        columns.append(metric)
+    rows = [(name, words, references[name]) for name, words in REFERENCE_LINES.items() if name in references]
+    if best is not None:
+        rows.append(("best", f"best trial `{best['trial_id']}`", best))
+    source = references.get("source_only", {})
+
+    def cell(name: str, column: str, values: dict[str, float] | pd.Series) -> str:
+        value = float(values.get(column, np.nan))
+        if name == "source_only" or not source.get(column) or not np.isfinite(value):
+            return f"{value:.1f}"
+        return f"{value:.1f} ({100 * (value / source[column] - 1):+.1f}% vs source only)"
+
+    header = " | ".join(f"target {PROTOCOLS[c].name} ({PROTOCOLS[c].unit})" for c in columns)
+    return [
+        "Reference lines (target validation):",
+        "",
+        f"| | {header} |",
+        "|---" * (len(columns) + 1) + "|",
+        *(f"| {words} | {' | '.join(cell(name, c, values) for c in columns)} |" for name, words, values in rows),
+    ]
+
+
 def write_summary(
     run_dir: RunDir,
     spec: SearchSpec,
     table: pd.DataFrame,
-    source_only: dict[str, float],
+    references: dict[str, dict[str, float]],
     correlation: dict[str, float] | None,
     best: pd.Series | None,
     elapsed_s: float,
+    quality: StageQuality | None = None,
 ) -> None:
     """``summary.md``: what ran, what came out, where the files are."""
     counts = table["status"].value_counts()
@@ -229,9 +296,9 @@ def write_summary(
         *([f"| {INTERRUPTED} | {counts[INTERRUPTED]} |"] if counts.get(INTERRUPTED) else []),
         "",
         *([_unended_text(spec, table), ""] if unended_trials(spec, table) else []),
-        f"Source only (before adaptation): target MPJPE {source_only['mpjpe']:.1f} mm, "
-        f"PA-MPJPE {source_only['pa_mpjpe']:.1f} mm{_objective_text(metric, source_only)}.",
+        *_reference_table(references, best, metric),
         "",
+        *(_quality_section(quality) if quality is not None else []),
     ]
     if best is None:
         lines.append("No trial finished, so there is no best configuration.")
@@ -256,8 +323,10 @@ def write_summary(
         )
     lines += [
         "",
-        f"Files: `{run_dir.trials_csv.name}`/`{run_dir.trials_parquet.name}` (every trial and rejected set), "
-        f"`{run_dir.prefilter_csv.name}`, `{run_dir.pareto_json.name}`, `{run_dir.pareto_png.name}`/"
+        f"Files: `{run_dir.trials_csv.name}`/`{run_dir.trials_parquet.name}` (every trial, rejected set and "
+        "reference line), "
+        f"`{run_dir.prefilter_csv.name}`, `{run_dir.stage_quality_json.name}`, `{run_dir.pareto_json.name}`, "
+        f"`{run_dir.pareto_png.name}`/"
         f"`{run_dir.pareto_svg.name}`, `{run_dir.prefilter_png.name}`, `{run_dir.best_yaml.name}`, "
         f"`{run_dir.best_encoder.name}`, `{run_dir.study_log.name}` (the Optuna study: `optuna.load_study(storage="
         "optuna.storages.JournalStorage(optuna.storages.journal."

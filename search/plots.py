@@ -14,7 +14,10 @@ import pandas as pd  # noqa: E402
 from nlrd.atomic import write_atomic  # noqa: E402
 from nlrd.metrics import PROTOCOLS  # noqa: E402
 from search.space import ObjectiveSpec  # noqa: E402
-from search.trials import FINISHED, METRIC_COLUMNS, OBJECTIVE, REJECTED, SCORE, STOPPED  # noqa: E402
+from search.trials import FINISHED, METRIC_COLUMNS, OBJECTIVE, REFERENCE_LINES, REJECTED, SCORE, STOPPED  # noqa: E402
+
+#: How each reference line is drawn across the Pareto plot.
+REFERENCE_STYLES = {"mean_pose": {"c": "0.35", "ls": ":"}, "source_only": {"c": "tab:blue", "ls": "--"}}
 
 
 def _save(fig: plt.Figure, paths: Sequence[Path]) -> None:
@@ -39,18 +42,21 @@ def axis_label(objective: ObjectiveSpec) -> str:
 def pareto_plot(
     table: pd.DataFrame,
     paths: Sequence[Path],
-    source_only: dict[str, float] | None = None,
+    references: dict[str, dict[str, float]] | None = None,
     title: str = "",
     objective: ObjectiveSpec | None = None,
 ) -> None:
     """Non-localness score vs ``objective`` (default: target MPJPE): the front highlighted, other trials grey,
-    pre-filter rejects marked, and the unadapted source encoder's value of that metric (from ``source_only``,
-    when it has it) as the line to beat."""
+    pre-filter rejects marked, and the reference lines' values of that metric (``references``: ``mean_pose``,
+    ``source_only``, where they have it) drawn across: the mean pose is what no image gives, source only the line
+    adaptation must beat."""
     objective = objective or ObjectiveSpec(OBJECTIVE, "min")
     y = METRIC_COLUMNS.get(objective.metric, objective.metric)
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
-    if source_only is not None and objective.metric in source_only:
-        ax.axhline(source_only[objective.metric], c="tab:blue", ls="--", lw=1, label="source only (before adaptation)")
+    for name, words in REFERENCE_LINES.items():
+        value = (references or {}).get(name, {}).get(objective.metric)
+        if value is not None:
+            ax.axhline(value, lw=1, label=words, **REFERENCE_STYLES[name])
     finished = table[table["status"] == FINISHED]
     stopped = table[table["status"] == STOPPED]
     front = finished[finished["pareto"]].sort_values(SCORE)

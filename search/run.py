@@ -23,7 +23,9 @@ import optuna
 import pandas as pd
 import ray
 
-from nlrd.pipeline import StageCache, StageKeys, source_only_metrics, stage_keys
+from nlrd.pipeline import StageCache, StageKeys, reference_lines, stage_keys, stage_quality
+from nlrd.quality import StageQuality
+from nlrd.quality import warnings as quality_warnings
 from search.export import (
     accuracy_text,
     plotted_objective,
@@ -31,6 +33,7 @@ from search.export import (
     trials_table,
     unended_trials,
     write_best,
+    write_stage_quality,
     write_summary,
     write_tables,
 )
@@ -40,7 +43,16 @@ from search.run_dir import RunDir, RunDirError
 from search.space import ACCURACY_METRICS, SearchSpec, SpaceError, load_space
 from search.stages import StageJobError, ensure_stages, missing_stages, unreadable_stages
 from search.trainable import make_trainable
-from search.trials import INTERRUPTED, METRIC_COLUMNS, OBJECTIVE, record_from_result, rejected_rows, trial_row
+from search.trials import (
+    INTERRUPTED,
+    METRIC_COLUMNS,
+    OBJECTIVE,
+    REFERENCE_LINES,
+    record_from_result,
+    reference_rows,
+    rejected_rows,
+    trial_row,
+)
 from search.tuner import build_tuner, num_evaluations, restore_tuner, study_storage
 
 DEFAULT_SPACE = Path(__file__).resolve().parent.parent / "spaces" / "smoke.yaml"
@@ -147,6 +159,10 @@ def dry_run(spec: SearchSpec, cache: StageCache) -> None:
     print(f"[plan] space {spec.name} ({spec.path}), digest {spec.digest}; stage cache {cache.root}")
     print(f"[plan] stages to train: {', '.join(missing)}" if missing else "[plan] every stage is cached")
     print(f"[plan] {len(sets)} candidate relation sets from {len(spec.relations.candidates)} relations")
+    if missing:
+        print("[plan] reference lines and stage quality are measured once the stages are trained")
+    else:
+        report_stages(spec, cache, keys)
     if {"world", "prior", "motion"} & set(missing):
         print("[plan] set scores need the cached world, pose prior and motion embedding; a run trains them first")
     else:
@@ -167,6 +183,26 @@ def dry_run(spec: SearchSpec, cache: StageCache) -> None:
         f"a Ray Train launch per trial; each trial holds {spec.resources.trial_cpus} CPU and "
         f"{spec.resources.trial_gpus} GPU"
     )
+
+
+def report_stages(
+    spec: SearchSpec, cache: StageCache, keys: StageKeys
+) -> tuple[dict[str, dict[str, float]], StageQuality]:
+    """Print the reference lines and the stage-quality figures of trained stages (measured once, then cached),
+    each missed bar as a warning naming the knob to raise."""
+    references = reference_lines(cache, keys)
+    lines = ", ".join(f"{REFERENCE_LINES[name]} {values['mpjpe']:.1f} mm" for name, values in references.items())
+    print(f"[stages] target MPJPE of the reference lines: {lines}", flush=True)
+    quality = stage_quality(spec.stages, cache, keys)
+    gaps = ", ".join(f"{name} {left:.2f}" for name, left in sorted(quality.relations.items()))
+    print(
+        f"[quality] held-out mocap: prior {quality.prior_mm:.1f} mm, motion {quality.motion_mm:.1f} mm; relation "
+        f"gap left (0 = reached): {gaps}",
+        flush=True,
+    )
+    for line in quality_warnings(quality):
+        print(f"[quality] WARNING: {line}", flush=True)
+    return references, quality
 
 
 def print_decisions(decisions: list[SetDecision]) -> None:
@@ -227,8 +263,8 @@ def run(args: argparse.Namespace) -> int:
         run_dir.create(spec, cache)
     print(f"[run] {spec.name}: {'resuming' if resuming else 'results in'} {run_dir.path}", flush=True)
     keys = ensure_stages(spec.stages, spec.relations.candidates, cache, spec.resources, run_dir)
-    baseline = source_only_metrics(cache, keys)
-    print(f"[stages] source only, before adaptation: target MPJPE {baseline['mpjpe']:.1f} mm", flush=True)
+    references, quality = report_stages(spec, cache, keys)
+    write_stage_quality(run_dir, quality, references)
     try:
         scores, decisions = prefilter(spec, cache, keys, run_dir)
     except SpaceError:
@@ -240,23 +276,23 @@ def run(args: argparse.Namespace) -> int:
     trainable = make_trainable(spec, cache, keys, run_dir, set_scores)
     tuner = restore_tuner(run_dir, trainable) if resuming else None
     if tuner is None:
-        tuner = build_tuner(spec, trainable, decisions, scores, run_dir)
+        tuner = build_tuner(spec, trainable, decisions, scores, run_dir, references)
     results = tuner.fit()
 
     reports = run_dir.reports
     records = [record_from_result(r, reports) for r in results]
     evaluations = num_evaluations(spec)
     rows = [trial_row(r, set_scores, evaluations, reports.attempts(r.trial_id), INTERRUPTED) for r in records]
-    rows += rejected_rows(decisions)
+    rows += rejected_rows(decisions) + reference_rows(references)
     table = trials_table(rows, scores, spec.objectives)
-    write_tables(run_dir, table, decisions, baseline, spec.objectives, optuna_front(spec, run_dir))
+    write_tables(run_dir, table, decisions, references, spec.objectives, optuna_front(spec, run_dir))
     plotted = plotted_objective(spec.objectives)
     title = f"{spec.name}: non-localness vs {metric_subject(plotted.metric)}"
-    pareto_plot(table, [run_dir.pareto_png, run_dir.pareto_svg], baseline, title=title, objective=plotted)
+    pareto_plot(table, [run_dir.pareto_png, run_dir.pareto_svg], references, title=title, objective=plotted)
     correlation = prefilter_correlation(table)
     prefilter_plot(table, run_dir.prefilter_png, correlation, title=f"{spec.name}: pre-filter vs training")
     best = write_best(run_dir, spec, table)
-    write_summary(run_dir, spec, table, baseline, correlation, best, time.monotonic() - start)
+    write_summary(run_dir, spec, table, references, correlation, best, time.monotonic() - start, quality)
 
     done = table[table["status"] != "rejected_by_prefilter"]
     columns = ["trial_id", "relation_set", "set_score", "status", "mpjpe", "pa_mpjpe"]

@@ -100,6 +100,11 @@ class RunDir:
         return self.path / "prefilter.png"
 
     @property
+    def stage_quality_json(self) -> Path:
+        """The stage-quality report (``nlrd.quality``) and the reference lines of the stages the run adapts from."""
+        return self.path / "stage_quality.json"
+
+    @property
     def summary_md(self) -> Path:
         return self.path / "summary.md"
 

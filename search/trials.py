@@ -21,6 +21,10 @@ from search.trial_reports import TrialReports
 FINISHED, STOPPED, ERROR, REJECTED, RUNNING = "finished", "stopped_by_asha", "error", "rejected_by_prefilter", "running"
 #: A trial that was running when the search was interrupted (``--resume`` continues it).
 INTERRUPTED = "interrupted"
+#: A reference line's row (``mean_pose``, ``source_only``): no trial, the values every trial is read against.
+REFERENCE = "reference"
+#: The reference lines, in the order the tables show them, with the words they are shown with.
+REFERENCE_LINES = {"mean_pose": "mean pose (constant, no image)", "source_only": "source only (before adaptation)"}
 #: The set's non-localness score column, and target MPJPE: the default objective, the error ``best_mpjpe`` tracks
 #: and the pre-filter check correlates with the score.
 SCORE, OBJECTIVE = "set_score", "mpjpe"
@@ -118,4 +122,20 @@ def rejected_rows(decisions: list[SetDecision]) -> list[dict[str, Any]]:
         {"relation_set": d.label, "set_size": len(d.relations), SCORE: d.score, "status": REJECTED, "error": d.reason}
         for d in decisions
         if not d.kept
+    ]
+
+
+def reference_rows(references: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    """One row per reference line, its name in ``trial_id``, so that ``trials.csv`` shows the lines beside the
+    trials; every other trial column is empty."""
+    return [
+        {
+            "trial_id": name,
+            "relation_set": "",
+            "set_size": 0,
+            "status": REFERENCE,
+            **{metric: references[name].get(metric, np.nan) for metric in ACCURACY_METRICS},
+        }
+        for name in REFERENCE_LINES
+        if name in references
     ]

@@ -20,7 +20,7 @@ from search.prefilter import SetDecision
 from search.run_dir import RunDir
 from search.space import ObjectiveSpec, SearchSpec
 from search.trainable import RELATIONS_KEY
-from search.trials import ran_to_the_end, record_from_trial, rejected_rows, trial_row
+from search.trials import ran_to_the_end, record_from_trial, reference_rows, rejected_rows, trial_row
 
 
 def num_evaluations(spec: SearchSpec) -> int:
@@ -132,7 +132,8 @@ def _run_dir_state(state: dict[str, Any]) -> dict[str, Any]:
 
 class LiveTables(tune.Callback):
     """Rewrites ``trials.csv``/``trials.parquet`` each time a trial ends, so finished trials are on disk as
-    soon as they finish, whatever happens to the driver afterwards; records each trial's reports for a replay."""
+    soon as they finish, whatever happens to the driver afterwards; records each trial's reports for a replay.
+    ``references``: the reference lines' metrics (``nlrd.pipeline.reference_lines``), rows of the table too."""
 
     def __init__(
         self,
@@ -141,8 +142,10 @@ class LiveTables(tune.Callback):
         scores: dict[str, NonLocalness],
         objectives: Sequence[ObjectiveSpec],
         max_evaluations: int,
+        references: dict[str, dict[str, float]] | None = None,
     ) -> None:
         self.run_dir = run_dir
+        self.references = references or {}
         self.decisions = decisions
         self.scores = scores
         self.objectives = tuple(objectives)
@@ -151,7 +154,7 @@ class LiveTables(tune.Callback):
         self.reports = run_dir.reports
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(_run_dir_state(state))
+        self.__dict__.update({"references": {}, **_run_dir_state(state)})  # runs saved before reference lines
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.reports.start(trial.trial_id)
@@ -163,7 +166,8 @@ class LiveTables(tune.Callback):
         set_scores = {d.label: d.score for d in self.decisions}
         records = [record_from_trial(t, t.trial_id in self.failed, self.failed.get(t.trial_id, False)) for t in trials]
         rows = [trial_row(r, set_scores, self.max_evaluations, self.reports.attempts(r.trial_id)) for r in records]
-        write_trials(self.run_dir, trials_table(rows + rejected_rows(self.decisions), self.scores, self.objectives))
+        rows += rejected_rows(self.decisions) + reference_rows(self.references)
+        write_trials(self.run_dir, trials_table(rows, self.scores, self.objectives))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.failed[trial.trial_id] = False
@@ -250,6 +254,7 @@ def build_tuner(
     decisions: list[SetDecision],
     scores: dict[str, NonLocalness],
     run_dir: RunDir,
+    references: dict[str, dict[str, float]] | None = None,
 ) -> tune.Tuner:
     """The Tuner of a new search: Optuna's sampler over the kept sets and knobs, its study in ``run_dir``,
     ASHA for single-objective runs, and callbacks that print progress and keep the tables current."""
@@ -275,7 +280,7 @@ def build_tuner(
     else:
         scheduler = FIFOScheduler()
     printer = ProgressPrinter(spec.searcher.num_trials, metric, mode, sum(not d.kept for d in decisions))
-    tables = LiveTables(run_dir, decisions, scores, spec.objectives, num_evaluations(spec))
+    tables = LiveTables(run_dir, decisions, scores, spec.objectives, num_evaluations(spec), references)
     study = StudyRecorder(run_dir, spec, distributions, num_evaluations(spec))
     return tune.Tuner(
         trainable,

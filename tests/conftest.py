@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -134,6 +135,11 @@ def tiny_stages(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("tiny-stages")
     train_stages(spec.stages, spec.relations.candidates, StageCache(root))
     return root
+
+
+def trial_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``trials.csv`` that are trials: not sets the pre-filter rejected, not reference lines."""
+    return table[~table["status"].isin(["rejected_by_prefilter", "reference"])]
 
 
 def with_stages(out: Path, stages: Path) -> Path:

@@ -14,6 +14,7 @@ from search.export import (
     pareto_mask,
     plotted_objective,
     prefilter_correlation,
+    trials_table,
     write_summary,
     write_tables,
 )
@@ -22,7 +23,7 @@ from search.prefilter import SetDecision
 from search.run_dir import RunDir
 from search.space import ACCURACY_METRICS, ObjectiveSpec, parse_space
 from search.trainable import RELATIONS_KEY
-from search.trials import FINISHED, REJECTED, STOPPED, TrialRecord, trial_row
+from search.trials import FINISHED, REFERENCE, REJECTED, STOPPED, TrialRecord, reference_rows, trial_row
 from tests.conftest import TINY_SPACE
 
 MPJPE = (ObjectiveSpec("mpjpe", "min"),)
@@ -92,24 +93,32 @@ def test_pareto_plot_follows_the_single_objective(tmp_path, monkeypatch):
     def keep(fig, paths):
         ax = fig.axes[0]
         baseline = [line.get_ydata()[0] for line in ax.get_lines() if line.get_linestyle() == "--"]
-        drawn.update(ylabel=ax.get_ylabel(), title=ax.get_title(), baseline=baseline)
+        mean_pose = [line.get_ydata()[0] for line in ax.get_lines() if line.get_linestyle() == ":"]
+        drawn.update(ylabel=ax.get_ylabel(), title=ax.get_title(), baseline=baseline, mean_pose=mean_pose)
         plots.plt.close(fig)
 
     monkeypatch.setattr(plots, "_save", keep)
     table = _pck_table()
     table["pareto"] = pareto_mask(table, front_axes(PCK))
-    source_only = {"mpjpe": 150.0, "pa_mpjpe": 120.0, "pck150": 52.0}
-    pareto_plot(table, [tmp_path / "pareto.png"], source_only, objective=plotted_objective(PCK))
+    references = {
+        "source_only": {"mpjpe": 150.0, "pa_mpjpe": 120.0, "pck150": 52.0},
+        "mean_pose": {"mpjpe": 240.0, "pa_mpjpe": 170.0, "pck150": 20.0},
+    }
+    pareto_plot(table, [tmp_path / "pareto.png"], references, objective=plotted_objective(PCK))
     assert drawn == {
         "ylabel": "target PCK@150mm (%, higher is better)",
         "title": "Non-localness vs target PCK@150mm",
         "baseline": [52.0],
+        "mean_pose": [20.0],
     }
     table["auc"] = table["pck150"] / 2
-    pareto_plot(table, [tmp_path / "pareto.png"], {"mpjpe": 150.0}, objective=ObjectiveSpec("auc", "max"))
+    pareto_plot(
+        table, [tmp_path / "pareto.png"], {"source_only": {"mpjpe": 150.0}}, objective=ObjectiveSpec("auc", "max")
+    )
     assert drawn["ylabel"] == "target AUC (%, higher is better)" and drawn["baseline"] == []  # no source-only AUC
-    pareto_plot(table, [tmp_path / "pareto.png"], source_only)
-    assert drawn["ylabel"] == "target MPJPE (mm, lower is better)" and drawn["baseline"] == [150.0]
+    pareto_plot(table, [tmp_path / "pareto.png"], references)
+    assert drawn["ylabel"] == "target MPJPE (mm, lower is better)"
+    assert drawn["baseline"] == [150.0] and drawn["mean_pose"] == [240.0]
 
 
 def test_several_objectives_are_plotted_over_mpjpe():
@@ -123,10 +132,16 @@ def test_summary_names_the_best_trial_by_its_objective(tmp_path):
     table = _pck_table()
     best = best_row(table, spec.objective)
     best["trial_id"] = "t2"
-    write_summary(RunDir(tmp_path), spec, table, {"mpjpe": 150.0, "pa_mpjpe": 120.0, "pck150": 52.0}, None, best, 1.0)
+    references = {
+        "source_only": {"mpjpe": 150.0, "pa_mpjpe": 120.0, "pck150": 52.0},
+        "mean_pose": {"mpjpe": 240.0, "pa_mpjpe": 180.0, "pck150": 20.0},
+    }
+    write_summary(RunDir(tmp_path), spec, table, references, None, best, 1.0)
     text = (tmp_path / "summary.md").read_text()
     assert "objectives: pck150 (max)" in text
-    assert "PA-MPJPE 120.0 mm, target PCK@150mm 52.0%." in text  # source only
+    assert "| target MPJPE (mm) | target PA-MPJPE (mm) | target PCK@150mm (%) |" in text
+    assert "| mean pose (constant, no image) | 240.0 (+60.0% vs source only) | 180.0 (+50.0% vs source only) |" in text
+    assert "| source only (before adaptation) | 150.0 | 120.0 | 52.0 |" in text
     assert "Best trial `t2` (pck150, max): relation set `b`" in text and "target PCK@150mm 70.0%" in text
 
 
@@ -161,19 +176,32 @@ def test_tables_and_plot_are_written(tmp_path):
     table = _table()
     table["pareto"] = pareto_mask(table)
     decisions = [SetDecision(("a",), 0.9, True, "kept"), SetDecision(("e",), 0.1, False, "score below")]
-    write_tables(RunDir(tmp_path), table, decisions, {"mpjpe": 150.0, "pa_mpjpe": 120.0}, MPJPE)
-    pareto_plot(table, [tmp_path / "pareto.png", tmp_path / "pareto.svg"], {"mpjpe": 150.0})
+    references = {"source_only": {"mpjpe": 150.0, "pa_mpjpe": 120.0}, "mean_pose": {"mpjpe": 240.0}}
+    write_tables(RunDir(tmp_path), table, decisions, references, MPJPE)
+    pareto_plot(table, [tmp_path / "pareto.png", tmp_path / "pareto.svg"], references)
     prefilter_plot(table, tmp_path / "prefilter.png", prefilter_correlation(table))
     spec = parse_space(TINY_SPACE, "tiny.yaml")
-    write_summary(RunDir(tmp_path), spec, table, {"mpjpe": 150.0, "pa_mpjpe": 120.0}, None, None, 12.0)
+    write_summary(RunDir(tmp_path), spec, table, references, None, None, 12.0)
     assert "No trial finished" in (tmp_path / "summary.md").read_text()
     assert (tmp_path / "pareto.svg").read_text().lstrip().startswith("<?xml")
     assert (tmp_path / "prefilter.png").read_bytes()[:4] == b"\x89PNG"
     assert pd.read_csv(tmp_path / "trials.csv")["relation_set"].tolist() == list("abcdef")
     assert pd.read_parquet(tmp_path / "trials.parquet").shape == table.shape
     pareto = json.loads((tmp_path / "pareto.json").read_text())
-    assert pareto["source_only"] == {"mpjpe": 150.0, "pa_mpjpe": 120.0}
+    assert pareto["source_only"] == {"mpjpe": 150.0, "pa_mpjpe": 120.0} and pareto["mean_pose"] == {"mpjpe": 240.0}
     front = pareto["front"]
     assert [p["relation_set"] for p in front] == ["b", "a"]
     assert (tmp_path / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_reference_lines_are_rows_of_the_table_but_never_results():
+    """``trials.csv`` shows the mean pose and source only beside the trials; a line better than every trial is
+    still neither on the front nor the best trial."""
+    references = {"source_only": {"mpjpe": 80.0, "pa_mpjpe": 60.0}, "mean_pose": {"mpjpe": 240.0, "pa_mpjpe": 170.0}}
+    rows = reference_rows(references)
+    assert [r["trial_id"] for r in rows] == ["mean_pose", "source_only"]
+    assert all(r["status"] == REFERENCE for r in rows) and rows[1]["mpjpe"] == 80.0
+    table = trials_table(_table().to_dict("records") + rows, {}, MPJPE)
+    assert table["pareto"].tolist() == [True, True, False, False, False, False, False, False]
+    assert best_row(table, MPJPE[0])["relation_set"] == "b"

@@ -18,7 +18,7 @@ from search.run_dir import RunDir
 from search.space import parse_space
 from search.trainable import INJECT_ERRORS_ENV
 from search.tuner import study_storage
-from tests.conftest import TINY_SPACE, Cli, with_stages, write_space
+from tests.conftest import TINY_SPACE, Cli, trial_rows, with_stages, write_space
 
 
 def _space(**changes) -> dict:
@@ -29,8 +29,7 @@ def _space(**changes) -> dict:
 
 
 def _trials(run_dir: Path) -> pd.DataFrame:
-    table = pd.read_csv(run_dir / "trials.csv")
-    return table[table["status"] != "rejected_by_prefilter"]
+    return trial_rows(pd.read_csv(run_dir / "trials.csv"))
 
 
 def _poison(cache_root: Path, relation: str) -> None:

@@ -1,11 +1,19 @@
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
 from nlrd.core import ClipSet, Stages
 from nlrd.models import MotionAE, PosePrior
-from nlrd.pipeline import StageCache, quality_key, stage_quality, train_stages
+from nlrd.pipeline import (
+    StageCache,
+    quality_key,
+    reference_lines,
+    source_only_metrics,
+    stage_quality,
+    train_stages,
+)
 from nlrd.quality import RELATION_BAR, StageQuality, measure_stages, relation_gap_left, warnings
 from nlrd.relations import get_relation
 from nlrd.skeleton import rest_pose_mm
@@ -76,7 +84,7 @@ def test_measure_stages_reports_every_figure_without_fresh_source():
     assert quality.source_mm is None and quality.source_mean_pose_mm is None
 
 
-def test_stage_quality_is_measured_once_and_cached(tmp_path):
+def test_stage_quality_and_reference_lines_are_measured_once_and_cached(tmp_path):
     cache = StageCache(tmp_path)
     keys = train_stages(TINY, ["flip", "flip_backward"], cache)
     quality = stage_quality(TINY, cache, keys)
@@ -86,3 +94,9 @@ def test_stage_quality_is_measured_once_and_cached(tmp_path):
     stamp = cache.path(quality_key(keys)).stat().st_mtime_ns
     assert stage_quality(TINY, cache, keys) == quality
     assert cache.path(quality_key(keys)).stat().st_mtime_ns == stamp
+    references = reference_lines(cache, keys)
+    assert list(references) == ["mean_pose", "source_only"]
+    assert references["source_only"] == source_only_metrics(cache, keys)
+    # The cached mean-pose line is the one ``nlrd.quality`` measured against the same target validation clips.
+    assert references["mean_pose"]["mpjpe"] == pytest.approx(quality.target_mean_pose_mm)
+    assert reference_lines(cache, keys) == references

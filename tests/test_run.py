@@ -17,7 +17,7 @@ from search.run import INTERRUPTED_EXIT, main
 from search.run_dir import RunDir
 from search.space import load_space
 from search.tuner import study_storage
-from tests.conftest import REPO, TINY_SPACE, Cli, with_stages, write_space
+from tests.conftest import REPO, TINY_SPACE, Cli, trial_rows, with_stages, write_space
 
 
 def test_bad_space_exits_with_a_clear_error_before_starting_ray(tmp_path):
@@ -72,7 +72,7 @@ def test_interrupted_search_says_so_and_resumes(tmp_path, tiny_stages):
     run.interrupt()
     assert run.finish(timeout=300) == INTERRUPTED_EXIT, run.log
     assert f"continue with: python search/run.py --resume {run_dir}" in run.log
-    table = pd.read_csv(run_dir / "trials.csv").query("status != 'rejected_by_prefilter'")
+    table = trial_rows(pd.read_csv(run_dir / "trials.csv"))
     assert set(table["status"]) <= {"finished", "stopped_by_asha", "interrupted"}
     ended = table[table["status"] != "interrupted"]
     assert 1 <= len(ended) < 4
@@ -80,7 +80,7 @@ def test_interrupted_search_says_so_and_resumes(tmp_path, tiny_stages):
     assert "The search was interrupted with" in (run_dir / "summary.md").read_text()
     resumed = Cli(["--resume", str(run_dir)])
     assert resumed.finish(timeout=900) == 0, resumed.log
-    final = pd.read_csv(run_dir / "trials.csv").query("status != 'rejected_by_prefilter'")
+    final = trial_rows(pd.read_csv(run_dir / "trials.csv"))
     assert len(final) == 4 and set(final["status"]) <= {"finished", "stopped_by_asha"}
     assert "The search was interrupted" not in (run_dir / "summary.md").read_text()
 
@@ -115,7 +115,7 @@ def test_killed_search_resumes_without_losing_or_repeating_trials(tmp_path, tiny
     assert final.finish(timeout=900) == 0, "\n".join(r.log for r in runs)
     assert "verdicts read from" in final.log
     table = pd.read_csv(run_dir / "trials.csv")
-    trials = table[table["status"] != "rejected_by_prefilter"]
+    trials = trial_rows(table)
     assert len(trials) == space["searcher"]["num_trials"]
     assert trials["trial_id"].is_unique
     assert set(trials["status"]) <= {"finished", "stopped_by_asha"}
@@ -135,7 +135,7 @@ def test_search_runs_end_to_end(tmp_path, ray_cluster):
     assert main(["--space", str(path), "--out", str(tmp_path / "results"), "--name", "run"]) == 0
     run_dir = tmp_path / "results" / "run"
     table = pd.read_csv(run_dir / "trials.csv")
-    trials = table[table["status"] != "rejected_by_prefilter"]
+    trials = trial_rows(table)
     rejected = table[table["status"] == "rejected_by_prefilter"]
     assert len(trials) == TINY_SPACE["searcher"]["num_trials"]
     assert len(rejected) == 3  # 6 sets of at most 2 of 3 relations, keep 50%
@@ -146,7 +146,14 @@ def test_search_runs_end_to_end(tmp_path, ray_cluster):
     assert set(trials["relation_set"]).isdisjoint(rejected["relation_set"])
     assert {"param_lr_nonlocal", "param_tau", "set_score", "nl_flip", "pareto"} <= set(table.columns)
     assert table["pareto"].sum() >= 1
-    assert json.loads((run_dir / "pareto.json").read_text())["source_only"]["mpjpe"] > 0
+    pareto = json.loads((run_dir / "pareto.json").read_text())
+    assert pareto["source_only"]["mpjpe"] > 0 and pareto["mean_pose"]["mpjpe"] > 0
+    references = table[table["status"] == "reference"].set_index("trial_id")
+    assert references.loc["mean_pose", "mpjpe"] == pytest.approx(pareto["mean_pose"]["mpjpe"])
+    quality = json.loads((run_dir / "stage_quality.json").read_text())
+    assert set(quality["quality"]["relations"]) == set(TINY_SPACE["relations"]["candidates"])
+    summary = (run_dir / "summary.md").read_text()
+    assert "| mean pose (constant, no image) |" in summary and "Stage quality" in summary
     assert (run_dir / "pareto.png").stat().st_size > 10_000
     assert (run_dir / "study.log").stat().st_size > 0
     assert list((tmp_path / "results" / "cache").glob("prior-*.pt"))
@@ -162,7 +169,7 @@ def test_multi_objective_search_reads_its_front_from_the_study(tmp_path, ray_clu
     assert main(["--space", str(path), "--out", str(out), "--name", "run"]) == 0
     run_dir = out / "run"
     table = pd.read_csv(run_dir / "trials.csv")
-    trials = table[table["status"] != "rejected_by_prefilter"]
+    trials = trial_rows(table)
     assert (trials["status"] == "finished").all() and len(trials) == 3
     pareto = json.loads((run_dir / "pareto.json").read_text())
     assert pareto["axes"] == {"mpjpe": "min", "set_score": "max"}
@@ -180,6 +187,7 @@ def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path, capsys):
     assert "stages to train: world, prior, motion, source" in plan
     assert "6 candidate relation sets from 3 relations" in plan
     assert "4 trials with tpe, at most 2 at once" in plan and "adaptation steps" in plan
+    assert "stage quality are measured once the stages are trained" in plan
     assert not (tmp_path / "results").exists()
 
 
@@ -189,6 +197,8 @@ def test_dry_run_with_cached_stages_scores_the_sets_without_ray(tmp_path, capsys
     assert main(["--space", str(path), "--out", str(out), "--dry-run"]) == 0
     plan = capsys.readouterr().out
     assert "every stage is cached" in plan
+    assert "target MPJPE of the reference lines: mean pose (constant, no image)" in plan
+    assert "[quality] held-out mocap: prior" in plan and "[quality] WARNING:" in plan  # tiny stages miss their bars
     assert "[prefilter] 6 relation sets scored, 3 kept, 3 rejected" in plan
     assert sorted(p.name for p in out.iterdir()) == ["cache"]
 

@@ -35,6 +35,7 @@ def test_the_file_names_stay_those_earlier_runs_have(tmp_path):
         run_dir.pareto_png: "pareto.png",
         run_dir.pareto_svg: "pareto.svg",
         run_dir.prefilter_png: "prefilter.png",
+        run_dir.stage_quality_json: "stage_quality.json",
         run_dir.summary_md: "summary.md",
         run_dir.best_yaml: "best.yaml",
         run_dir.best_encoder: "best_encoder.pt",

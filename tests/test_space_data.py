@@ -15,7 +15,7 @@ from nlrd.data.sources import BvhSource, DataConfig, DataConfigError, H36MSource
 from nlrd.pipeline import StageCache, load_world
 from search.run import main
 from search.space import SpaceError, load_space, parse_space
-from tests.conftest import REPO, TINY_SPACE, write_space
+from tests.conftest import REPO, TINY_SPACE, trial_rows, write_space
 from tests.data_fixtures import grey_levels, write_3dhp, write_bvh_folder, write_h36m, write_video
 
 H36M_SUBJECTS = ("S1", "S5", "S6", "S7", "S8", "S9", "S11")
@@ -162,7 +162,9 @@ def test_search_runs_end_to_end_on_real_data_formats(tmp_path: Path, ray_cluster
     path = write_space(tmp_path / "real.yaml", space)
     assert main(["--space", str(path), "--out", str(tmp_path / "results"), "--name", "run"]) == 0
     table = pd.read_csv(tmp_path / "results" / "run" / "trials.csv")
-    assert list(table["status"]) == ["finished"] and table["mpjpe"].between(1, 5000).all()
+    trials = trial_rows(table)
+    assert list(trials["status"]) == ["finished"] and trials["mpjpe"].between(1, 5000).all()
+    assert set(table.loc[table["status"] == "reference", "trial_id"]) == {"mean_pose", "source_only"}
     (world_file,) = (tmp_path / "results" / "cache").glob("world-*.pt")
     world = load_world(StageCache(world_file.parent), world_file.stem)
     # S1: 40 frames at 50 fps -> 16-frame clips at 25 fps start 4 recorded frames apart: 3; S9: 20 frames -> 2 clips

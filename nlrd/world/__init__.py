@@ -108,10 +108,13 @@ _RENDERED_PARTS: dict[str, tuple[Domain, str, str]] = {
 
 
 def world_part(
-    cfg: WorldConfig, part: str, motion: torch.Tensor | None = None, fps: float = FPS
+    cfg: WorldConfig, part: str, motion: torch.Tensor | None = None, fps: float = FPS, *, with_labels: bool = False
 ) -> torch.Tensor | ClipSet:
     """One part of the world (see :class:`World`); each part has its own random streams, so building parts one by one
     gives exactly what :func:`build_world` gives.
+
+    ``with_labels``: keep the poses of a part the method must not see labelled (the target's training clips); only
+    the benchmark's oracle line, an encoder supervised on the target, reads them.
 
     ``motion``: real mocap ``(M, 2 * clip_len, 17, 3)`` mm in place of procedural motion: it *is* the ``mocap`` part,
     and clips render random windows of it at random headings (the domains' motion families then play no part).
@@ -137,7 +140,7 @@ def world_part(
         motion=motion,
         fps=fps,
     )
-    return ClipSet(frames, poses if labelled else None, fps=fps)
+    return ClipSet(frames, poses if labelled or with_labels else None, fps=fps)
 
 
 def build_world(cfg: WorldConfig, motion: torch.Tensor | None = None, fps: float = FPS) -> World:
