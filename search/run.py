@@ -39,6 +39,7 @@ from search.export import (
 )
 from search.plots import metric_subject, pareto_plot, prefilter_plot
 from search.prefilter import SetDecision, decide, load_prefilter, save_prefilter, score_relations, score_relations_here
+from search.resources import Node, autoscaling, cluster_nodes, this_machine, unplaceable
 from search.run_dir import RunDir, RunDirError
 from search.space import ACCURACY_METRICS, SearchSpec, SpaceError, load_space
 from search.stages import StageJobError, ensure_stages, missing_stages, unreadable_stages
@@ -88,39 +89,68 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 ADDRESS_PROBE_S = 5.0
 
 
-def probe_address(address: str) -> None:
+def cluster_address(address: str | None) -> tuple[str | None, str]:
+    """The cluster to join and where that came from: ``--address``, else ``RAY_ADDRESS`` (``ray job submit`` sets
+    it in the job's environment, so a submitted search runs on the cluster it was submitted to), else ``None``: a
+    fresh local Ray."""
+    if address is not None:
+        return address, f"--address {address}"
+    env = os.environ.get("RAY_ADDRESS", "").strip()
+    if not env:
+        return None, "a local Ray"
+    if env.startswith(("http://", "https://")):
+        raise RunError(
+            f"RAY_ADDRESS={env} is a dashboard URL, the address `ray job submit` takes; search/run.py joins a cluster "
+            "at HOST:PORT or 'auto': pass --address, or unset RAY_ADDRESS to start a local Ray"
+        )
+    return env, f"RAY_ADDRESS={env}"
+
+
+def probe_address(address: str, origin: str) -> None:
     """Fail fast, with a clear message, when nothing listens at an explicit ``host:port`` address."""
     if address in ("auto", "local"):
         return  # resolved by Ray from RAY_ADDRESS or the cluster started on this machine
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
-        raise RunError(f"--address {address}: expected 'auto' or HOST:PORT (e.g. 10.0.0.5:6379 or ray://HOST:10001)")
+        raise RunError(f"{origin}: expected 'auto' or HOST:PORT (e.g. 10.0.0.5:6379 or ray://HOST:10001)")
     try:
         socket.create_connection((host, int(port)), timeout=ADDRESS_PROBE_S).close()
     except OSError as exc:
         raise RunError(
-            f"--address {address}: no Ray cluster answered ({exc.strerror or exc}); start one with `ray start --head` "
-            f"or `ray up cluster.yaml`, or leave out --address to start a local Ray"
+            f"{origin}: no Ray cluster answered ({exc.strerror or exc}); start one with `ray start --head` "
+            f"or `ray up cluster.yaml`, or leave out --address (and RAY_ADDRESS) to start a local Ray"
         ) from None
 
 
 def start_ray(address: str | None) -> None:
-    """Connect to ``address`` or start a local Ray, keeping its logs out of the user's terminal."""
+    """Connect to the cluster ``cluster_address`` names or start a local Ray, keeping its logs out of the user's
+    terminal.  An explicit address is probed first, even when this process already holds a Ray: a wrong address
+    is an error whatever else is running."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # Save Tune's experiment state at every step, not every 10+ s: a crash then loses no ended trial.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
+    address, origin = cluster_address(address)
+    if address is not None:
+        probe_address(address, origin)
     if ray.is_initialized():
         return
-    if address is not None:
-        probe_address(address)
     try:
-        # No --address: always a fresh local Ray, never one that `ray start` left running on this machine.
+        # No address: always a fresh local Ray, never one that `ray start` left running on this machine.
         ray.init(address=address or "local", logging_level="ERROR", log_to_driver=False, configure_logging=True)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise RunError(f"--address {address}: no Ray cluster answered ({str(exc).splitlines()[0]})") from None
+        raise RunError(f"{origin}: no Ray cluster answered ({str(exc).splitlines()[0]})") from None
     # A failed trial's traceback goes to its row in trials.csv and its error.txt; the terminal gets one line.
     for name in ("ray.tune.execution.tune_controller", "ray.tune.tune"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def check_run_name(name: str) -> None:
+    """Refuse a ``--name`` that is not one folder name: with a separator, ``.`` or ``..`` the run directory would
+    land outside ``--out`` (or be ``--out`` itself)."""
+    if name in ("", ".", "..") or set(name) & set("/\\\0"):
+        raise RunError(
+            f"--name {name!r}: must be one folder name inside --out: not empty, '.' or '..', without '/' or '\\'"
+        )
 
 
 def open_run(args: argparse.Namespace) -> tuple[SearchSpec, RunDir, StageCache, bool]:
@@ -129,6 +159,8 @@ def open_run(args: argparse.Namespace) -> tuple[SearchSpec, RunDir, StageCache, 
     A resumed run must be ours and belong to the same space: its directory is as trusted as code (Tune
     unpickles its state), so it is checked before Ray sees it.
     """
+    if args.name is not None:
+        check_run_name(args.name)
     if args.resume is None:
         spec = load_space(args.space or DEFAULT_SPACE)
         run_dir = RunDir(args.out / (args.name or f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}"))
@@ -151,8 +183,31 @@ def open_run(args: argparse.Namespace) -> tuple[SearchSpec, RunDir, StageCache, 
     return spec, run_dir, StageCache(manifest.cache), True
 
 
-def dry_run(spec: SearchSpec, cache: StageCache) -> None:
+def check_resources(spec: SearchSpec, where: str, nodes: list[Node], autoscaled: bool) -> None:
+    """Refuse a space whose stage job or trials no node of ``nodes`` can hold (Ray would wait for ever, silently),
+    unless an autoscaler adds nodes on demand: then say that the run waits for them."""
+    problems = unplaceable(spec.resources, nodes, where)
+    if not problems:
+        return
+    if not autoscaled:
+        raise RunError(f"{spec.path}: " + "\n".join(problems))
+    print(
+        f"[resources] {where} cannot place all of it yet, and its autoscaler adds nodes on demand: the run waits for "
+        "them (a cloud node takes minutes to start; Ray waits without a time limit, Ctrl-C stops the run and "
+        "--resume continues it):",
+        flush=True,
+    )
+    for line in problems:
+        print(f"[resources]   {line}", flush=True)
+
+
+def dry_run(spec: SearchSpec, cache: StageCache, address: str | None) -> None:
     """Print what a run would do, scoring the relation sets only when the stages they need are cached."""
+    if cluster_address(address)[0] is None:
+        check_resources(spec, "this machine (a local Ray)", this_machine(), autoscaled=False)
+        print("[plan] resources: this machine can place the stage job and a trial")
+    else:
+        print("[plan] resources: checked against the cluster when the run joins it")
     keys = stage_keys(spec.stages, spec.relations.candidates)
     missing = missing_stages(cache, keys)
     sets = spec.relations.sets()
@@ -251,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     spec, run_dir, cache, resuming = open_run(args)
     if args.dry_run:
-        dry_run(spec, cache)
+        dry_run(spec, cache, args.address)
         return 0
     problems = unreadable_stages(cache, stage_keys(spec.stages, spec.relations.candidates))
     if problems:
@@ -259,18 +314,27 @@ def run(args: argparse.Namespace) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     start = time.monotonic()
     start_ray(args.address)  # before anything is written: a cluster that does not answer leaves no run behind
+    check_resources(spec, "this cluster", cluster_nodes(), autoscaling())
     if not resuming:
         run_dir.create(spec, cache)
-    print(f"[run] {spec.name}: {'resuming' if resuming else 'results in'} {run_dir.path}", flush=True)
-    keys = ensure_stages(spec.stages, spec.relations.candidates, cache, spec.resources, run_dir)
-    references, quality = report_stages(spec, cache, keys)
-    write_stage_quality(run_dir, quality, references)
+    where = cluster_address(args.address)[1]
+    print(f"[run] {spec.name}: {'resuming' if resuming else 'results in'} {run_dir.path} (Ray: {where})", flush=True)
     try:
+        keys = ensure_stages(spec.stages, spec.relations.candidates, cache, spec.resources, run_dir)
+        references, quality = report_stages(spec, cache, keys)
+        write_stage_quality(run_dir, quality, references)
         scores, decisions = prefilter(spec, cache, keys, run_dir)
     except SpaceError:
         if not resuming:  # a keep rule that keeps nothing: no trial ran, so leave no half-made run behind
             shutil.rmtree(run_dir.path, ignore_errors=True)
         raise
+    except KeyboardInterrupt:  # Tune handles Ctrl-C in the search itself; before it, this is the one place
+        print(
+            f"\n[run] interrupted before the search started (stages already trained stay in {cache.root}); "
+            f"continue with: python search/run.py --resume {run_dir.path}",
+            flush=True,
+        )
+        return INTERRUPTED_EXIT
 
     set_scores = {d.label: d.score for d in decisions}
     trainable = make_trainable(spec, cache, keys, run_dir, set_scores)

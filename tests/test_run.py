@@ -86,6 +86,19 @@ def test_interrupted_search_says_so_and_resumes(tmp_path, tiny_stages):
 
 
 @pytest.mark.own_ray
+def test_ctrl_c_during_stage_training_exits_130_with_the_resume_hint(tmp_path):
+    path = write_space(tmp_path / "tiny.yaml", TINY_SPACE)
+    out = tmp_path / "results"
+    run = Cli(["--space", str(path), "--out", str(out), "--name", "run"])
+    assert run.wait_for("[stages] training", timeout=300), run.log
+    run.interrupt()
+    assert run.finish(timeout=120) == INTERRUPTED_EXIT, run.log
+    assert f"continue with: python search/run.py --resume {out / 'run'}" in run.log
+    assert "Traceback" not in run.log and "KeyboardInterrupt" not in run.log, run.log
+    assert (out / "run" / "manifest.json").is_file()  # a run --resume accepts
+
+
+@pytest.mark.own_ray
 def test_killed_search_resumes_without_losing_or_repeating_trials(tmp_path, tiny_stages):
     """SIGKILL the driver and its local Ray each time a trial has ended, three times, then ``--resume`` to the
     end: every trial ends exactly once, and an ended trial keeps its values through every crash."""
