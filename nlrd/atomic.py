@@ -1,5 +1,7 @@
 """Files that are either whole or absent: every result and checkpoint is written through a temporary file in the
-same folder and renamed into place, so a crash (or a reader racing the writer) never sees half a file."""
+same folder and renamed into place, so a crash (or a reader racing the writer) never sees half a file.  The file
+gets the mode any other tool would give it (``0o666`` less the umask), not the temporary file's private ``0o600``, so
+colleagues on a shared file system can read results and caches whenever the umask lets them."""
 
 from __future__ import annotations
 
@@ -7,6 +9,26 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+#: Where Linux reports the process's umask without changing it.
+_PROC_STATUS = Path("/proc/self/status")
+
+
+def current_umask() -> int:
+    """The process's umask, read on every call because it can change after import.
+
+    Linux reports it in ``/proc/self/status``; elsewhere it can only be read by setting it, so it is set to the
+    strictest mask for that instant: a file another thread creates meanwhile comes out private, never world-writable.
+    """
+    try:
+        for line in _PROC_STATUS.read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
@@ -17,6 +39,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~current_umask())
         write(Path(tmp))
         os.replace(tmp, path)
     except BaseException:

@@ -101,8 +101,7 @@ def parse_space(raw: Any, path: str | Path = "<space>") -> SearchSpec:
 def _sections(raw: Any, path: Path, check: SpaceChecker) -> SearchSpec:
     """Each section read and checked on its own, then the rules between them; the data files last, since reading
     them is the slow part."""
-    if raw is None:
-        raw = {}
+    check.not_empty(raw, _SECTIONS)
     if not isinstance(raw, dict):
         check.fail("", f"the file must hold a mapping of sections, got {type(raw).__name__}", _SECTIONS)
     known_keys("", raw, _SECTIONS)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,18 @@ class SpaceChecker:
 
     def fail(self, key: str, problem: str, allowed: Any = None) -> typing.NoReturn:
         raise self.error(key, problem, allowed)
+
+    def not_empty(self, raw: Any, sections: Iterable[str]) -> None:
+        """Refuse a file with no sections (empty, only comments, ``{}`` or ``null``): running the default search
+        from it silently would hide a wrong path or an unsaved file."""
+        if raw is None or raw == {}:
+            self.fail(
+                "",
+                "the file holds no sections (it is empty, only comments, {} or null); a search space must be a YAML "
+                "mapping with at least one section, each section left out taking its defaults "
+                "(spaces/smoke.yaml is a small complete example)",
+                sections,
+            )
 
     def dataclass(self, key: str, cls: type, value: Any) -> Any:
         """The section ``value`` as a ``cls``: known keys, typed values, the config's own ranges."""

@@ -1,9 +1,22 @@
 from __future__ import annotations
 
+import os
+import stat
+
 import pandas as pd
 import pytest
+import torch
 
-from nlrd.atomic import write_atomic, write_text_atomic
+from nlrd import atomic
+from nlrd.atomic import current_umask, write_atomic, write_text_atomic
+
+
+@pytest.fixture
+def umask():
+    """Set the process's umask for one test and restore it after."""
+    saved = os.umask(0o022)
+    yield os.umask
+    os.umask(saved)
 
 
 def test_a_write_that_fails_half_way_leaves_the_old_file_and_no_temporary(tmp_path):
@@ -26,3 +39,23 @@ def test_writes_create_the_folder_and_replace_the_whole_file(tmp_path):
     write_text_atomic(path, "short\n")
     assert path.read_text() == "short\n"
     assert sorted(p.name for p in path.parent.iterdir()) == ["summary.md"]
+
+
+@pytest.mark.parametrize(("mask", "file_mode", "dir_mode"), [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)])
+def test_files_and_folders_get_the_mode_the_umask_gives(tmp_path, umask, mask, file_mode, dir_mode):
+    """Not the temporary file's private 0600: colleagues on a shared file system read results when the umask lets
+    them, like every file other tools write."""
+    umask(mask)
+    text = write_text_atomic(tmp_path / "run" / "trials.csv", "trial_id\n")
+    checkpoint = write_atomic(tmp_path / "run" / "cache" / "prior-abc.pt", lambda tmp: torch.save({"w": 1}, tmp))
+    assert stat.S_IMODE(text.stat().st_mode) == file_mode
+    assert stat.S_IMODE(checkpoint.stat().st_mode) == file_mode
+    assert stat.S_IMODE(checkpoint.parent.stat().st_mode) == dir_mode
+
+
+def test_the_umask_reads_the_same_where_proc_is_missing(tmp_path, umask, monkeypatch):
+    umask(0o027)
+    assert current_umask() == 0o027
+    monkeypatch.setattr(atomic, "_PROC_STATUS", tmp_path / "absent")
+    assert current_umask() == 0o027
+    assert os.umask(0o027) == 0o027  # reading it left it as it was

@@ -309,8 +309,8 @@ def test_user_mapping_yaml(tmp_path: Path) -> None:
     for j in joints_of(root):
         j.name = {"LeftToeBase": "L_Toe", "Neck": "ChestTop"}.get(j.name, j.name)
     path = write(tmp_path, bvh_text(root, [STANDING]))
-    with pytest.raises(DatasetError, match=r"cannot map 2 of our joints: neck .*l_foot .*'ChestTop'"):
-        load_bvh(path)
+    with pytest.raises(DatasetError, match=r"cannot map 1 of our joints: l_foot .*'ChestTop'"):
+        load_bvh(path)  # the neck, unnamed, is the shoulders' midpoint; the foot has nothing to derive it from
     mapping = tmp_path / "map.yaml"
     mapping.write_text(yaml.safe_dump({"neck": "ChestTop", "l_foot": "L_Toe"}))
     seq = load_bvh(path, mapping=mapping)
@@ -322,6 +322,32 @@ def test_user_mapping_yaml(tmp_path: Path) -> None:
         load_bvh(path, mapping={"nose": "Head"})
     with pytest.raises(DatasetError, match="mapping file not found"):
         load_bvh(path, mapping=tmp_path / "absent.yaml")
+
+
+def neckless_skeleton() -> J:
+    """A rig whose arms and head branch straight from the chest: no neck or thorax joint.  The shoulder joints sit
+    5 cm above the chest joint, so their midpoint is not a joint of the file."""
+    arms = [arm("L", 1), arm("R", -1)]
+    for upper in arms:
+        upper.offset = (upper.offset[0], 5.0, 0.0)
+    chest = J("Chest", (0, 40, 0), children=[J("Head", (0, 15, 0), end=(0, 15, 0)), *arms])
+    return J("Hips", (0, 0, 0), ROOT_CHANNELS, [leg("L", 1), leg("R", -1), J("Spine", (0, 10, 0), children=[chest])])
+
+
+def test_a_rig_without_a_neck_gets_the_shoulders_midpoint(tmp_path: Path) -> None:
+    frames = [{**STANDING, "Chest": {"Zrotation": 4.0 * t, "Xrotation": 3.0 * t}} for t in range(5)]
+    path = write(tmp_path, bvh_text(neckless_skeleton(), frames))
+    seq = load_bvh(path, fps=None)
+    joints = seq.joints.numpy()
+    assert np.allclose(joints[0, index("neck")], ours_mm([0, 55, 0]), atol=1e-3)
+    assert np.allclose(joints[0, index("l_shoulder")], ours_mm([18, 55, 0]), atol=1e-3)
+    midpoint = (joints[:, index("l_shoulder")] + joints[:, index("r_shoulder")]) / 2
+    assert np.allclose(joints[:, index("neck")], midpoint, atol=1e-3)
+    assert not np.allclose(joints[-1, index("neck")], joints[0, index("neck")], atol=1.0)  # it follows the chest
+    chest = load_bvh(path, fps=None, mapping={"neck": "Chest"})  # a named joint wins over the derived one
+    assert np.allclose(chest.joints[0, index("neck")].numpy(), ours_mm([0, 50, 0]), atol=1e-3)
+    with pytest.raises(DatasetError, match=r"neck \(tried Neck, or the midpoint of l_shoulder and r_shoulder\)"):
+        load_bvh(path, mapping={"l_shoulder": "LeftClavicle"})
 
 
 def test_folder_loads_every_file_sorted(tmp_path: Path) -> None:

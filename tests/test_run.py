@@ -13,7 +13,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from search.run import INTERRUPTED_EXIT, main
+from search.run import INTERRUPTED_EXIT, check_run_name, main
 from search.run_dir import RunDir
 from search.space import load_space
 from search.tuner import study_storage
@@ -214,6 +214,18 @@ def test_dry_run_with_cached_stages_scores_the_sets_without_ray(tmp_path, capsys
     assert "[quality] held-out mocap: prior" in plan and "[quality] WARNING:" in plan  # tiny stages miss their bars
     assert "[prefilter] 6 relation sets scored, 3 kept, 3 rejected" in plan
     assert sorted(p.name for p in out.iterdir()) == ["cache"]
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "/tmp/abs", "a\\b", "..", ".", ""])
+def test_a_name_that_is_not_one_folder_is_refused_before_anything_is_written(tmp_path, capsys, name):
+    """``--name ../escape`` would put the run directory outside ``--out``."""
+    path = write_space(tmp_path / "tiny.yaml", TINY_SPACE)
+    out = tmp_path / "results"
+    assert main(["--space", str(path), "--out", str(out), "--name", name, "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --name {name!r}: must be one folder name inside --out") and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml"]
+    check_run_name("tiny-2025.01.01_1")  # letters, digits, '-', '_' and '.' inside a name are fine
 
 
 @pytest.mark.parametrize(

@@ -13,9 +13,13 @@ Joint mapping to the 17-joint skeleton: the user's ``mapping`` where it names a 
 Choices: hip = ``*UpLeg`` (CMU's ``LHipJoint`` sits at the pelvis), knee = ``*Leg``, ankle = ``*Foot``,
 foot = ``*ToeBase``/``*Toe``, shoulder = ``*Arm`` (``*Shoulder`` is the clavicle), elbow = ``*ForeArm``, wrist =
 ``*Hand``.  Neck = ``Neck``: our neck is the point the shoulders branch from, and in CMU files ``Neck`` (lower neck)
-starts where the clavicles do while ``Neck1`` is mid-neck.  Head-top = a ``HeadTop_End`` joint (Mixamo), else the
-End Site of ``Head`` when the file has one (approximately the top of the skull), else the ``Head`` joint itself (the
-skull base: a head-top about 10-20 cm low).
+starts where the clavicles do while ``Neck1`` is mid-neck.  A rig with no such joint (the arms branch straight from
+the spine, no neck or thorax joint) gets a derived neck, the midpoint of its two shoulders (``*Arm``): an
+approximation, since a rig's shoulder joints need not lie level with the base of its neck, nor on its spine when the
+shoulders shrug or roll forward.  A ``mapping`` that names ``neck`` takes that joint instead (nothing is derived),
+and the joints a mapping does not name still come from the tables.  Head-top = a ``HeadTop_End`` joint (Mixamo),
+else the End Site of ``Head`` when the file has one (approximately the top of the skull), else the ``Head`` joint
+itself (the skull base: a head-top about 10-20 cm low).
 
 Units: ``units`` (mm, cm, m, inches, or ``cmu`` = 1/0.45 inch, the unit of the CMU ASF/AMC data and of its common
 BVH conversions) or, when None, inferred: the stature (median over frames of head-top height above the mean ankle
@@ -72,6 +76,9 @@ BVH_NAMES: dict[str, tuple[str, ...]] = {
     "l_ankle": ("LeftFoot",),
     "l_foot": ("LeftToeBase", "LeftToe"),
 }
+
+#: Our joints a rig may lack, each derived as the midpoint of two of our other joints when the file has both.
+DERIVED_MIDPOINTS: dict[str, tuple[str, str]] = {"neck": ("l_shoulder", "r_shoulder")}
 
 _AXIS = {"x": 0, "y": 1, "z": 2}
 _CHANNEL = re.compile(r"^([xyz])(position|rotation)$", re.IGNORECASE)
@@ -261,25 +268,35 @@ def read_joint_mapping(mapping: str | Path | Mapping[str, str] | None, source: s
     return dict(mapping)
 
 
-def _map_joints(joints: list[_Joint], mapping: dict[str, str], source: str) -> list[int]:
-    """Index of the BVH joint for each of our 17 joints."""
+def _map_joints(joints: list[_Joint], mapping: dict[str, str], source: str) -> list[tuple[int, ...]]:
+    """For each of our 17 joints, the BVH joints whose mean position it takes: one joint, or two for a joint of
+    :data:`DERIVED_MIDPOINTS` that neither the mapping nor the tables find."""
     by_name: dict[str, int] = {}
     for i, joint in enumerate(joints):
         by_name.setdefault(_normalise(joint.name), i)
-    indices, missing = [], []
+    found: dict[str, int] = {}
+    tried: dict[str, tuple[str, ...]] = {}
     for ours in JOINT_NAMES:
-        candidates = (mapping[ours],) if ours in mapping else BVH_NAMES[ours]
-        found = next((by_name[_normalise(c)] for c in candidates if _normalise(c) in by_name), None)
-        if found is None:
-            missing.append(f"{ours} (tried {', '.join(candidates)})")
+        tried[ours] = (mapping[ours],) if ours in mapping else BVH_NAMES[ours]
+        index = next((by_name[_normalise(c)] for c in tried[ours] if _normalise(c) in by_name), None)
+        if index is not None:
+            found[ours] = index
+    groups, missing = [], []
+    for ours in JOINT_NAMES:
+        ends = DERIVED_MIDPOINTS.get(ours, ()) if ours not in mapping else ()
+        if ours in found:
+            groups.append((found[ours],))
+        elif ends and all(end in found for end in ends):
+            groups.append(tuple(found[end] for end in ends))
         else:
-            indices.append(found)
+            derived = f", or the midpoint of {' and '.join(ends)}" if ends else ""
+            missing.append(f"{ours} (tried {', '.join(tried[ours])}{derived})")
     if missing:
         raise DatasetError(
             f"{source}: cannot map {len(missing)} of our joints: {'; '.join(missing)}. The BVH has joints "
             f"{[j.name for j in joints]}; pass mapping={{our_joint_name: bvh_joint_name}} (or a YAML file of it)"
         )
-    return indices
+    return groups
 
 
 def _infer_units(positions: np.ndarray, source: str) -> float:
@@ -323,10 +340,11 @@ def load_bvh(
     if first != "HIERARCHY" or motion_at is None:
         raise DatasetError(f"{source}: not a BVH file (expected a HIERARCHY section followed by a MOTION line)")
     joints = _Hierarchy(" ".join(lines[:motion_at]).split(), source).parse()
-    indices = _map_joints(joints, read_joint_mapping(mapping, source), source)
+    groups = _map_joints(joints, read_joint_mapping(mapping, source), source)
     num_channels = sum(len(j.channels) for j in joints)
     values, frame_time = _parse_motion(lines[motion_at + 1 :], motion_at + 2, num_channels, source)
-    ours = _forward_kinematics(joints, values)[:, indices] @ UP_AXES[up].T
+    positions = _forward_kinematics(joints, values)
+    ours = np.stack([positions[:, list(group)].mean(axis=1) for group in groups], axis=1) @ UP_AXES[up].T
     scale = UNITS_MM[units] if units is not None else _infer_units(ours, source)
     sequence = PoseSequence.from_positions(ours * scale, fps=1.0 / frame_time, source=source)
     return sequence if fps is None else sequence.resample(fps)
