@@ -153,6 +153,7 @@ def arg_parser() -> argparse.ArgumentParser:
         metavar="FIELD=VALUE",
         help="an AdaptConfig field of every adapted row, after the flags above (repeatable)",
     )
+    add_stages_space_flag(parser)
     return parser
 
 
@@ -186,16 +187,28 @@ def smoke_configs(
     relation_steps: int | None = None,
     source_clips: int | None = None,
     motion_steps: int | None = None,
+    space: Path = SMOKE_SPACE,
 ) -> StageConfigs:
-    """The shared stages of ``spaces/smoke.yaml`` (read by ``search.space.load_space``); each argument given
-    replaces the space's value."""
-    stages = load_space(SMOKE_SPACE).stages
+    """The shared stages of ``space`` (default ``spaces/smoke.yaml``, read by ``search.space.load_space``); each
+    other argument given replaces the space's value."""
+    stages = load_space(space).stages
     return replace(
         stages,
         world=replace_given(stages.world, image_size=image_size, source_clips=source_clips),
         motion=replace_given(stages.motion, steps=motion_steps),
         relation=replace_given(stages.relation, steps=relation_steps),
         source=replace_given(stages.source, steps=source_steps),
+    )
+
+
+def add_stages_space_flag(parser: argparse.ArgumentParser) -> None:
+    """``--stages-space``: the space whose stages a benchmark trains, so that figures measured on an earlier smoke
+    space (``bench/spaces/smoke-2026-12-02.yaml``) can be reproduced."""
+    parser.add_argument(
+        "--stages-space",
+        type=Path,
+        default=SMOKE_SPACE,
+        help="the space whose shared stages to train (default: spaces/smoke.yaml)",
     )
 
 
@@ -335,7 +348,7 @@ def main() -> None:
     parser = arg_parser()
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    configs = smoke_configs(**{name: getattr(args, name) for name in STAGE_FLAGS})
+    configs = smoke_configs(**{name: getattr(args, name) for name in STAGE_FLAGS}, space=args.stages_space)
     if args.bf16:
         configs = replace(configs, **{name: replace(getattr(configs, name), bf16=True) for name in TRAINED_STAGES})
     try:
@@ -395,9 +408,12 @@ def main() -> None:
             )
     for name, stage_seconds in timings.items():
         print(f"[time] {name}: " + ", ".join(f"{k} {v:.0f} s" for k, v in stage_seconds.items()))
-    run_s, step_s = statistics.fmean(adapt_seconds), sum(adapt_seconds) / sum(adapt_steps)
-    mean_steps = statistics.fmean(adapt_steps)
-    print(f"[time] one adaptation run: {run_s:.0f} s on average ({mean_steps:.0f} steps), {step_s:.2f} s/step")
+    adapt_times: dict[str, float] = {}
+    if adapt_seconds:  # none when only the reference rows and source only ran
+        run_s, step_s = statistics.fmean(adapt_seconds), sum(adapt_seconds) / sum(adapt_steps)
+        adapt_times = {"adapt_run_mean": run_s, "adapt_step_mean": step_s}
+        mean_steps = statistics.fmean(adapt_steps)
+        print(f"[time] one adaptation run: {run_s:.0f} s on average ({mean_steps:.0f} steps), {step_s:.2f} s/step")
     markdown = table(results)
     command = cli.command(parser)
     (args.out / "ablation.md").write_text(
@@ -409,7 +425,7 @@ def main() -> None:
         "stages": asdict(configs),
         "adapt": asdict(adapt_cfg),
         "results": results,
-        "timings_s": {**timings, "adapt_run_mean": run_s, "adapt_step_mean": step_s},
+        "timings_s": {**timings, **adapt_times},
     }
     (args.out / "ablation.json").write_text(json.dumps(payload, indent=2))
     print(markdown)

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from bench import cli
-from bench.ablation import RELATIONS, ROWS, SPACE_DEFAULT, mean_std, smoke_configs
+from bench.ablation import RELATIONS, ROWS, SPACE_DEFAULT, add_stages_space_flag, mean_std, smoke_configs
 from nlrd.core import ClipSet, Stages
 from nlrd.pipeline import StageCache, StageConfigs, load_stages, train_stages
 from nlrd.train.adapt import AdaptConfig, adapt
@@ -65,6 +65,7 @@ def arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--adapt", action="store_true", help="also adapt on three target variants")
     parser.add_argument("--adapt-steps", type=int, default=150)
+    add_stages_space_flag(parser)
     return parser
 
 
@@ -131,7 +132,12 @@ def main() -> None:
     parser = arg_parser()
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    configs = smoke_configs(image_size=args.image_size, source_steps=args.source_steps, source_clips=args.source_clips)
+    configs = smoke_configs(
+        image_size=args.image_size,
+        source_steps=args.source_steps,
+        source_clips=args.source_clips,
+        space=args.stages_space,
+    )
     cache = StageCache(args.cache)
     encoders = {}
     for seed in args.seeds:

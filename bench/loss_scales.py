@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from bench import cli
-from bench.ablation import RELATIONS, SPACE_DEFAULT, build, mean_std, smoke_configs
+from bench.ablation import RELATIONS, SPACE_DEFAULT, add_stages_space_flag, build, mean_std, smoke_configs
 from nlrd.pipeline import StageCache, load_stages, load_world
 from nlrd.train.adapt import NONLOCAL_SPACES, AdaptConfig, loss_scales
 
@@ -34,6 +34,7 @@ def arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--source-clips", type=int, help=f"labelled source clips in the world ({SPACE_DEFAULT})")
     parser.add_argument("--source-steps", type=int, help=SPACE_DEFAULT)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    add_stages_space_flag(parser)
     return parser
 
 
@@ -42,7 +43,7 @@ def main() -> None:
     args = parser.parse_args()
     command = cli.command(parser)
     torch.set_num_threads(args.threads)
-    configs = smoke_configs(source_steps=args.source_steps, source_clips=args.source_clips)
+    configs = smoke_configs(source_steps=args.source_steps, source_clips=args.source_clips, space=args.stages_space)
     cache = StageCache(args.cache)
     cfg = AdaptConfig(relations=RELATIONS, batch_clips=args.batch_clips, nonlocal_space=args.nonlocal_space)
     per_seed: dict[int, dict[str, float]] = {}

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from bench import cli
-from bench.ablation import RELATIONS, SPACE_DEFAULT, smoke_configs
+from bench.ablation import RELATIONS, SPACE_DEFAULT, add_stages_space_flag, smoke_configs
 from nlrd import skeleton
 from nlrd.core import ClipSet, Stages
 from nlrd.metrics import mpjpe
@@ -37,6 +37,7 @@ def arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--frames", type=int, default=384, help="frames per domain")
     parser.add_argument("--source-steps", type=int, help=SPACE_DEFAULT)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    add_stages_space_flag(parser)
     return parser
 
 
@@ -92,7 +93,7 @@ def main() -> None:
     command = cli.command(parser)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    configs = smoke_configs(source_steps=args.source_steps)
+    configs = smoke_configs(source_steps=args.source_steps, space=args.stages_space)
     configs = replace(configs, source=replace(configs.source, seed=args.seed))
     cache = StageCache(args.cache)
     keys = train_stages(configs, RELATIONS, cache)

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from bench import cli, figures
-from bench.ablation import SPACE_DEFAULT, mean_std, smoke_configs
+from bench.ablation import SPACE_DEFAULT, add_stages_space_flag, mean_std, smoke_configs
 from nlrd.nonlocalness import NonLocalness, nonlocalness
 from nlrd.pipeline import StageCache, heldout_mocap, load_prior_and_motion, load_world, train_stages
 from nlrd.relations import RELATION_NAMES, catalogue
@@ -38,12 +38,13 @@ def arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image-size", type=int, help=SPACE_DEFAULT)
     parser.add_argument("--source-steps", type=int, help=SPACE_DEFAULT)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    add_stages_space_flag(parser)
     return parser
 
 
 def measure(args: argparse.Namespace) -> dict[str, list[NonLocalness]]:
     """Every catalogue relation's non-localness, once per draw."""
-    configs = smoke_configs(image_size=args.image_size, source_steps=args.source_steps)
+    configs = smoke_configs(image_size=args.image_size, source_steps=args.source_steps, space=args.stages_space)
     cache = StageCache(args.cache)
     keys = train_stages(configs, RELATION_NAMES, cache, only=("world", "prior", "motion"))
     prior, motion = load_prior_and_motion(cache, keys)

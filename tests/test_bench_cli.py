@@ -47,6 +47,14 @@ def test_smoke_configs_are_the_smoke_space_stages_with_the_arguments_given():
     configs = smoke_configs(image_size=32, source_clips=96, motion_steps=7)
     assert (configs.world.image_size, configs.world.source_clips, configs.motion.steps) == (32, 96, 7)
     assert (configs.prior, configs.relation, configs.source) == (space.prior, space.relation, space.source)
+    earlier = REPO / "bench" / "spaces" / "smoke-2026-12-02.yaml"
+    assert smoke_configs(space=earlier) == load_space(earlier).stages != space
+
+
+def test_every_script_that_trains_the_smoke_stages_can_train_an_earlier_spaces():
+    for name in ("ablation", "domain_gap", "loss_scales", "nonlocal_signal", "nonlocalness"):
+        parser = importlib.import_module(f"bench.{name}").arg_parser()
+        assert parser.parse_args(["--stages-space", "x.yaml"]).stages_space == Path("x.yaml"), name
 
 
 def test_figure_axes_are_saved_with_their_legend(tmp_path: Path):

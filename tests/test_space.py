@@ -27,11 +27,12 @@ def test_shipped_spaces_are_valid(name):
 @pytest.mark.parametrize("name", ["weights-flip", "weights-motion"])
 def test_benchmark_spaces_are_valid_and_reuse_the_ablation_stages(name):
     """The loss-weight searches of bench/RESULTS.md run on the stages ``bench/ablation.py --source-clips 1536``
-    caches: same configs, so the same stage keys."""
+    cached with the smoke space of then: same configs, so the same stage keys."""
     spec = load_space(REPO / "bench" / "spaces" / f"{name}.yaml")
     assert spec.name == name and spec.adapt["schedule"] == "weighted"
     relations = spec.relations.candidates
-    ablation = smoke_configs(image_size=64, source_steps=1200, relation_steps=200, source_clips=1536)
+    earlier = REPO / "bench" / "spaces" / "smoke-2026-12-02.yaml"
+    ablation = smoke_configs(image_size=64, source_steps=1200, relation_steps=200, source_clips=1536, space=earlier)
     assert stage_keys(spec.stages, relations) == stage_keys(ablation, relations)
 
 
@@ -276,6 +277,17 @@ def test_unreadable_and_malformed_files(tmp_path):
     bad.write_text("- a\n- b\n")
     with pytest.raises(SpaceError, match="must hold a mapping"):
         load_space(bad)
+
+
+@pytest.mark.parametrize("text", ["", "\n", "# a comment only\n", "{}\n", "null\n", "---\n"])
+def test_a_space_without_sections_is_refused_not_run_as_the_defaults(tmp_path, text):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text(text)
+    with pytest.raises(SpaceError) as error:
+        load_space(empty)
+    message = str(error.value)
+    assert message.startswith(f"{empty}: the file holds no sections")
+    assert "at least one section" in message and "Allowed: name, world, data, stages" in message
 
 
 @settings(max_examples=30, deadline=None)

@@ -1,0 +1,33 @@
+"""The budget study's ``--set STAGE.FIELD=VALUE``: typed like the field, checked like the config."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.stage_quality import apply_overrides
+from tests.test_pipeline import TINY
+
+
+def test_overrides_take_the_fields_type():
+    configs = apply_overrides(
+        TINY, ["motion.steps=600", "relation.residual=true", "relation.hidden=64,32", "relation.lr=0.002"]
+    )
+    assert configs.motion.steps == 600 and configs.relation.residual is True
+    assert configs.relation.hidden == (64, 32) and configs.relation.lr == 0.002
+    assert configs.prior == TINY.prior and TINY.relation.residual is False
+
+
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ("steps=3", "expected STAGE.FIELD=VALUE with STAGE one of world, prior, motion, relation, source"),
+        ("relation.stride=2", "relation has the fields steps, batch_size"),
+        ("relation.residual=yes", "true or false"),
+        ("relation.steps=0", "RelationConfig.steps"),
+        ("motion.steps=many", "invalid literal"),
+    ],
+)
+def test_a_bad_override_names_itself(item, message):
+    with pytest.raises(ValueError, match=message) as error:
+        apply_overrides(TINY, [item])
+    assert str(error.value).startswith(f"--set {item!r}")
