@@ -18,10 +18,11 @@ from nlrd.metrics import PROTOCOLS
 from nlrd.nonlocalness import NonLocalness
 from nlrd.quality import StageQuality, checked_figures
 from nlrd.quality import warnings as quality_warnings
-from nlrd.train.adapt import ENCODER_FILE
+from nlrd.train.adapt import ENCODER_FILE, AdaptConfig
 from search.prefilter import SetDecision, parse_set_label
 from search.run_dir import RunDir
 from search.space import ACCURACY_METRICS, ObjectiveSpec, SearchSpec
+from search.space_spec import RATES_UNUSED_UNDER
 from search.trials import (
     ERROR,
     FINISHED,
@@ -149,7 +150,10 @@ def best_space(spec: SearchSpec, row: pd.Series) -> dict[str, Any]:
     raw["prefilter"] = {"enabled": False}
     raw["searcher"] = {**raw.get("searcher", {}), "num_trials": 1, "max_concurrent": 1}
     raw["scheduler"] = {"type": "none"}
-    raw["adapt"] = {**raw.get("adapt", {}), **sampled}
+    adapt = {**raw.get("adapt", {}), **sampled}
+    schedule = adapt.get("schedule", AdaptConfig.schedule)
+    # A space that tunes the schedule samples both schedules' rates; the one chosen ignores the other's.
+    raw["adapt"] = {k: v for k, v in adapt.items() if k not in RATES_UNUSED_UNDER.get(schedule, ()) or k not in sampled}
     raw.pop("params", None)
     return raw
 

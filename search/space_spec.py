@@ -112,6 +112,13 @@ class FailureSpec:
     worker_restarts: int = 2
 
 
+#: The learning rates each adaptation schedule ignores (``nlrd.train.AdaptConfig``): the round robin gives each loss
+#: its own Adam at its own rate, the weighted sum trains them all with one Adam at ``lr_weighted``.
+RATES_UNUSED_UNDER: dict[str, tuple[str, ...]] = {
+    "round_robin": ("lr_weighted",),
+    "weighted": ("lr_contrastive", "lr_nonlocal", "lr_source"),
+}
+
 ALLOWED_ALGORITHMS = ("tpe", "random", "nsga2", "gp")
 ALLOWED_SCHEDULERS = ("asha", "none")
 #: Target-validation accuracy a trial reports and the direction of better poses (``nlrd.metrics.PROTOCOLS``).

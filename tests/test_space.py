@@ -3,6 +3,7 @@ from __future__ import annotations
 import copy
 
 import optuna
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from bench.ablation import smoke_configs
 from nlrd.metrics import evaluate_protocols
 from nlrd.pipeline import stage_keys
+from search.export import best_space
 from search.space import ACCURACY_METRICS, OBJECTIVE_METRICS, SpaceError, load_space, parse_space
 from tests.conftest import REPO, TINY_SPACE, write_space
 
@@ -311,3 +313,20 @@ def test_yaml_round_trip(tmp_path_factory, low, width, log, seed, max_set):
     assert again == spec
     assert again.digest == spec.digest
     assert spec.params[0].low == pytest.approx(low) and spec.params[0].log == log
+
+
+@pytest.mark.parametrize("name", ["smoke", "default", "paper"])
+def test_shipped_spaces_search_the_loss_weights(name):
+    """The weighted schedule's weights are searched beside the relation sets, and a best configuration carries them
+    into its ``best.yaml``."""
+    spec = load_space(REPO / "spaces" / f"{name}.yaml")
+    tuned = {p.name for p in spec.params}
+    assert {"w_lcr", "w_hcr", "w_motion", "lr_weighted"} <= tuned
+    assert spec.adapt.get("schedule") == "weighted" or "schedule" in tuned
+    sampled = {p.name: p.choices[-1] if p.choices else 0.1 for p in spec.params}  # choice: weighted where tuned
+    row = pd.Series({"relation_set": spec.relations.candidates[0], **{f"param_{k}": v for k, v in sampled.items()}})
+    best = parse_space(best_space(spec, row), "best.yaml")
+    assert best.params == () and all(best.adapt[w] == 0.1 for w in ("w_lcr", "w_hcr", "w_motion"))
+    assert "lr_nonlocal" not in best.adapt  # sampled, but the weighted schedule ignores it
+    config = best.adapt_config(best.relations.sets()[0], {})
+    assert (config.schedule, config.w_lcr, config.lr_weighted) == ("weighted", 0.1, 0.1)
