@@ -81,6 +81,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--name", default=None, help="run directory name (default: <space name>-<timestamp>)")
     parser.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue an interrupted search")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and exit without training")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="change one value of the space, checked like the file and recorded in the run's space.yaml, e.g. "
+        "searcher.num_trials=4 (repeatable; VALUE is YAML)",
+    )
     return parser.parse_args(argv)
 
 
@@ -162,13 +171,18 @@ def open_run(args: argparse.Namespace) -> tuple[SearchSpec, RunDir, StageCache, 
     if args.name is not None:
         check_run_name(args.name)
     if args.resume is None:
-        spec = load_space(args.space or DEFAULT_SPACE)
+        spec = load_space(args.space or DEFAULT_SPACE, args.overrides)
         run_dir = RunDir(args.out / (args.name or f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}"))
         if run_dir.path.exists() and not args.dry_run:
             raise RunError(
                 f"run directory {run_dir.path} already exists; choose another --name or --out, or --resume it"
             )
         return spec, run_dir, StageCache(args.out.resolve() / "cache"), False
+    if args.overrides:
+        raise RunError(
+            f"--resume {args.resume} with --set: a run keeps the space it started with (its space.yaml, --set "
+            "items included); start a new run to change it"
+        )
     run_dir = RunDir(args.resume)
     try:
         manifest = run_dir.read_manifest()
@@ -211,7 +225,8 @@ def dry_run(spec: SearchSpec, cache: StageCache, address: str | None) -> None:
     keys = stage_keys(spec.stages, spec.relations.candidates)
     missing = missing_stages(cache, keys)
     sets = spec.relations.sets()
-    print(f"[plan] space {spec.name} ({spec.path}), digest {spec.digest}; stage cache {cache.root}")
+    changed = f" with {' '.join(f'--set {item}' for item in spec.overrides)}" if spec.overrides else ""
+    print(f"[plan] space {spec.name} ({spec.path}{changed}), digest {spec.digest}; stage cache {cache.root}")
     print(f"[plan] stages to train: {', '.join(missing)}" if missing else "[plan] every stage is cached")
     print(f"[plan] {len(sets)} candidate relation sets from {len(spec.relations.candidates)} relations")
     if missing:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import yaml
+
 from nlrd.atomic import write_text_atomic
 from nlrd.pipeline import StageCache
 from search.space import SearchSpec, load_space
@@ -141,7 +143,11 @@ class RunDir:
             "created": datetime.now().isoformat(timespec="seconds"),
         }
         write_text_atomic(self.manifest_json, json.dumps(manifest, indent=2))
-        write_text_atomic(self.space_yaml, spec.path.read_text())
+        if spec.overrides:  # the merged space, so that --resume and best.yaml see what the run searched
+            header = f"# {spec.path} with " + " ".join(f"--set {item}" for item in spec.overrides) + "\n"
+            write_text_atomic(self.space_yaml, header + yaml.safe_dump(spec.raw, sort_keys=False))
+        else:
+            write_text_atomic(self.space_yaml, spec.path.read_text())
 
     def read_manifest(self) -> Manifest:
         """The manifest of a run to resume; ``RunDirError`` when the directory is not a run of ours.  Tune

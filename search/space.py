@@ -10,6 +10,9 @@ stops before Ray starts.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +77,9 @@ _SECTIONS: dict[str, Any] = {
 _STAGE_SECTIONS = {"prior": PriorConfig, "motion": MotionConfig, "relation": RelationConfig, "source": SourceConfig}
 
 
-def load_space(path: str | Path) -> SearchSpec:
-    """Read and validate a space file; raise ``SpaceError`` on any problem."""
+def load_space(path: str | Path, overrides: Sequence[str] = ()) -> SearchSpec:
+    """Read and validate a space file, with the command line's ``--set KEY.PATH=VALUE`` items merged in first (so
+    they meet the same checks as the file); raise ``SpaceError`` on any problem."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -85,7 +89,33 @@ def load_space(path: str | Path) -> SearchSpec:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise SpaceError(f"{path}: not valid YAML: {exc}") from None
-    return parse_space(raw, path)
+    if not overrides:
+        return parse_space(raw, path)
+    return dataclasses.replace(parse_space(with_overrides(raw, overrides, path), path), overrides=tuple(overrides))
+
+
+def with_overrides(raw: Any, items: Sequence[str], path: Path) -> dict[str, Any]:
+    """A copy of the space mapping ``raw`` with each ``KEY.PATH=VALUE`` set; ``VALUE`` is read as YAML
+    (``--set searcher.num_trials=4``, ``--set relations.candidates=[flip,inplane5]``).  Missing sections are made;
+    a key path through something that is not a section is refused, naming the item."""
+    merged = copy.deepcopy(raw) if isinstance(raw, dict) else {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise SpaceError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. searcher.num_trials=4 ({path})")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise SpaceError(f"--set {item!r}: the value is not valid YAML: {exc}") from None
+        section = merged
+        for depth, part in enumerate(parts[:-1]):
+            section = section.setdefault(part, {})
+            if not isinstance(section, dict):
+                where = ".".join(parts[: depth + 1])
+                raise SpaceError(f"--set {item!r}: {path}: {where} is a value, not a section with keys")
+        section[parts[-1]] = value
+    return merged
 
 
 def parse_space(raw: Any, path: str | Path = "<space>") -> SearchSpec:

@@ -148,6 +148,8 @@ class SearchSpec:
     adapt: dict[str, Any] = field(default_factory=dict)
     params: tuple[Param, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: The command line's ``--set KEY.PATH=VALUE`` items already merged into ``raw`` (the run records them).
+    overrides: tuple[str, ...] = ()
 
     @property
     def digest(self) -> str:

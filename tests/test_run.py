@@ -204,6 +204,18 @@ def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path, capsys):
     assert not (tmp_path / "results").exists()
 
 
+def test_dry_run_shows_set_overrides_and_resume_refuses_them(tmp_path, capsys):
+    path = write_space(tmp_path / "tiny.yaml", TINY_SPACE)
+    out = tmp_path / "results"
+    assert main(["--space", str(path), "--out", str(out), "--dry-run", "--set", "searcher.num_trials=3"]) == 0
+    plan = capsys.readouterr().out
+    assert f"({path} with --set searcher.num_trials=3)" in plan and "3 trials with tpe" in plan
+    assert main(["--resume", str(out / "run"), "--set", "searcher.num_trials=5"]) == 2
+    assert "a run keeps the space it started with" in capsys.readouterr().err
+    assert main(["--space", str(path), "--out", str(out), "--dry-run", "--set", "searcher.num_trials=0"]) == 2
+    assert "searcher.num_trials" in capsys.readouterr().err
+
+
 def test_dry_run_with_cached_stages_scores_the_sets_without_ray(tmp_path, capsys, tiny_stages):
     path = write_space(tmp_path / "tiny.yaml", TINY_SPACE)
     out = with_stages(tmp_path / "results", tiny_stages)

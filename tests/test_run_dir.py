@@ -62,6 +62,17 @@ def test_a_created_run_reads_back_its_manifest_and_space(tmp_path):
         run_dir.read_space(read)
 
 
+def test_a_run_made_with_set_overrides_records_and_resumes_the_merged_space(tmp_path):
+    path = write_space(tmp_path / "tiny.yaml", TINY_SPACE)
+    spec = load_space(path, ["searcher.num_trials=7"])
+    run_dir = RunDir(tmp_path / "run")
+    run_dir.create(spec, StageCache(tmp_path / "cache"))
+    text = run_dir.space_yaml.read_text()
+    assert text.startswith(f"# {path} with --set searcher.num_trials=7\n")
+    resumed = run_dir.read_space(run_dir.read_manifest())
+    assert resumed.digest == spec.digest and resumed.searcher.num_trials == 7
+
+
 def _saved_before(module: object, name: str, state: dict, monkeypatch: pytest.MonkeyPatch) -> object:
     """An object as an earlier version pickled it: of class ``<module>.<name>``, where that version defined the
     class, with ``state`` as its attributes."""

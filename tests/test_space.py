@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import optuna
 import pandas as pd
@@ -330,3 +331,33 @@ def test_shipped_spaces_search_the_loss_weights(name):
     assert "lr_nonlocal" not in best.adapt  # sampled, but the weighted schedule ignores it
     config = best.adapt_config(best.relations.sets()[0], {})
     assert (config.schedule, config.w_lcr, config.lr_weighted) == ("weighted", 0.1, 0.1)
+
+
+def test_set_overrides_are_merged_before_the_checks_and_recorded(tmp_path):
+    path = write_space(tmp_path / "tiny.yaml", TINY_SPACE)
+    spec = load_space(path, ["searcher.num_trials=9", "relations.candidates=[flip, inplane5]", "adapt.w_lcr=0.1"])
+    assert spec.searcher.num_trials == 9 and spec.relations.candidates == ("flip", "inplane5")
+    assert spec.adapt["w_lcr"] == 0.1 and spec.overrides == (
+        "searcher.num_trials=9",
+        "relations.candidates=[flip, inplane5]",
+        "adapt.w_lcr=0.1",
+    )
+    assert spec.digest != load_space(path).digest
+    assert load_space(path, ["stages.motion.steps=7"]).stages.motion.steps == 7  # a missing section is made
+
+
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ("searcher.num_trials", "expected KEY.PATH=VALUE"),
+        ("searcher..seed=1", "expected KEY.PATH=VALUE"),
+        ("name.first=x", "name is a value, not a section with keys"),
+        ("searcher.num_trial=4", "searcher.num_trial"),
+        ("searcher.num_trials=-1", "searcher.num_trials"),
+        ("adapt.tau=[1", "the value is not valid YAML"),
+    ],
+)
+def test_a_bad_set_override_fails_like_the_file_would(tmp_path, item, message):
+    path = write_space(tmp_path / "tiny.yaml", TINY_SPACE)
+    with pytest.raises(SpaceError, match=re.escape(message)):
+        load_space(path, [item])
