@@ -20,6 +20,11 @@ from search.trials import FINISHED, METRIC_COLUMNS, OBJECTIVE, REFERENCE_LINES, 
 REFERENCE_STYLES = {"mean_pose": {"c": "0.35", "ls": ":"}, "source_only": {"c": "tab:blue", "ls": "--"}}
 
 
+def _legend_below(ax: plt.Axes) -> None:
+    """The legend under the axes, outside the data, so it never covers the best points."""
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
+
+
 def _save(fig: plt.Figure, paths: Sequence[Path]) -> None:
     """Save ``fig`` once per path, in the format its suffix names (``.png``, ``.svg``)."""
     for path in paths:
@@ -52,7 +57,7 @@ def pareto_plot(
     adaptation must beat."""
     objective = objective or ObjectiveSpec(OBJECTIVE, "min")
     y = METRIC_COLUMNS.get(objective.metric, objective.metric)
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    fig, ax = plt.subplots(figsize=(6.4, 5.2), dpi=120)
     for name, words in REFERENCE_LINES.items():
         value = (references or {}).get(name, {}).get(objective.metric)
         if value is not None:
@@ -83,21 +88,22 @@ def pareto_plot(
         )
     rejected = table[table["status"] == REJECTED]
     if len(rejected):
+        # Above the plotting area, at their scores: they have no error, so nothing may read them as results.
         ax.plot(
             rejected[SCORE],
-            [0.0] * len(rejected),
-            "x",
+            [1.03] * len(rejected),
+            "|",
             c="0.3",
-            ms=7,
+            ms=9,
             transform=ax.get_xaxis_transform(),
             clip_on=False,
-            label="rejected by the pre-filter (not trained)",
+            label="rejected by the pre-filter (not trained; marked above the plot at its score)",
         )
     ax.set_xlabel("relation-set non-localness score (normalised, higher = more non-local)")
     ax.set_ylabel(axis_label(objective))
-    ax.set_title(title or f"Non-localness vs {metric_subject(objective.metric)}")
+    ax.set_title(title or f"Non-localness vs {metric_subject(objective.metric)}", pad=14)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    _legend_below(ax)
     fig.tight_layout()
     _save(fig, paths)
 
@@ -105,24 +111,24 @@ def pareto_plot(
 def prefilter_plot(table: pd.DataFrame, path: Path, correlation: dict[str, float] | None, title: str = "") -> None:
     """Set score vs trained target MPJPE of finished trials, with the rank correlations when there are enough
     trials to compute them: the picture of how well the pre-filter predicts training."""
-    fig, ax = plt.subplots(figsize=(6.0, 4.2), dpi=120)
+    fig, ax = plt.subplots(figsize=(6.0, 4.9), dpi=120)
     finished = table[table["status"] == FINISHED]
     ax.scatter(finished[SCORE], finished[OBJECTIVE], c="tab:blue", s=30, label="finished trials")
     stopped = table[table["status"] == STOPPED]
     ax.scatter(stopped[SCORE], stopped[OBJECTIVE], facecolors="none", edgecolors="tab:blue", s=30, label="stopped")
     if correlation is not None:
         text = (
-            f"Spearman {correlation['spearman']:+.2f} (p={correlation['spearman_p']:.2g})\n"
-            f"Kendall {correlation['kendall']:+.2f} (p={correlation['kendall_p']:.2g})\n"
+            f"Spearman {correlation['spearman']:+.2f} (p={correlation['spearman_p']:.2g}), "
+            f"Kendall {correlation['kendall']:+.2f} (p={correlation['kendall_p']:.2g}), "
             f"n = {correlation['n']} finished trials"
         )
     else:
         text = "too few finished trials for rank correlations"
-    ax.text(0.02, 0.98, text, transform=ax.transAxes, va="top", fontsize=8)
     ax.set_xlabel("relation-set non-localness score (pre-filter)")
     ax.set_ylabel("trained target MPJPE (mm)")
-    ax.set_title(title or "Does the pre-filter predict training?")
+    # The correlations under the title, outside the data: a text box inside covered points.
+    ax.set_title(f"{title or 'Does the pre-filter predict training?'}\n{text}", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    _legend_below(ax)
     fig.tight_layout()
     _save(fig, [path])

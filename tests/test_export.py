@@ -205,3 +205,25 @@ def test_reference_lines_are_rows_of_the_table_but_never_results():
     table = trials_table(_table().to_dict("records") + rows, {}, MPJPE)
     assert table["pareto"].tolist() == [True, True, False, False, False, False, False, False]
     assert best_row(table, MPJPE[0])["relation_set"] == "b"
+
+
+def test_plots_keep_rejected_sets_and_legends_off_the_data(tmp_path, monkeypatch):
+    figures = []
+
+    def keep(fig, paths):
+        figures.append(fig)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    table = _table()
+    table["pareto"] = pareto_mask(table)
+    pareto_plot(table, [tmp_path / "pareto.png"], {"source_only": {"mpjpe": 150.0}})
+    prefilter_plot(table, tmp_path / "prefilter.png", prefilter_correlation(table))
+    pareto_ax, prefilter_ax = (fig.axes[0] for fig in figures)
+    (rejected,) = [line for line in pareto_ax.get_lines() if line.get_marker() == "|"]
+    assert list(rejected.get_ydata()) == [1.03] and not rejected.get_clip_on()  # above the plot, not at y = 0
+    for ax in (pareto_ax, prefilter_ax):
+        legend = ax.get_legend()
+        assert legend.get_bbox_to_anchor().transformed(ax.transAxes.inverted()).y1 < 0  # under the axes
+    assert "Spearman" in prefilter_ax.get_title() and not prefilter_ax.texts
+    for fig in figures:
+        plots.plt.close(fig)
