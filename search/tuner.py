@@ -6,7 +6,9 @@ from __future__ import annotations
 import math
 import threading
 import time
+import warnings
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import optuna
@@ -185,58 +187,112 @@ def study_storage(run_dir: RunDir) -> optuna.storages.BaseStorage:
 
 
 class StudyRecorder(tune.Callback):
-    """Records each ended trial, once, in the run's persistent Optuna study (``study.log``).
+    """Keeps the run's persistent Optuna study (``study.log``) as a full record of the search.
 
-    The searcher's own study lives in Tune's checkpointed searcher state, so that after a crash the
-    searcher and Tune agree on which trials ended; this persistent copy is what ``optuna-dashboard``,
-    Optuna's plots and the multi-objective Pareto front read.  Finished trials are COMPLETE, trials ASHA
-    stopped are PRUNED (with their last value as an intermediate value), failed ones FAIL; each carries
-    its Tune trial id, which keeps a resumed search from recording a trial twice.
+    The searcher's own study lives in Tune's checkpointed searcher state, so that after a crash the searcher and
+    Tune agree on which trials ended; this persistent copy is what ``optuna-dashboard``, Optuna's plots and the
+    multi-objective Pareto front read.  A trial appears when it starts (RUNNING, with its real start time), gets
+    every evaluation as an intermediate value, and ends once: COMPLETE when it finished, PRUNED when ASHA stopped
+    it, FAIL when it failed.  Its Tune trial id (which keeps a resumed search from recording a trial twice), relation
+    set, set score and last PA-MPJPE are trial attributes; the study names its metrics.
     """
 
-    def __init__(self, run_dir: RunDir, spec: SearchSpec, distributions: dict, max_evaluations: int) -> None:
+    def __init__(
+        self,
+        run_dir: RunDir,
+        spec: SearchSpec,
+        distributions: dict,
+        max_evaluations: int,
+        set_scores: dict[str, float] | None = None,
+    ) -> None:
         self.run_dir = run_dir
         self.study_name = spec.name
         self.metrics = [o.metric for o in spec.objectives]
         self.directions = ["minimize" if o.mode == "min" else "maximize" for o in spec.objectives]
         self.distributions = distributions
         self.max_evaluations = max_evaluations
+        self.set_scores = set_scores or {}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(_run_dir_state(state))
+        self.__dict__.update({"set_scores": {}, **_run_dir_state(state)})  # runs saved before set scores
 
     def _study(self) -> optuna.Study:
-        return optuna.create_study(
+        study = optuna.create_study(
             storage=study_storage(self.run_dir),
             study_name=self.study_name,
             directions=self.directions,
             load_if_exists=True,
         )
+        if study.metric_names is None:
+            with warnings.catch_warnings():  # experimental in Optuna 5, and what the dashboard labels its axes with
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(self.metrics)
+        return study
+
+    @staticmethod
+    def _find(study: optuna.Study, tune_id: str) -> optuna.trial.FrozenTrial | None:
+        return next((t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("tune_trial_id") == tune_id), None)
+
+    def _attrs(self, trial: Any) -> dict[str, Any]:
+        label = trial.config.get(RELATIONS_KEY, "")
+        return {"tune_trial_id": trial.trial_id, "relation_set": label, "set_score": self.set_scores.get(label)}
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        study = self._study()
+        if self._find(study, trial.trial_id) is not None:
+            return  # a trial Tune starts again (a retry, a resumed search) keeps its record
+        study.add_trial(
+            optuna.trial.FrozenTrial(
+                number=-1,
+                trial_id=-1,
+                state=optuna.trial.TrialState.RUNNING,
+                value=None,
+                values=None,
+                datetime_start=datetime.now(),
+                datetime_complete=None,
+                params={name: trial.config[name] for name in self.distributions},
+                distributions=self.distributions,
+                user_attrs=self._attrs(trial),
+                system_attrs={},
+                intermediate_values={},
+            )
+        )
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        study = self._study()
+        record = self._find(study, trial.trial_id)
+        value, step = result.get(self.metrics[0]), result.get("training_iteration")
+        if record is None or record.state.is_finished() or value is None or step is None:
+            return
+        storage, trial_id = self._storage_id(record)
+        storage.set_trial_intermediate_value(trial_id, int(step), float(value))
+
+    def _storage_id(self, record: optuna.trial.FrozenTrial) -> tuple[optuna.storages.BaseStorage, int]:
+        """The study's storage and the storage's id of ``record``, to change a trial that is already recorded."""
+        storage = study_storage(self.run_dir)
+        study_id = storage.get_study_id_from_name(self.study_name)
+        return storage, storage.get_trial_id_from_study_id_trial_number(study_id, record.number)
 
     def _record(self, trial: Any, failed: bool) -> None:
         study = self._study()
-        if any(t.user_attrs.get("tune_trial_id") == trial.trial_id for t in study.get_trials(deepcopy=False)):
+        record = self._find(study, trial.trial_id)
+        if record is None:  # started before this recorder existed (a run saved by an earlier version)
+            self.on_trial_start(0, [], trial)
+            record = self._find(study, trial.trial_id)
+        if record.state.is_finished():
             return
         result = trial.last_result or {}
         values = [result.get(m) for m in self.metrics]
-        iterations = int(result.get("training_iteration", 0) or 0)
         if failed or any(v is None for v in values):
-            state, values, intermediate = optuna.trial.TrialState.FAIL, None, None
+            state, values = optuna.trial.TrialState.FAIL, None
         elif not ran_to_the_end(result, self.max_evaluations):
-            state, intermediate = optuna.trial.TrialState.PRUNED, {iterations: values[0]}
-            values = None
+            state, values = optuna.trial.TrialState.PRUNED, None
         else:
-            state, intermediate = optuna.trial.TrialState.COMPLETE, None
-        study.add_trial(
-            optuna.trial.create_trial(
-                state=state,
-                values=values,
-                params={name: trial.config[name] for name in self.distributions},
-                distributions=self.distributions,
-                intermediate_values=intermediate,
-                user_attrs={"tune_trial_id": trial.trial_id},
-            )
-        )
+            state = optuna.trial.TrialState.COMPLETE
+        storage, trial_id = self._storage_id(record)
+        if result.get("pa_mpjpe") is not None:
+            storage.set_trial_user_attr(trial_id, "pa_mpjpe", float(result["pa_mpjpe"]))
+        storage.set_trial_state_values(trial_id, state, values)
 
     def setup(self, **info: Any) -> None:
         self._study()  # the study exists from the start, for dashboards watching the run
@@ -281,7 +337,8 @@ def build_tuner(
         scheduler = FIFOScheduler()
     printer = ProgressPrinter(spec.searcher.num_trials, metric, mode, sum(not d.kept for d in decisions))
     tables = LiveTables(run_dir, decisions, scores, spec.objectives, num_evaluations(spec), references)
-    study = StudyRecorder(run_dir, spec, distributions, num_evaluations(spec))
+    set_scores = {d.label: d.score for d in decisions}
+    study = StudyRecorder(run_dir, spec, distributions, num_evaluations(spec), set_scores)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(

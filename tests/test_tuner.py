@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 import copy
+from types import SimpleNamespace
 
 import optuna
 import pytest
 from ray import cloudpickle
 
+from search.run_dir import RunDir
 from search.space import parse_space
-from search.tuner import NSGAIISampler, make_sampler
+from search.trainable import RELATIONS_KEY
+from search.tuner import NSGAIISampler, StudyRecorder, make_sampler, study_storage
 from tests.conftest import TINY_SPACE
 
 
@@ -31,3 +34,42 @@ def test_every_sampler_survives_the_pickling_tune_does_and_still_samples(algorit
 def test_the_picklable_nsga2_writes_optunas_study_attributes():
     assert NSGAIISampler._get_generation_key() == optuna.samplers.NSGAIISampler._get_generation_key()
     assert isinstance(_sampler("nsga2"), NSGAIISampler)
+
+
+def _tune_trial(trial_id: str, label: str, last: dict | None = None) -> SimpleNamespace:
+    config = {RELATIONS_KEY: label, "lr_nonlocal": 1e-4, "tau": 0.07}
+    return SimpleNamespace(trial_id=trial_id, config=config, last_result=last or {})
+
+
+def test_the_study_log_is_a_full_optuna_study(tmp_path):
+    """What optuna-dashboard reads: named metrics, trials visible while they run, every evaluation, real start and
+    end times, and the relation set, its score and PA-MPJPE as trial attributes; a restarted trial keeps one record."""
+    spec = parse_space(copy.deepcopy(TINY_SPACE), "tiny.yaml")
+    run_dir = RunDir(tmp_path)
+    distributions = {p.name: p.distribution() for p in spec.params}
+    recorder = StudyRecorder(run_dir, spec, distributions, max_evaluations=2, set_scores={"flip": 0.8})
+    recorder.setup()
+    trial = _tune_trial("t1", "flip")
+    recorder.on_trial_start(0, [], trial)
+    storage = study_storage(run_dir)
+    (running,) = optuna.load_study(study_name="tiny", storage=storage).trials
+    assert running.state == optuna.trial.TrialState.RUNNING and running.datetime_start is not None
+    for step, mpjpe in ((1, 190.0), (2, 180.0)):
+        recorder.on_trial_result(0, [], trial, {"mpjpe": mpjpe, "training_iteration": step})
+    recorder.on_trial_start(0, [], trial)  # Tune restarts it: still one record
+    trial.last_result = {"mpjpe": 180.0, "pa_mpjpe": 140.0, "training_iteration": 2}
+    recorder.on_trial_complete(0, [], trial)
+    stopped = _tune_trial("t2", "flip", {"mpjpe": 200.0, "training_iteration": 1})
+    recorder.on_trial_start(0, [], stopped)
+    recorder.on_trial_result(0, [], stopped, {"mpjpe": 200.0, "training_iteration": 1})
+    recorder.on_trial_complete(0, [], stopped)
+    study = optuna.load_study(study_name="tiny", storage=storage)
+    assert study.metric_names == ["mpjpe"]
+    done, pruned = study.trials
+    assert done.state == optuna.trial.TrialState.COMPLETE and done.values == [180.0]
+    assert done.intermediate_values == {1: 190.0, 2: 180.0} and done.datetime_complete >= done.datetime_start
+    assert done.user_attrs == {"tune_trial_id": "t1", "relation_set": "flip", "set_score": 0.8, "pa_mpjpe": 140.0}
+    assert pruned.state == optuna.trial.TrialState.PRUNED and pruned.intermediate_values == {1: 200.0}
+    figure = optuna.visualization.plot_optimization_history(study)  # Optuna's own plots open the study
+    assert len(figure.data) >= 1
+    assert len(optuna.visualization.plot_intermediate_values(study).data) == 2
