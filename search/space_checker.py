@@ -243,6 +243,8 @@ class SpaceChecker:
         if spec.keep_fraction is not None and not 0 < spec.keep_fraction <= 1:
             self.fail("prefilter.keep_fraction", f"must be in (0, 1], got {spec.keep_fraction}")
         self.one_of("prefilter.aggregate", spec.aggregate, ALLOWED_AGGREGATES)
+        if spec.warmup < 0:
+            self.fail("prefilter.warmup", f"must be >= 0 (how many best-scoring sets run first), got {spec.warmup}")
 
     def searcher(self, spec: SearcherSpec) -> None:
         self.one_of("searcher.algorithm", spec.algorithm, ALLOWED_ALGORITHMS)

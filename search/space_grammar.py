@@ -55,6 +55,16 @@ class Param:
     integer: bool = False
     step: float | None = None
 
+    def middle(self) -> Any:
+        """A value in the middle of the range (geometric for log intervals, on the grid when there is one; the
+        first choice of a categorical): where a warm-up trial puts this knob."""
+        if self.choices is not None:
+            return self.choices[0]
+        value = math.sqrt(self.low * self.high) if self.log else (self.low + self.high) / 2
+        if self.step is not None:
+            value = self.low + round((value - self.low) / self.step) * self.step
+        return int(round(value)) if self.integer else float(value)
+
     def distribution(self) -> optuna.distributions.BaseDistribution:
         if self.choices is not None:
             return optuna.distributions.CategoricalDistribution(list(self.choices))

@@ -49,6 +49,16 @@ def search_distributions(
     return space
 
 
+def warmup_points(spec: SearchSpec, decisions: list[SetDecision]) -> list[dict[str, Any]]:
+    """The trials the search runs first (``prefilter.warmup``): the best-scoring kept sets, each knob at the middle
+    of its range."""
+    if not spec.prefilter.enabled or spec.prefilter.warmup == 0:
+        return []
+    kept = sorted((d for d in decisions if d.kept), key=lambda d: -d.score)[: spec.prefilter.warmup]
+    knobs = {param.name: param.middle() for param in spec.params}
+    return [{RELATIONS_KEY: d.label, **knobs} for d in kept]
+
+
 class NSGAIISampler(optuna.samplers.NSGAIISampler):
     """Optuna's NSGA-II, picklable.  Tune pickles the searcher with the sampler in it (its saved state and
     checkpoints), and Optuna 5.1's genetic samplers hold a ``threading.Lock``, which pickle refuses: the lock
@@ -323,6 +333,7 @@ def build_tuner(
         metric=metrics if spec.multi_objective else metric,
         mode=modes if spec.multi_objective else mode,
         sampler=make_sampler(spec),
+        points_to_evaluate=warmup_points(spec, decisions) or None,
     )
     if spec.scheduler.type == "asha":
         scheduler = ASHAScheduler(

@@ -202,6 +202,7 @@ def _with(path: str, value) -> dict:
         ("prefilter.keep_fraction", 0.0, ["prefilter.keep_fraction", "(0, 1]"]),
         ("prefilter.threshold", 0.5, ["prefilter", "exactly one of keep_fraction and threshold"]),
         ("prefilter.aggregate", "median", ["prefilter.aggregate", "Allowed: mean, max, min, sum"]),
+        ("prefilter.warmup", -1, ["prefilter.warmup", "must be >= 0"]),
         ("resources.trial_cpus", 0, ["resources.trial_cpus", "must be > 0"]),
         ("resources.trial_gpus", -1, ["resources.trial_gpus", "must be >= 0"]),
         ("scheduler.reduction_factor", 1, ["scheduler.reduction_factor", "at least 2"]),

@@ -6,11 +6,20 @@ from types import SimpleNamespace
 import optuna
 import pytest
 from ray import cloudpickle
+from ray.tune.search.optuna import OptunaSearch
 
+from search.prefilter import SetDecision
 from search.run_dir import RunDir
 from search.space import parse_space
 from search.trainable import RELATIONS_KEY
-from search.tuner import NSGAIISampler, StudyRecorder, make_sampler, study_storage
+from search.tuner import (
+    NSGAIISampler,
+    StudyRecorder,
+    make_sampler,
+    search_distributions,
+    study_storage,
+    warmup_points,
+)
 from tests.conftest import TINY_SPACE
 
 
@@ -73,3 +82,25 @@ def test_the_study_log_is_a_full_optuna_study(tmp_path):
     figure = optuna.visualization.plot_optimization_history(study)  # Optuna's own plots open the study
     assert len(figure.data) >= 1
     assert len(optuna.visualization.plot_intermediate_values(study).data) == 2
+
+
+def test_the_warm_up_runs_the_best_scoring_kept_sets_first_with_knobs_in_the_middle():
+    space = copy.deepcopy(TINY_SPACE)
+    space["prefilter"] = {"keep_fraction": 0.5, "warmup": 2}
+    space["params"] = {"lr_nonlocal": "tag(log, interval(1e-5, 1e-3))", "tau": "choice(0.07, 0.1)"}
+    spec = parse_space(space, "tiny.yaml")
+    decisions = [
+        SetDecision(("flip",), 0.6, True, "kept"),
+        SetDecision(("flip", "inplane5"), 0.9, True, "kept"),
+        SetDecision(("inplane5",), 0.95, False, "score below"),
+        SetDecision(("flip_backward",), 0.7, True, "kept"),
+    ]
+    points = warmup_points(spec, decisions)
+    assert [p[RELATIONS_KEY] for p in points] == ["flip+inplane5", "flip_backward"]  # kept only, best first
+    assert points[0]["lr_nonlocal"] == pytest.approx(1e-4) and points[0]["tau"] == 0.07
+    searcher = OptunaSearch(
+        search_distributions(spec, decisions), metric="mpjpe", mode="min", points_to_evaluate=points, sampler=None
+    )
+    suggested = [searcher.suggest(f"t{i}")[RELATIONS_KEY] for i in range(3)]
+    assert suggested[:2] == ["flip+inplane5", "flip_backward"]  # the enqueued trials come first
+    assert warmup_points(parse_space(TINY_SPACE, "tiny.yaml"), decisions) == []  # warmup 0: the cut alone
