@@ -26,6 +26,7 @@ from search.space_spec import RATES_UNUSED_UNDER
 from search.trials import (
     ERROR,
     FINISHED,
+    FIRST,
     INTERRUPTED,
     METRIC_COLUMNS,
     OBJECTIVE,
@@ -182,23 +183,34 @@ def write_best(run_dir: RunDir, spec: SearchSpec, table: pd.DataFrame) -> pd.Ser
 MIN_CORRELATION_TRIALS = 4
 
 
-def prefilter_correlation(table: pd.DataFrame) -> dict[str, float] | None:
-    """Spearman and Kendall rank correlation between set score and trained MPJPE over finished trials
-    (negative = higher non-localness trained to lower error), or None with too few trials or no spread."""
+def prefilter_correlation(table: pd.DataFrame) -> dict[str, Any] | None:
+    """Spearman and Kendall rank correlation between set score and trained MPJPE (negative = higher non-localness
+    trained to lower error): over the finished trials' final MPJPE when at least ``MIN_CORRELATION_TRIALS`` finished,
+    else over every ended trial's MPJPE at its first evaluation (one fidelity that stopped trials reached too, so a
+    small search with ASHA still gets its check); None with too few trials or no spread.  ``basis`` says which."""
     from scipy import stats
 
-    done = table[(table["status"] == FINISHED) & table[OBJECTIVE].notna()]
-    if len(done) < MIN_CORRELATION_TRIALS or done[SCORE].nunique() < 2 or done[OBJECTIVE].nunique() < 2:
-        return None
-    spearman = stats.spearmanr(done[SCORE], done[OBJECTIVE])
-    kendall = stats.kendalltau(done[SCORE], done[OBJECTIVE])
-    return {
-        "n": len(done),
-        "spearman": float(spearman.statistic),
-        "spearman_p": float(spearman.pvalue),
-        "kendall": float(kendall.statistic),
-        "kendall_p": float(kendall.pvalue),
-    }
+    bases = [
+        ("final MPJPE of the finished trials", table["status"] == FINISHED, OBJECTIVE),
+        ("MPJPE at the first evaluation of every ended trial", table["status"].isin([FINISHED, STOPPED]), FIRST),
+    ]
+    for basis, rows, column in bases:
+        if column not in table:
+            continue
+        done = table[rows & table[column].notna()]
+        if len(done) >= MIN_CORRELATION_TRIALS and done[SCORE].nunique() > 1 and done[column].nunique() > 1:
+            spearman = stats.spearmanr(done[SCORE], done[column])
+            kendall = stats.kendalltau(done[SCORE], done[column])
+            return {
+                "n": len(done),
+                "basis": basis,
+                "column": column,
+                "spearman": float(spearman.statistic),
+                "spearman_p": float(spearman.pvalue),
+                "kendall": float(kendall.statistic),
+                "kendall_p": float(kendall.pvalue),
+            }
+    return None
 
 
 def _objective_text(metric: str, values: dict[str, float] | pd.Series) -> str:
@@ -317,10 +329,11 @@ def write_summary(
         ]
     lines.append("")
     if correlation is None:
-        lines.append(f"Pre-filter check: fewer than {MIN_CORRELATION_TRIALS} finished trials with distinct values.")
+        lines.append(f"Pre-filter check: fewer than {MIN_CORRELATION_TRIALS} ended trials with distinct values.")
     else:
         lines.append(
-            f"Pre-filter check over {correlation['n']} finished trials: Spearman {correlation['spearman']:+.2f} "
+            f"Pre-filter check over {correlation['n']} trials ({correlation['basis']}): Spearman "
+            f"{correlation['spearman']:+.2f} "
             f"(p={correlation['spearman_p']:.2g}), Kendall {correlation['kendall']:+.2f} "
             f"(p={correlation['kendall_p']:.2g}) between set score and trained MPJPE (negative: more non-local "
             "sets trained to lower error)."

@@ -112,20 +112,21 @@ def prefilter_plot(table: pd.DataFrame, path: Path, correlation: dict[str, float
     """Set score vs trained target MPJPE of finished trials, with the rank correlations when there are enough
     trials to compute them: the picture of how well the pre-filter predicts training."""
     fig, ax = plt.subplots(figsize=(6.0, 4.9), dpi=120)
+    y = correlation["column"] if correlation is not None else OBJECTIVE  # what the correlations were computed on
     finished = table[table["status"] == FINISHED]
-    ax.scatter(finished[SCORE], finished[OBJECTIVE], c="tab:blue", s=30, label="finished trials")
+    ax.scatter(finished[SCORE], finished[y], c="tab:blue", s=30, label="finished trials")
     stopped = table[table["status"] == STOPPED]
-    ax.scatter(stopped[SCORE], stopped[OBJECTIVE], facecolors="none", edgecolors="tab:blue", s=30, label="stopped")
+    ax.scatter(stopped[SCORE], stopped[y], facecolors="none", edgecolors="tab:blue", s=30, label="stopped")
     if correlation is not None:
         text = (
             f"Spearman {correlation['spearman']:+.2f} (p={correlation['spearman_p']:.2g}), "
             f"Kendall {correlation['kendall']:+.2f} (p={correlation['kendall_p']:.2g}), "
-            f"n = {correlation['n']} finished trials"
+            f"n = {correlation['n']} trials, {correlation['basis']}"
         )
     else:
         text = "too few finished trials for rank correlations"
     ax.set_xlabel("relation-set non-localness score (pre-filter)")
-    ax.set_ylabel("trained target MPJPE (mm)")
+    ax.set_ylabel("trained target MPJPE (mm)" if y == OBJECTIVE else "target MPJPE at the first evaluation (mm)")
     # The correlations under the title, outside the data: a text box inside covered points.
     ax.set_title(f"{title or 'Does the pre-filter predict training?'}\n{text}", fontsize=10)
     ax.grid(alpha=0.3)

@@ -28,6 +28,8 @@ REFERENCE_LINES = {"mean_pose": "mean pose (constant, no image)", "source_only":
 #: The set's non-localness score column, and target MPJPE: the default objective, the error ``best_mpjpe`` tracks
 #: and the pre-filter check correlates with the score.
 SCORE, OBJECTIVE = "set_score", "mpjpe"
+#: The objective at a trial's first evaluation: the one fidelity every ended trial reached.
+FIRST = "first_mpjpe"
 #: How trial metrics appear as table columns (``nonlocalness`` is the ``set_score`` column).
 METRIC_COLUMNS = {"nonlocalness": SCORE}
 
@@ -42,11 +44,20 @@ class TrialRecord:
     best_mpjpe: float
     error: str | None
     ended: bool
+    #: The objective's value at the trial's first evaluation: every ended trial has one, whenever ASHA stopped it.
+    first_mpjpe: float = np.nan
 
 
-def record_from_trial(trial: Any, ended: bool = False, failed: bool = False) -> TrialRecord:
+def _first_mpjpe(history: list[dict[str, Any]] | None) -> float:
+    return float(history[0].get(OBJECTIVE, np.nan)) if history else np.nan
+
+
+def record_from_trial(
+    trial: Any, ended: bool = False, failed: bool = False, reports: TrialReports | None = None
+) -> TrialRecord:
     """From a Tune ``Trial`` (callbacks see these while the search runs).  ``ended``/``failed``: what the
-    callback was just told, which the trial's own status does not show yet."""
+    callback was just told, which the trial's own status does not show yet; ``reports``: where an ended trial's
+    history is (its first evaluation)."""
     error = None
     if failed or trial.status == "ERROR":
         error = first_error_line(trial.get_error() or "error (no message recorded yet; see the trial's error.txt)")
@@ -58,6 +69,7 @@ def record_from_trial(trial: Any, ended: bool = False, failed: bool = False) -> 
         best_mpjpe=float(analysis.get("min", np.nan)),
         error=error,
         ended=ended or failed or trial.status in ("TERMINATED", "ERROR"),
+        first_mpjpe=_first_mpjpe(reports.replay(trial.trial_id)) if reports is not None else np.nan,
     )
 
 
@@ -70,7 +82,10 @@ def record_from_result(result: Any, reports: TrialReports) -> TrialRecord:
     error = None if result.error is None else first_error_line(f"{type(result.error).__name__}: {result.error}")
     trial_id = metrics.get("trial_id") or (Path(result.path).name if result.path else "")
     ended = error is not None or reports.ended(trial_id)
-    return TrialRecord(trial_id, dict(result.config or {}), metrics, best, error, ended)
+    first = (
+        float(history[OBJECTIVE].iloc[0]) if history is not None and OBJECTIVE in history and len(history) else np.nan
+    )
+    return TrialRecord(trial_id, dict(result.config or {}), metrics, best, error, ended, first)
 
 
 def ran_to_the_end(last: dict[str, Any], max_evaluations: int) -> bool:
@@ -104,6 +119,7 @@ def trial_row(
         "status": status,
         **{metric: last.get(metric, np.nan) for metric in ACCURACY_METRICS},
         "best_mpjpe": record.best_mpjpe,
+        FIRST: record.first_mpjpe,
         "evaluations": iterations,
         "steps": last.get("step", np.nan),
         "time_s": last.get("time_total_s", np.nan),

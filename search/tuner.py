@@ -176,7 +176,10 @@ class LiveTables(tune.Callback):
 
     def _write(self, trials: list[Any]) -> None:
         set_scores = {d.label: d.score for d in self.decisions}
-        records = [record_from_trial(t, t.trial_id in self.failed, self.failed.get(t.trial_id, False)) for t in trials]
+        records = [
+            record_from_trial(t, t.trial_id in self.failed, self.failed.get(t.trial_id, False), self.reports)
+            for t in trials
+        ]
         rows = [trial_row(r, set_scores, self.max_evaluations, self.reports.attempts(r.trial_id)) for r in records]
         rows += rejected_rows(self.decisions) + reference_rows(self.references)
         write_trials(self.run_dir, trials_table(rows, self.scores, self.objectives))

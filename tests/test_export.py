@@ -160,6 +160,18 @@ def test_prefilter_correlation_needs_enough_trials_and_finds_the_sign():
     table.loc[len(table)] = ["g", 0.2, FINISHED, 140.0]
     corr = prefilter_correlation(table)
     assert corr["n"] == 5 and corr["spearman"] < 0 and corr["kendall"] < 0
+    assert corr["basis"] == "final MPJPE of the finished trials"
+
+
+def test_with_few_finished_trials_the_check_reads_every_ended_trial_at_its_first_evaluation():
+    """A small search with ASHA finishes few trials; every ended trial has its first evaluation, one fidelity."""
+    table = _table()
+    table["first_mpjpe"] = [150.0, 140.0, 160.0, 130.0, np.nan, 150.5]
+    table.loc[table["relation_set"].isin(["c", "f"]), "status"] = STOPPED  # two finished left: too few
+    corr = prefilter_correlation(table)
+    assert corr["basis"] == "MPJPE at the first evaluation of every ended trial" and corr["column"] == "first_mpjpe"
+    assert corr["n"] == 5 and corr["spearman"] < 0  # a, b, c, d, f; the rejected set has no evaluation
+    assert prefilter_correlation(table.drop(columns="first_mpjpe")) is None
 
 
 def test_best_space_fixes_the_best_configuration_and_parses():
