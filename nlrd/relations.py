@@ -9,11 +9,22 @@ Pose level: raw is one pose ``(..., 17, 3)`` or one image ``(..., 3, H, W)``.
 Motion level: raw is a window of ``window`` frames ``(..., window, 17, 3)`` or ``(..., window, 3, H, W)``;
 the anchor and the counterpart are the frames at ``anchor_index`` and ``counterpart_index``.
 The spatial operation (flip or in-plane rotation) is applied to the counterpart only.
+
+In-plane rotation and the camera: predicted poses are in the world frame turned to face the camera (the proxy
+renderer's camera looks along +y from the x = 0 plane, raised by each clip's elevation; labels keep z up), so the
+optical axis in that frame is (0, cos e, -sin e), tilted down by the clip's elevation e, which a relation does not
+know per clip.  ``inplane5`` and ``inplane30`` turn the pose about +y, the optical axis of a level camera: exact
+at e = 0 and wherever poses are given in camera coordinates.  ``inplane30_tilt18`` (any in-plane relation with
+``_tilt<e>``, e in whole degrees) turns it about the optical axis of a camera raised by e, exact for clips filmed
+at that elevation: the paper's rotation about the optical axis, given one elevation for the whole target, a fact
+about its cameras rather than a label (the proxy target's sit 12-24 degrees up, so 18 is at most 6 degrees off).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -36,6 +47,18 @@ RELATION_NAMES: tuple[str, ...] = (
     "slow_backward",
     "slow_forward",
 )
+#: The other names ``get_relation`` knows: an in-plane relation about a tilted optical axis (module docstring).
+TILTED_FORM = "<in-plane relation>_tilt<whole degrees in -89..89, not 0>"
+_TILTED = re.compile(r"(?P<base>\w+)_tilt(?P<tilt>-?[1-9][0-9]?)")
+
+
+def rotate_about_optical_axis(joints: torch.Tensor, degrees: float, elevation_deg: float) -> torch.Tensor:
+    """Turn ``(..., 17, 3)`` poses by ``degrees`` about the optical axis of the camera raised by ``elevation_deg``
+    above the pelvis and looking at it, counter-clockwise on its screen: the pose side of ``rotate_images`` for
+    such a camera.  At elevation 0 this is ``skeleton.rotate_in_plane``."""
+    level_to_raised = skeleton.rotation_x(math.radians(-elevation_deg))  # +y -> the optical axis, +z -> image up
+    turn = level_to_raised @ skeleton.rotation_y(math.radians(degrees)) @ level_to_raised.transpose(-1, -2)
+    return skeleton.rotate(joints, turn)
 
 
 def flip_images(images: torch.Tensor) -> torch.Tensor:
@@ -62,7 +85,10 @@ def rotate_images(images: torch.Tensor, degrees: float) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Relation:
-    """One candidate relation; see the module docstring for the data layout."""
+    """One candidate relation; see the module docstring for the data layout.
+
+    ``tilt_deg`` (rotations only): the elevation of the camera about whose optical axis the pose turns; 0 is +y.
+    """
 
     name: str
     level: Level
@@ -71,12 +97,15 @@ class Relation:
     counterpart_index: tuple[int, ...] = ()
     spatial: Spatial = "none"
     degrees: float = 0.0
+    tilt_deg: float = 0.0
 
     def __post_init__(self) -> None:
         if self.level not in ("pose", "motion"):
             raise ValueError(f"relation {self.name!r}: level must be 'pose' or 'motion', got {self.level!r}")
         if self.spatial not in ("none", "flip", "rotate"):
             raise ValueError(f"relation {self.name!r}: spatial must be none, flip or rotate, got {self.spatial!r}")
+        if self.tilt_deg != 0 and (self.spatial != "rotate" or not abs(self.tilt_deg) < 90):
+            raise ValueError(f"relation {self.name!r}: tilt_deg takes a rotation and |tilt_deg| < 90")
         if self.level == "pose" and (self.window != 1 or self.anchor_index or self.counterpart_index):
             raise ValueError(f"pose-level relation {self.name!r} takes window=1 and no frame indices")
         if self.level == "motion":
@@ -96,8 +125,10 @@ class Relation:
         anchor, counterpart = self._split(raw, time_dim=-3)
         if self.spatial == "flip":
             counterpart = skeleton.flip(counterpart)
-        elif self.spatial == "rotate":
+        elif self.spatial == "rotate" and self.tilt_deg == 0:
             counterpart = skeleton.rotate_in_plane(counterpart, self.degrees)
+        elif self.spatial == "rotate":
+            counterpart = rotate_about_optical_axis(counterpart, self.degrees, self.tilt_deg)
         return anchor, counterpart
 
     def images(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -151,8 +182,25 @@ def catalogue(clip_len: int) -> dict[str, Relation]:
 
 
 def get_relation(name: str, clip_len: int) -> Relation:
-    """The catalogue relation called ``name``; a ValueError lists the allowed names otherwise."""
+    """The catalogue relation called ``name``, or an in-plane one with ``_tilt<e>`` turning about the optical axis
+    of a camera raised by e degrees (``inplane30_tilt18``); a ValueError lists the allowed names otherwise.
+
+    A tilted relation is a relation of its own name, so it has its own transformer and stage cache key.
+    """
     relations = catalogue(clip_len)
-    if name not in relations:
-        raise ValueError(f"unknown relation {name!r}; allowed: {', '.join(RELATION_NAMES)}")
-    return relations[name]
+    if name in relations:
+        return relations[name]
+    match = _TILTED.fullmatch(name)
+    base = relations.get(match["base"]) if match else None
+    if base is None or base.spatial != "rotate" or not abs(int(match["tilt"])) < 90:
+        raise ValueError(f"unknown relation {name!r}; allowed: {', '.join(RELATION_NAMES)}, {TILTED_FORM}")
+    return dataclasses.replace(base, name=name, tilt_deg=float(match["tilt"]))
+
+
+def is_relation_name(name: str) -> bool:
+    """Whether ``get_relation`` knows ``name`` (a catalogue name or a tilted in-plane one)."""
+    try:
+        get_relation(name, clip_len=2)
+    except ValueError:
+        return False
+    return True

@@ -20,7 +20,7 @@ from nlrd.config import ConfigError
 from nlrd.data.errors import DatasetError
 from nlrd.data.sources import DataConfig, DataConfigError
 from nlrd.models.image import build_image_encoder, default_trainable_block, trainable_blocks
-from nlrd.relations import RELATION_NAMES
+from nlrd.relations import RELATION_NAMES, TILTED_FORM, is_relation_name
 from nlrd.train.adapt import AdaptConfig
 from nlrd.typed_fields import field_types, join_key, known_keys, mapping, typed_fields, typed_value
 from search.space_grammar import ExpressionError, Param, parse_expression
@@ -209,10 +209,11 @@ class SpaceChecker:
         if not spec.candidates:
             self.fail("relations.candidates", "needs at least one relation", RELATION_NAMES)
         for i, name in enumerate(spec.candidates):
-            if name not in RELATION_NAMES:
+            if not is_relation_name(name):
                 close = difflib.get_close_matches(name, RELATION_NAMES, n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
-                self.fail(f"relations.candidates[{i}]", f"unknown relation {name!r}{hint}", RELATION_NAMES)
+                allowed = (*RELATION_NAMES, TILTED_FORM)
+                self.fail(f"relations.candidates[{i}]", f"unknown relation {name!r}{hint}", allowed)
         if len(set(spec.candidates)) != len(spec.candidates):
             self.fail("relations.candidates", "lists a relation twice")
         n = len(spec.candidates)

@@ -9,6 +9,7 @@ counterpart image/video, so relations learnt on mocap pull the target features i
 from __future__ import annotations
 
 import copy
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from nlrd.config import check_ranges
 from nlrd.core import ClipSet, Report, Stages
 from nlrd.device import autocast
 from nlrd.models import ProjectionHead, set_trainable
+from nlrd.models.heads import feature_dim, latent_and_feature
 from nlrd.relations import Relation, get_relation
 from nlrd.train.common import (
     POSE_SCALE_MM,
@@ -31,6 +33,7 @@ from nlrd.train.common import (
     freeze,
     frozen_copy,
     pose_l1,
+    rotate_hue,
     seeded,
     should_report,
 )
@@ -40,6 +43,10 @@ from nlrd.train.source import labelled_batch
 SCHEDULES = ("round_robin", "weighted")
 #: Where the non-local losses compare the two sides of a pair: see ``AdaptConfig``.
 NONLOCAL_SPACES = ("latent", "pose")
+#: Which sides of a pose-level pair the non-local loss trains through: see ``AdaptConfig``.
+NONLOCAL_GRADS = ("anchor", "both")
+#: What the LCR projection head reads: see ``AdaptConfig``.
+LCR_HEAD_INPUTS = ("latent", "feature")
 #: File name of the adapted encoder's state dict inside a checkpoint directory.
 ENCODER_FILE = "encoder.pt"
 #: File name of the full adaptation state (what ``resume_from`` reads) inside a checkpoint directory.
@@ -64,6 +71,19 @@ class AdaptConfig:
     round robin.  It anchors G to the poses it learnt while the unlabelled losses act, so that more of the
     encoder can be trained for longer without drifting to flip-consistent but wrong poses.
     ``bf16``: bf16 autocast of the loss computations (CUDA only; a no-op on the CPU, see ``nlrd.device``).
+
+    The next three give the paper's choice (or its official code's) where ours differs; their defaults keep ours.
+    ``nonlocal_grad="anchor"``: the counterpart of every non-local pair is a fixed target (stop-gradient).
+    ``"both"``: the pose-level losses train G through the counterpart too, as the paper's Eq. 2 and the official
+    code do, so G may also move the counterpart towards ``T_r`` of the anchor; motion-level counterparts stay
+    fixed targets, as in the official code.
+    ``lcr_head_input="latent"``: the LCR projection head reads G's latent z.  ``"feature"``: it reads G's feature
+    before z (``nlrd.models.heads.latent_and_feature``), as the official code does, so the contrastive loss need not
+    spread the latent the decoder reads.  The HCR head reads ``E_m(z)`` either way, as in the paper.
+    ``positive_hue`` (0 = off): the contrastive positive's hue also turns, by an angle uniform in
+    ``+-positive_hue * 180`` degrees per clip (``nlrd.train.common.rotate_hue``, the source augmentation's hue
+    shift), so that telling frames apart cannot rest on colour; the official code shifts the hue of over a third
+    of the positives' frames by 108-180 degrees (per frame there, per clip here, so that HCR sees one clip).
     """
 
     relations: tuple[str, ...] = ("flip", "flip_backward", "slow_backward")
@@ -85,6 +105,9 @@ class AdaptConfig:
     w_source: float = 0.0
     lr_source: float = 1e-4
     bf16: bool = False
+    nonlocal_grad: str = "anchor"
+    lcr_head_input: str = "latent"
+    positive_hue: float = 0.0
 
     def __post_init__(self) -> None:
         check_ranges(
@@ -92,7 +115,13 @@ class AdaptConfig:
             counts=("steps", "batch_clips", "eval_every"),
             positive=("lr_contrastive", "lr_nonlocal", "lr_weighted", "lr_source", "tau"),
             non_negative=("w_lcr", "w_hcr", "w_pose", "w_motion", "w_source", "seed"),
-            words={"schedule": SCHEDULES, "nonlocal_space": NONLOCAL_SPACES},
+            fractions=("positive_hue",),
+            words={
+                "schedule": SCHEDULES,
+                "nonlocal_space": NONLOCAL_SPACES,
+                "nonlocal_grad": NONLOCAL_GRADS,
+                "lcr_head_input": LCR_HEAD_INPUTS,
+            },
         )
 
 
@@ -124,24 +153,59 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, groups: torch.Tensor, tau: float)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
 
-class _Step:
-    """The data of one adaptation step, with the encodings that several losses share computed once."""
+def jitter_hue(clips: torch.Tensor, fraction: float) -> torch.Tensor:
+    """``(B, L, 3, H, W)`` clips with each clip's hue turned by an angle uniform in ``+-fraction * 180`` degrees
+    (one draw per clip; nothing is drawn when ``fraction`` is 0).  Not clamped."""
+    if fraction == 0:
+        return clips
+    b, length = clips.shape[:2]
+    angle = (2 * torch.rand(b, device=clips.device) - 1) * fraction * math.pi
+    return rotate_hue(clips.flatten(0, 1), angle.repeat_interleave(length)).unflatten(0, (b, length))
 
-    def __init__(self, encoder: nn.Module, clips: torch.Tensor, clip_len: int) -> None:
+
+class _Step:
+    """The data of one adaptation step, with the encodings that several losses share computed once.
+
+    ``positive_hue``, ``lcr_head_input``: ``AdaptConfig``'s, for the contrastive views and encodings.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        clips: torch.Tensor,
+        clip_len: int,
+        positive_hue: float = 0.0,
+        lcr_head_input: str = "latent",
+    ) -> None:
         self.encoder = encoder
         self.clips = clips  # (B, 2T, 3, H, W) raw, in [0, 1]
         self.view = photometric(clips)
         self.clip_len = clip_len
+        self.positive_hue, self.lcr_head_input = positive_hue, lcr_head_input
 
     def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
         """``(B, T, 3, H, W)`` -> per-frame latents ``(B, T, latent_dim)``."""
         return self.encoder(frames.flatten(0, 1)).unflatten(0, frames.shape[:2])
 
+    def _encode_view(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, T, 3, H, W)`` -> latents ``(B, T, latent_dim)`` and what the LCR head reads ``(B, T, F)``."""
+        if self.lcr_head_input == "latent":
+            latents = self.encode_frames(frames)
+            return latents, latents
+        latent, feature = latent_and_feature(self.encoder, frames.flatten(0, 1))
+        return latent.unflatten(0, frames.shape[:2]), feature.unflatten(0, frames.shape[:2])
+
     @cached_property
-    def contrastive_latents(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Latents ``(B, T, latent_dim)`` of two independently augmented views of the first T frames."""
+    def contrastive(self) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """Two independently augmented views of the first T frames, encoded: their latents ``(B, T, latent_dim)``
+        (what HCR reads) and what the LCR head reads ``(B, T, F)``.  The second view (the positive) may also
+        turn its hue."""
         first = self.clips[:, : self.clip_len]
-        return self.encode_frames(self.view[:, : self.clip_len]), self.encode_frames(photometric(first))
+        (z1, f1), (z2, f2) = (
+            self._encode_view(view)
+            for view in (self.view[:, : self.clip_len], photometric(jitter_hue(first, self.positive_hue)))
+        )
+        return (z1, z2), (f1, f2)
 
     def window(self, length: int) -> torch.Tensor:
         """A random ``length``-frame window of the augmented clips, ``(B, length, 3, H, W)``."""
@@ -151,14 +215,14 @@ class _Step:
 
 def _lcr_loss(step: _Step, head: nn.Module, tau: float) -> torch.Tensor:
     """Frame-level InfoNCE: each frame's second view is its positive, other clips' frames the negatives."""
-    z1, z2 = step.contrastive_latents
-    groups = torch.arange(z1.shape[0], device=z1.device).repeat_interleave(z1.shape[1])
-    return info_nce(head(z1.flatten(0, 1)), head(z2.flatten(0, 1)), groups, tau)
+    f1, f2 = step.contrastive[1]
+    groups = torch.arange(f1.shape[0], device=f1.device).repeat_interleave(f1.shape[1])
+    return info_nce(head(f1.flatten(0, 1)), head(f2.flatten(0, 1)), groups, tau)
 
 
 def _hcr_loss(step: _Step, motion: nn.Module, head: nn.Module, tau: float) -> torch.Tensor:
     """Clip-level InfoNCE on motion embeddings ``E_m(G(X))`` of the two views."""
-    z1, z2 = step.contrastive_latents
+    z1, z2 = step.contrastive[0]
     groups = torch.arange(z1.shape[0], device=z1.device)
     return info_nce(head(motion.encode(z1)), head(motion.encode(z2)), groups, tau)
 
@@ -173,13 +237,16 @@ def _source_loss(step: _Step, source: ClipSet, prior: nn.Module) -> torch.Tensor
 Readout = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _pose_loss(step: _Step, relation: Relation, transformer: nn.Module, readout: Readout) -> torch.Tensor:
-    """``mean |R(T_r(G(a))) - R(G(c))|`` over the frames of the first T of every clip; ``G(c)`` is a fixed target.
+def _pose_loss(
+    step: _Step, relation: Relation, transformer: nn.Module, readout: Readout, through_counterpart: bool = False
+) -> torch.Tensor:
+    """``mean |R(T_r(G(a))) - R(G(c))|`` over the frames of the first T of every clip; ``G(c)`` is a fixed target
+    unless ``through_counterpart`` (``AdaptConfig.nonlocal_grad="both"``).
 
     ``readout`` R: the identity (latent space) or the frozen pose decoder in metres (pose space).
     """
     anchor, counterpart = relation.images(step.view[:, : step.clip_len].flatten(0, 1))
-    with torch.no_grad():
+    with torch.set_grad_enabled(through_counterpart and torch.is_grad_enabled()):
         target = readout(step.encoder(counterpart))
     return (readout(transformer(step.encoder(anchor))) - target).abs().mean()
 
@@ -254,7 +321,8 @@ def _terms(
     for r in relations:
         transformer, readout = transformers[r.name], readouts[r.level]
         if r.level == "pose":
-            fn = partial(_pose_loss, relation=r, transformer=transformer, readout=readout)
+            both = cfg.nonlocal_grad == "both"
+            fn = partial(_pose_loss, relation=r, transformer=transformer, readout=readout, through_counterpart=both)
         else:
             fn = partial(_motion_loss, relation=r, motion=motion, transformer=transformer, readout=readout)
         made[term_name(r)] = (cfg.lr_nonlocal, fn, [])
@@ -338,7 +406,7 @@ class _Objective:
         needed = max([clip_len, *(r.window for r in relations)])
         if target_train.clip_len < needed:
             raise ValueError(f"target_train clips have {target_train.clip_len} frames; these relations need {needed}")
-        self.clip_len, self.device = clip_len, device
+        self.clip_len, self.device, self.cfg = clip_len, device, cfg
         self.prior = frozen_copy(stages.prior, device)
         # Train mode: cuDNN runs LSTM backward only in training mode; the LSTM has no dropout, so it is the
         # same function.
@@ -347,8 +415,9 @@ class _Objective:
         self.encoder = copy.deepcopy(stages.encoder).to(device)
         self.encoder_params = set_trainable(self.encoder, cfg.trainable_block)
         self.encoder.train()
+        lcr_dim = self.prior.latent_dim if cfg.lcr_head_input == "latent" else feature_dim(self.encoder)
         self.heads = {
-            "lcr": ProjectionHead(self.prior.latent_dim).to(device),
+            "lcr": ProjectionHead(lcr_dim).to(device),
             "hcr": ProjectionHead(motion.embed_dim).to(device),
         }
         self.terms = _terms(
@@ -358,7 +427,8 @@ class _Objective:
     def draw(self, target_train: ClipSet, batch_clips: int) -> _Step:
         """One step's data: ``batch_clips`` random target training clips, from the global generator."""
         idx = torch.randint(len(target_train), (batch_clips,))
-        return _Step(self.encoder, target_train.frames[idx].to(self.device).float() / 255.0, self.clip_len)
+        clips = target_train.frames[idx].to(self.device).float() / 255.0
+        return _Step(self.encoder, clips, self.clip_len, self.cfg.positive_hue, self.cfg.lcr_head_input)
 
 
 def adapt(

@@ -1,4 +1,4 @@
-"""Pieces every training loop shares: seeding, freezing, pose augmentation, loss checks."""
+"""Pieces every training loop shares: seeding, freezing, pose and hue augmentation, loss checks."""
 
 from __future__ import annotations
 
@@ -63,6 +63,16 @@ def augment_poses(joints_mm: torch.Tensor, flip_prob: float = 0.5) -> torch.Tens
     rotated = skeleton.rotate(joints_mm, rotation)
     flipped = (torch.rand(b) < flip_prob).to(joints_mm.device).view(b, *extra, 1, 1)
     return torch.where(flipped, skeleton.flip(rotated), rotated)
+
+
+def rotate_hue(images: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """Turn the colours of ``(B, 3, H, W)`` images by ``(B,)`` angles (rad) about RGB space's grey axis through
+    mid-grey: a hue shift that keeps greys and leaves the pose in the image as it is.  Not clamped."""
+    k = 1.0 / math.sqrt(3.0)
+    cross = angle.new_tensor([[0.0, -k, k], [k, 0.0, -k], [-k, k, 0.0]])
+    sin, cos = torch.sin(angle)[:, None, None], torch.cos(angle)[:, None, None]
+    rotation = torch.eye(3, device=angle.device) + sin * cross + (1.0 - cos) * (cross @ cross)
+    return torch.einsum("bij,bjhw->bihw", rotation, images - 0.5) + 0.5
 
 
 def pose_l1(pred_mm: torch.Tensor, target_mm: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ from nlrd.config import check_ranges
 from nlrd.core import ClipSet, Report
 from nlrd.device import autocast
 from nlrd.models import IMAGE_ENCODERS, PosePrior, build_image_encoder
-from nlrd.train.common import descend, freeze, frozen_copy, pose_l1, seeded, should_report
+from nlrd.train.common import descend, freeze, frozen_copy, pose_l1, rotate_hue, seeded, should_report
 
 
 @dataclass
@@ -56,14 +56,6 @@ ZOOM = 1.2
 SATURATION = 0.5
 
 
-def _hue_rotation(angle: torch.Tensor) -> torch.Tensor:
-    """``(B,)`` rad -> ``(B, 3, 3)`` rotations of RGB space about the grey axis (a hue shift that keeps greys)."""
-    k = 1.0 / math.sqrt(3.0)
-    cross = angle.new_tensor([[0.0, -k, k], [k, 0.0, -k], [-k, k, 0.0]])
-    sin, cos = torch.sin(angle)[:, None, None], torch.cos(angle)[:, None, None]
-    return torch.eye(3, device=angle.device) + sin * cross + (1.0 - cos) * (cross @ cross)
-
-
 def augment_labelled(images: torch.Tensor, poses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Random label-preserving changes, one draw per image: ``(B, 3, H, W)`` in [0, 1] and ``(B, 17, 3)`` mm.
 
@@ -81,8 +73,7 @@ def augment_labelled(images: torch.Tensor, poses: torch.Tensor) -> tuple[torch.T
     theta[:, 0, 0] = theta[:, 1, 1] = 1.0 / zoom
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     images = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    hue = _hue_rotation((2 * torch.rand(b, device=device) - 1) * math.pi)
-    images = torch.einsum("bij,bjhw->bihw", hue, images - 0.5) + 0.5
+    images = rotate_hue(images, (2 * torch.rand(b, device=device) - 1) * math.pi)
     grey = images.mean(1, keepdim=True)
     images = grey + (1 + SATURATION * (2 * torch.rand(b, 1, 1, 1, device=device) - 1)) * (images - grey)
     brightness = 0.3 * (torch.rand(b, 1, 1, 1, device=device) - 0.5)
