@@ -329,7 +329,9 @@ def run(args: argparse.Namespace) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     start = time.monotonic()
     start_ray(args.address)  # before anything is written: a cluster that does not answer leaves no run behind
-    check_resources(spec, "this cluster", cluster_nodes(), autoscaling())
+    # A local Ray this run started has the size it has; only a cluster it joined may grow.
+    joined = cluster_address(args.address)[0] is not None
+    check_resources(spec, "this cluster", cluster_nodes(), joined and autoscaling())
     if not resuming:
         run_dir.create(spec, cache)
     where = cluster_address(args.address)[1]
