@@ -84,4 +84,7 @@ class TrialReports:
         """The reports of a trial that already ended, or None when it must train."""
         if not self._done(trial_id).exists():
             return None
-        return [json.loads(line) for line in self._log(trial_id).read_text().splitlines() if line.strip()]
+        log = self._log(trial_id)
+        if not log.exists():  # it ended before its first report
+            return []
+        return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]

@@ -90,7 +90,7 @@ def test_ctrl_c_during_stage_training_exits_130_with_the_resume_hint(tmp_path):
     path = write_space(tmp_path / "tiny.yaml", TINY_SPACE)
     out = tmp_path / "results"
     run = Cli(["--space", str(path), "--out", str(out), "--name", "run"])
-    assert run.wait_for("[stages] training", timeout=300), run.log
+    assert run.wait_for("[stages] prior step", timeout=300), run.log  # stage training under way
     run.interrupt()
     assert run.finish(timeout=120) == INTERRUPTED_EXIT, run.log
     assert f"continue with: python search/run.py --resume {out / 'run'}" in run.log
