@@ -12,6 +12,7 @@ import argparse
 import logging
 import os
 import shutil
+import signal
 import socket
 import sys
 import time
@@ -308,6 +309,9 @@ def optuna_front(spec: SearchSpec, run_dir: RunDir) -> list[dict[str, Any]] | No
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # Ctrl-C stops a run in every phase, as Tune's own handler does during the search: a process started in the
+    # background of a script inherits SIGINT ignored, which would leave stage training unstoppable by it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return run(args)
     except (SpaceError, RunError) as exc:
