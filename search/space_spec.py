@@ -133,6 +133,10 @@ ACCURACY_METRICS = {key: protocol.better for key, protocol in PROTOCOLS.items()}
 OBJECTIVE_METRICS = (*ACCURACY_METRICS, "nonlocalness", "device_seconds")
 ALLOWED_MODES = ("min", "max")
 ALLOWED_AGGREGATES = ("mean", "max", "min", "sum")
+#: The loggers a space may name (``loggers: [...]``), each with the Python package it needs; each package installs
+#: under its import name (``pip install tensorboardX``).  ``tensorboardX`` comes with ``ray[tune]``; the other two are
+#: the optional ``loggers`` extra.
+LOGGER_PACKAGES = {"tensorboard": "tensorboardX", "mlflow": "mlflow", "wandb": "wandb"}
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,8 @@ class SearchSpec:
     objectives: tuple[ObjectiveSpec, ...]
     resources: ResourcesSpec
     failure: FailureSpec = field(default_factory=FailureSpec)
+    #: Experiment trackers the search reports to besides Tune's own files (``LOGGER_PACKAGES``).
+    loggers: tuple[str, ...] = ()
     adapt: dict[str, Any] = field(default_factory=dict)
     params: tuple[Param, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, repr=False)

@@ -193,6 +193,23 @@ def test_multi_objective_search_reads_its_front_from_the_study(tmp_path, ray_clu
     assert ours == theirs
 
 
+def test_loggers_tensorboard_writes_event_files_in_each_trials_folder(tmp_path, ray_cluster, tiny_stages):
+    """``loggers: [tensorboard]``: each trial's folder in Tune's experiment (``RUN_DIR/tune/trial_<id>_*``, where the
+    README points ``tensorboard --logdir``) holds an event file with the trial's evaluations."""
+    space = copy.deepcopy(TINY_SPACE)
+    space["loggers"] = ["tensorboard"]
+    space["searcher"]["num_trials"] = 2
+    path = write_space(tmp_path / "tb.yaml", space)
+    out = with_stages(tmp_path / "results", tiny_stages)
+    assert main(["--space", str(path), "--out", str(out), "--name", "run"]) == 0
+    trials = trial_rows(pd.read_csv(out / "run" / "trials.csv"))
+    assert len(trials) == 2
+    for trial_id in trials["trial_id"]:
+        (folder,) = (out / "run" / "tune").glob(f"trial_{trial_id}_*")
+        (events,) = folder.glob("events.out.tfevents.*")
+        assert b"ray/tune/mpjpe" in events.read_bytes()  # the scalar's tag, as TensorBoard lists it
+
+
 def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path, capsys):
     path = write_space(tmp_path / "tiny.yaml", TINY_SPACE)
     assert main(["--space", str(path), "--out", str(tmp_path / "results"), "--dry-run"]) == 0

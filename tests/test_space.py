@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import re
 
 import optuna
@@ -231,6 +232,19 @@ def _with(path: str, value) -> dict:
             ["scheduler.type", "asha stops trials on one metric"],
         ),
         ("objective", {"metric": "mpjpe"}, ["objective: unknown key", "did you mean 'objectives'"]),
+        (
+            "loggers",
+            ["tensorbord"],
+            [
+                "bad.yaml: loggers[0]: unknown logger 'tensorbord'",
+                "did you mean 'tensorboard'",
+                "Allowed: tensorboard, mlflow, wandb.",
+            ],
+        ),
+        ("loggers", "tensorboard", ["bad.yaml: loggers: must be a list of logger names", "Allowed: tensorboard"]),
+        ("loggers", None, ["bad.yaml: loggers: must be a list of logger names"]),
+        ("loggers", ["tensorboard", "tensorboard"], ["bad.yaml: loggers: lists a logger twice"]),
+        ("logger", ["tensorboard"], ["logger: unknown key", "did you mean 'loggers'"]),
     ],
 )
 def test_bad_spaces_name_file_key_and_allowed_values(path, value, expected):
@@ -362,3 +376,18 @@ def test_a_bad_set_override_fails_like_the_file_would(tmp_path, item, message):
     path = write_space(tmp_path / "tiny.yaml", TINY_SPACE)
     with pytest.raises(SpaceError, match=re.escape(message)):
         load_space(path, [item])
+
+
+def test_loggers_default_to_none_and_keep_their_order():
+    assert parse_space(copy.deepcopy(TINY_SPACE), "s.yaml").loggers == ()
+    assert parse_space(_with("loggers", ["tensorboard"]), "s.yaml").loggers == ("tensorboard",)
+
+
+@pytest.mark.parametrize("logger, package", [("mlflow", "mlflow"), ("wandb", "wandb"), ("tensorboard", "tensorboardX")])
+def test_a_logger_whose_package_is_missing_is_refused_with_the_pip_command(monkeypatch, logger, package):
+    """Checked where the space is read, before any stage trains; ``find_spec`` looks without importing."""
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == package else find_spec(name, *a))
+    message = _error(_with("loggers", [logger]))
+    assert message.startswith(f"bad.yaml: loggers[0]: {logger} needs the Python package {package}")
+    assert f"`pip install {package}`" in message and "nlrd-search[loggers]" in message
