@@ -180,6 +180,17 @@ class SearchSpec:
         and ``sampled={}`` give the values every trial shares (its fixed fields and the defaults)."""
         return trial_adapt_config(self.stages.source.encoder, self.adapt, relations, sampled)
 
+    def knob_range(self, name: str) -> tuple[Any, Any]:
+        """The smallest and largest value a trial may get for the ``AdaptConfig`` field ``name``: its tuned choices or
+        interval, else the one value every trial shares."""
+        for param in self.params:
+            if param.name == name and param.choices is not None:
+                return min(param.choices), max(param.choices)
+            if param.name == name:
+                return param.low, param.high
+        shared = getattr(self.adapt_config((), {}), name)
+        return shared, shared
+
 
 def trial_adapt_config(
     encoder: str, fixed: Mapping[str, Any], relations: tuple[str, ...], sampled: Mapping[str, Any]

@@ -28,14 +28,7 @@ from search.trials import ran_to_the_end, record_from_trial, reference_rows, rej
 
 def num_evaluations(spec: SearchSpec) -> int:
     """Reports a full-length trial makes: the ASHA budget ``max_t`` (the largest steps the space allows)."""
-    shared = spec.adapt_config((), {})
-    steps, every = shared.steps, shared.eval_every
-    for param in spec.params:
-        if param.name == "steps":
-            steps = max(param.choices) if param.choices is not None else int(param.high)
-        if param.name == "eval_every":
-            every = min(param.choices) if param.choices is not None else int(param.low)
-    return math.ceil(steps / every)
+    return math.ceil(int(spec.knob_range("steps")[1]) / int(spec.knob_range("eval_every")[0]))
 
 
 def search_distributions(

@@ -218,6 +218,12 @@ def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path, capsys):
     assert "6 candidate relation sets from 3 relations" in plan
     assert "4 trials with tpe, at most 2 at once" in plan and "adaptation steps" in plan
     assert "stage quality are measured once the stages are trained" in plan
+    assert "[plan] tuned parameters (Optuna's distributions):" in plan
+    assert "[plan]   relations    choice of the relation sets the pre-filter keeps, of 6" in plan
+    assert "[plan]   lr_nonlocal  float, log-uniform on [1e-05, 0.001]" in plan
+    assert "[plan]   tau          choice of 0.07, 0.1" in plan
+    assert "[plan]   stages: 7 to train; not estimated (no figures measured for small_cnn at 32 px on CPU)" in plan
+    assert "[plan]   search: at least 30 s: 4 trials, 2 at a time" in plan and "add up to 6 steps per trial" in plan
     assert not (tmp_path / "results").exists()
 
 
@@ -242,6 +248,8 @@ def test_dry_run_with_cached_stages_scores_the_sets_without_ray(tmp_path, capsys
     assert "target MPJPE of the reference lines: mean pose (constant, no image)" in plan
     assert "[quality] held-out mocap: prior" in plan and "[quality] WARNING:" in plan  # tiny stages miss their bars
     assert "[prefilter] 6 relation sets scored, 3 kept, 3 rejected" in plan
+    assert "[plan]   relations    choice of the 3 relation sets the pre-filter keeps, of 6" in plan
+    assert "[plan]   stages: every stage is cached: 0 s" in plan
     assert sorted(p.name for p in out.iterdir()) == ["cache"]
 
 
