@@ -139,10 +139,11 @@ def test_colours_do_not_tell_left_from_right() -> None:
     assert SOURCE.mirror_symmetric and TARGET.mirror_symmetric and not TARGET_INSTANCE.mirror_symmetric
 
 
-def test_the_instance_target_widens_camera_and_motion_and_varies_per_frame() -> None:
+def test_the_instance_target_sits_between_the_looks_widens_motion_and_varies_per_frame() -> None:
     assert GAPS == {"clip": TARGET, "instance": TARGET_INSTANCE} and TARGET_INSTANCE.families == TARGET.families
     low, high = TARGET_INSTANCE.elevation_deg
-    assert low < SOURCE.elevation_deg[1] and high > TARGET.elevation_deg[1], "meets the source's, passes the target's"
+    assert SOURCE.elevation_deg[0] < low < TARGET.elevation_deg[0]
+    assert SOURCE.elevation_deg[1] < high < TARGET.elevation_deg[1]
     assert TARGET_INSTANCE.amplitude[1] > SOURCE.amplitude[1] == 1.2
     assert TARGET_INSTANCE.frame.active and not SOURCE.frame.active and not TARGET.frame.active
     twice = TARGET_INSTANCE.mirrored().mirrored()
