@@ -36,6 +36,7 @@ from nlrd.metrics import evaluate_protocols
 from nlrd.models import PosePrior, build_image_encoder
 from nlrd.pipeline import StageCache, StageConfigs, load_world, split_mocap, train_stages
 from nlrd.reference import mean_pose_metrics
+from nlrd.train.evaluate import predict
 from nlrd.world import GAPS, WorldConfig, world_part
 
 #: The stages a source-only encoder needs.
@@ -63,15 +64,6 @@ def load_module(make: Callable[..., nn.Module], payload: dict) -> nn.Module:
     module = make(**payload["kwargs"])
     module.load_state_dict(payload["state"])
     return module.eval()
-
-
-@torch.no_grad()
-def predict(encoder: nn.Module, prior: nn.Module, frames: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Decoded poses ``(N, T, 17, 3)`` mm of uint8 clips ``(N, T, 3, S, S)``, as ``nlrd.train.evaluate`` reads them."""
-    flat = frames.flatten(0, 1)
-    steps = range(0, len(flat), batch_size)
-    poses = [prior.decode(encoder(flat[i : i + batch_size].float() / 255.0)).float() for i in steps]
-    return torch.cat(poses).view(*frames.shape[:2], 17, 3)
 
 
 def measure(
@@ -129,19 +121,20 @@ def measure_gaps(
     source clips: ``{"seeds": {seed: {clip set: row}}, "stage_seconds": {seed: s}}``."""
     targets = {gap: target_val(configs.world, gap, target_seed) for gap in gaps}
     result: dict = {"seeds": {}, "stage_seconds": {}}
+    shared = None  # the world's mocap, the prior and fresh source clips: the same for every source seed
     for seed in seeds:
         seeded = replace(configs, source=replace(configs.source, seed=seed))
         start = time.perf_counter()
         keys = train_stages(seeded, (), cache, only=STAGES)
         result["stage_seconds"][seed] = round(time.perf_counter() - start, 1)
-        world = load_world(cache, keys.world)
-        mocap, _ = split_mocap(world.mocap)
-        prior = load_module(PosePrior, cache.load(keys.prior))
+        if shared is None:
+            world = load_world(cache, keys.world)
+            fresh = fresh_source_clips(configs.world, configs.data, world.mocap)
+            shared = split_mocap(world.mocap)[0], load_module(PosePrior, cache.load(keys.prior)), fresh
+        mocap, prior, fresh = shared
         encoder = load_module(build_image_encoder, cache.load(keys.source))
-        rows = {f"target {gap}": measure(encoder, prior, clips, mocap, cutoff_hz) for gap, clips in targets.items()}
-        rows["fresh source"] = measure(
-            encoder, prior, fresh_source_clips(configs.world, configs.data, world.mocap), mocap, cutoff_hz
-        )
+        clip_sets = {**{f"target {gap}": clips for gap, clips in targets.items()}, "fresh source": fresh}
+        rows = {name: measure(encoder, prior, clips, mocap, cutoff_hz) for name, clips in clip_sets.items()}
         result["seeds"][seed] = rows
         summary = ", ".join(f"{name} {row['mpjpe']:.1f} mm" for name, row in rows.items())
         print(f"seed {seed}: {summary} (stages {result['stage_seconds'][seed]} s)", flush=True)
