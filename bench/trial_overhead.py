@@ -42,6 +42,8 @@ ASSUMED_GPU_STEP_S = 0.05
 #: The issue's goals: seconds before the first step on 2 cores, and overhead share of the median GPU trial.
 GOAL_BEFORE_FIRST_STEP_S = 4.0
 GOAL_GPU_SHARE = 0.05
+#: The machine's load average before and after the search, kept in its run directory.
+LOAD_FILE = "loadavg.json"
 
 
 def run_search(space: Path, out: Path, name: str, overrides: list[str]) -> RunDir:
@@ -76,17 +78,29 @@ def first_reports(run_dir: RunDir) -> dict[str, dict[str, Any]]:
     return reports
 
 
-def trial_breakdown(tune_times: dict[str, float], first: dict[str, Any]) -> dict[str, float]:
-    """One trial's phases (seconds) and totals; 'before first step' counts from the moment Tune marked it running."""
-    row = phase_seconds(first)
+def trial_starts(tune_times: dict[str, dict[str, float]], reports: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """When each trial started: its Tune actor's process start when Tune started a fresh actor for it, else (an
+    actor Tune reused, whose process started before an earlier trial ran) the moment Tune marked it running."""
+    starts, earlier = {}, []
+    for trial_id in sorted(tune_times, key=lambda t: tune_times[t]["running"]):
+        running = tune_times[trial_id]["running"]
+        process = reports.get(trial_id, {}).get(PREFIX + "trial_process")
+        fresh = process is not None and all(process > other for other in earlier)
+        starts[trial_id] = process if fresh else running
+        earlier.append(running)
+    return starts
+
+
+def trial_breakdown(start: float, tune_times: dict[str, float], first: dict[str, Any]) -> dict[str, float]:
+    """One trial's phases (seconds, ``PHASES``) and totals, counted from ``start`` (``trial_starts``)."""
+    row = phase_seconds({**first, PREFIX + "trial_process": start})
     running = tune_times["running"]
     if PREFIX + "ready" in first:
-        row["before first step"] = first[PREFIX + "ready"] - running
+        row["before first step"] = first[PREFIX + "ready"] - start
+        row["before first step, from running"] = first[PREFIX + "ready"] - running
     if PREFIX + "first_report" in first:
-        row["to first report"] = first[PREFIX + "first_report"] - running
-    if PREFIX + "trial_process" in first:
-        row["trial actor process to running"] = running - first[PREFIX + "trial_process"]
-    row["trial wall"] = tune_times["last_result"] - running
+        row["to first report"] = first[PREFIX + "first_report"] - start
+    row["trial wall"] = tune_times["last_result"] - start
     return row
 
 
@@ -119,7 +133,7 @@ def median(values: list[float]) -> float:
 
 
 def summarise(rows: dict[str, dict[str, float]], tuner_to_first: float | None, gpu: dict[str, Any]) -> dict[str, Any]:
-    names = [*PHASES, "before first step", "to first report", "trial actor process to running", "trial wall"]
+    names = [*PHASES, "before first step", "before first step, from running", "to first report", "trial wall"]
     medians = {name: median([r[name] for r in rows.values() if name in r]) for name in names}
     before, wall = medians["before first step"], medians["trial wall"]
     return {
@@ -142,9 +156,9 @@ def markdown(header: str, rows: dict[str, dict[str, float]], summary: dict[str, 
     lines = [
         header,
         "",
-        "Seconds per trial. Phases run between consecutive launch marks (`search/launch_marks.py`); 'before first "
-        "step' and 'to first report' count from the moment Tune marks the trial running; 'trial wall' from then "
-        "to its last report reaching Tune.",
+        "Seconds per trial. Phases run between consecutive launch marks (`search/launch_marks.py`), from the "
+        "trial's start: its Tune actor's process start, or, for an actor Tune reused, the moment Tune marked the "
+        "trial running. 'trial wall': from the start to the trial's last report reaching Tune.",
         "",
         "| trial | " + " | ".join(PHASES.get(c, c) for c in columns) + " |",
         "|---|" + "---|" * len(columns),
@@ -158,8 +172,9 @@ def markdown(header: str, rows: dict[str, dict[str, float]], summary: dict[str, 
     tuner = summary["tuner_start_to_first_trial_running_s"]
     lines += [
         "",
-        f"- Tuner start to the first trial running: {fmt(tuner)} s; trial actor process start to Tune marking the "
-        f"trial running (median): {fmt(medians['trial actor process to running'])} s.",
+        f"- Tuner start to the first trial's start: {fmt(tuner)} s. Before the first step counted from Tune marking "
+        f"the trial running (the progress line 'started'), median: {fmt(medians['before first step, from running'])} "
+        "s.",
         f"- Time before the first step (median): {fmt(medians['before first step'])} s (goal <= "
         f"{GOAL_BEFORE_FIRST_STEP_S:.0f} s); median trial wall time {fmt(medians['trial wall'])} s; ratio "
         f"{summary['before_first_step_over_median_trial']:.1%}.",
@@ -171,6 +186,10 @@ def markdown(header: str, rows: dict[str, dict[str, float]], summary: dict[str, 
         f"{medians['before first step'] / GOAL_GPU_SHARE / gpu['median_trial_steps']:.2f} s).",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _load(values: list[float]) -> str:
+    return ", ".join(f"{v:.2f}" for v in values)
 
 
 def arg_parser() -> argparse.ArgumentParser:
@@ -188,22 +207,23 @@ def main() -> None:
     parser = arg_parser()
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    load_before = os.getloadavg()
     if args.analyse is None:
+        before = os.getloadavg()
         run_dir = run_search(args.space, args.out, f"{args.label}-{time.strftime('%Y%m%d-%H%M%S')}", args.overrides)
+        (run_dir.path / LOAD_FILE).write_text(json.dumps({"before": before, "after": os.getloadavg()}))
     else:
         run_dir = RunDir(args.analyse)
-    load_after = os.getloadavg()
+    load = json.loads((run_dir.path / LOAD_FILE).read_text()) if (run_dir.path / LOAD_FILE).exists() else None
     tuner_start, tune_times = tune_trials(run_dir)
     reports = first_reports(run_dir)
-    rows = {t: trial_breakdown(tune_times[t], reports[t]) for t in sorted(reports) if t in tune_times}
-    starts = [times["running"] for times in tune_times.values() if times["running"] is not None]
-    tuner_to_first = min(starts) - tuner_start if starts and tuner_start else None
+    starts = trial_starts(tune_times, reports)
+    rows = {t: trial_breakdown(starts[t], tune_times[t], reports[t]) for t in sorted(reports) if t in tune_times}
+    tuner_to_first = min(starts.values()) - tuner_start if starts and tuner_start else None
     summary = summarise(rows, tuner_to_first, default_space_trial(args.gpu_step_s))
     header = (
         f"{time.strftime('%Y-%m-%d %H:%M %Z')}; {os.cpu_count()} CPU cores, Python {platform.python_version()}; "
-        f"`{cli.command(parser)}`; run {run_dir.path}; load average (1, 5, 15 min) before "
-        f"{', '.join(f'{v:.2f}' for v in load_before)}, after {', '.join(f'{v:.2f}' for v in load_after)}"
+        f"`{cli.command(parser)}`; run {run_dir.path}; load average (1, 5, 15 min) "
+        + (f"before {_load(load['before'])}, after {_load(load['after'])}" if load else "not recorded")
     )
     text = markdown(header, rows, summary)
     record = {"header": header, "marks": list(MARKS), "trials": rows, **summary}
