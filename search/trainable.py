@@ -71,7 +71,7 @@ def adapt_loop(config: dict[str, Any]) -> None:
     device = ray.train.torch.get_device()
     stages = load_stages(cache, keys, adapt_config.relations, device)
     marks.mark("stages_loaded")
-    world = load_world(cache, keys.world)
+    world = load_world(cache, keys.world, mmap=True)
     marks.mark("world_loaded")
     saved = ray.train.get_checkpoint()  # set when Train restarts a lost worker or Tune retries the trial
     with tempfile.TemporaryDirectory(prefix="nlrd-ckpt-") as checkpoint_dir:
