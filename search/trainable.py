@@ -32,6 +32,14 @@ from search.space import SearchSpec
 RELATIONS_KEY = "relations"
 #: CPU share of the coordinating Tune trial (zero is refused by Ray).
 TRIAL_COORDINATOR_CPU = 0.1
+#: Ray Train settings of a trial's ``TorchTrainer`` (``ray.train.v2._internal.constants``), set in the trial's
+#: process unless the user set them; Train passes them on to its controller and worker.  The controller polls the
+#: worker every ``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S`` (default 2 s), and a report or the end of training waits for
+#: that poll before it reaches Tune; a poll that misses it is no failure (only one hanging for
+#: ``RAY_TRAIN_WORKER_HEALTH_CHECK_TIMEOUT_S`` is).  The preemption watcher is one more actor process per trial,
+#: started while the worker starts on the same cores; it lets Train wait out a node's drain notice, and without it
+#: a preempted node is a lost worker, which ``failure.worker_restarts`` retries.
+TRAIN_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
 
 
 class DivergedTrialError(RuntimeError):
@@ -139,6 +147,8 @@ def make_trainable(
         sampled = {name: value for name, value in config.items() if name != RELATIONS_KEY}
         adapt_config = spec.adapt_config(parse_set_label(config[RELATIONS_KEY]), sampled)
         marks.mark("train_launch")
+        for name, value in TRAIN_ENV.items():
+            os.environ.setdefault(name, value)
         trainer = TorchTrainer(
             adapt_loop,
             train_loop_config={
