@@ -47,7 +47,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from bench import cli
+from bench import cli, stats
 from nlrd.config import ConfigError
 from nlrd.core import ClipSet
 from nlrd.device import DEVICE_NAMES, resolve_device
@@ -67,7 +67,7 @@ from nlrd.relations import get_relation
 from nlrd.train.adapt import NONLOCAL_SPACES, SCHEDULES, AdaptConfig, adapt, loss_weights
 from nlrd.train.evaluate import evaluate
 from nlrd.train.source import SourceConfig, train_source
-from nlrd.world import build_world, world_part
+from nlrd.world import GAPS, build_world, world_part
 from search.space import load_space
 
 #: Ablation rows in the paper's order: (label, relations, adapt at all).
@@ -79,10 +79,10 @@ ROWS: tuple[tuple[str, tuple[str, ...], bool], ...] = (
     ("+ slow-backward", ("flip", "flip_backward", "slow_backward"), True),
 )
 RELATIONS = ("flip", "flip_backward", "slow_backward")
-#: Table columns: (protocol key of ``nlrd.train.evaluate``, heading).
+#: Table columns: (protocol key of ``nlrd.train.evaluate``, heading); PA-MPJPE first, the paper's headline.
 PROTOCOLS = (
-    ("mpjpe", "MPJPE"),
     ("pa_mpjpe", "PA-MPJPE"),
+    ("mpjpe", "MPJPE"),
     ("mpjpe_gtbone", "MPJPE, GT bones"),
     ("pa_mpjpe_gtbone", "PA-MPJPE, GT bones"),
 )
@@ -98,7 +98,7 @@ ADAPT_FLAGS = (
     "bf16",
 )
 #: Flags that set the ``smoke_configs`` argument of their own name.
-STAGE_FLAGS = ("image_size", "source_steps", "relation_steps", "source_clips", "motion_steps")
+STAGE_FLAGS = ("image_size", "source_steps", "relation_steps", "source_clips", "motion_steps", "gap")
 #: The space whose shared stages the benchmarks train (``smoke_configs``).
 SMOKE_SPACE = Path(__file__).resolve().parent.parent / "spaces" / "smoke.yaml"
 #: Help of the flags whose default is the smoke space's value.
@@ -142,6 +142,7 @@ def arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--source-steps", type=int, help=SPACE_DEFAULT)
     parser.add_argument("--source-clips", type=int, help=f"labelled source clips in the world ({SPACE_DEFAULT})")
     parser.add_argument("--motion-steps", type=int, help=f"motion embedding training steps ({SPACE_DEFAULT})")
+    parser.add_argument("--gap", choices=sorted(GAPS), help=f"the world's kind of domain gap ({SPACE_DEFAULT})")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--device", default="cpu", help=f"where stages and adaptation train: {', '.join(DEVICE_NAMES)}")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast in every stage and in adaptation (CUDA)")
@@ -187,6 +188,7 @@ def smoke_configs(
     relation_steps: int | None = None,
     source_clips: int | None = None,
     motion_steps: int | None = None,
+    gap: str | None = None,
     space: Path = SMOKE_SPACE,
 ) -> StageConfigs:
     """The shared stages of ``space`` (default ``spaces/smoke.yaml``, read by ``search.space.load_space``); each
@@ -194,7 +196,7 @@ def smoke_configs(
     stages = load_space(space).stages
     return replace(
         stages,
-        world=replace_given(stages.world, image_size=image_size, source_clips=source_clips),
+        world=replace_given(stages.world, image_size=image_size, source_clips=source_clips, gap=gap),
         motion=replace_given(stages.motion, steps=motion_steps),
         relation=replace_given(stages.relation, steps=relation_steps),
         source=replace_given(stages.source, steps=source_steps),
@@ -273,6 +275,30 @@ def table(results: dict[str, dict[int, dict[str, float]]]) -> str:
             mean, std = mean_std([r[m] for r in results[label].values()])
             cells += [f"{mean:.1f} ± {std:.1f}", f"{100 * (mean / base[m] - 1):+.1f}%"]
         lines.append(f"| {label} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+def paired_table(results: dict[str, dict[int, dict[str, float]]]) -> str:
+    """Markdown: what each added term changes, paired by seed (the row minus the row before it, and the last row
+    minus source only), mean and 95% t-interval in mm for PA-MPJPE and MPJPE, and on how many seeds it helped."""
+    labels = [label for label in results if label not in (MEAN_POSE_ROW, ORACLE_ROW)]
+    pairs = list(zip(labels[1:], labels[:-1], strict=True))
+    if len(labels) > 2:
+        pairs.append((labels[-1], labels[0]))
+    lines = [
+        "| change | PA-MPJPE (mm) | MPJPE (mm) | seeds better (PA) |",
+        "|---|---|---|---|",
+    ]
+    for after, before in pairs:
+        seeds = sorted(set(results[after]) & set(results[before]))
+        cells = []
+        for metric in ("pa_mpjpe", "mpjpe"):
+            diff = stats.paired_difference(
+                [results[after][s][metric] for s in seeds], [results[before][s][metric] for s in seeds]
+            )
+            cells.append(f"{diff.value:+.1f} [{diff.low:+.1f}, {diff.high:+.1f}]")
+        better = sum(results[after][s]["pa_mpjpe"] < results[before][s]["pa_mpjpe"] for s in seeds)
+        lines.append(f"| {after} vs {before} | {' | '.join(cells)} | {better}/{len(seeds)} |")
     return "\n".join(lines)
 
 
@@ -415,6 +441,8 @@ def main() -> None:
         mean_steps = statistics.fmean(adapt_steps)
         print(f"[time] one adaptation run: {run_s:.0f} s on average ({mean_steps:.0f} steps), {step_s:.2f} s/step")
     markdown = table(results)
+    if len(results) - len({MEAN_POSE_ROW, ORACLE_ROW} & set(results)) > 1:
+        markdown += "\n\nPaired by seed (mean, 95% t-interval):\n\n" + paired_table(results)
     command = cli.command(parser)
     (args.out / "ablation.md").write_text(
         f"Target-validation error, mean ± std over seeds {args.seeds} (`{command}`).\n\n{markdown}\n"

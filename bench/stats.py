@@ -26,6 +26,20 @@ class Interval:
         return f"{self.value:+.2f} [{self.low:+.2f}, {self.high:+.2f}]"
 
 
+def paired_difference(after: Sequence[float], before: Sequence[float], level: float = 0.95) -> Interval:
+    """Mean of the per-seed differences ``after - before`` and its Student-t interval.  Both runs of a seed share
+    the source encoder and the target clips, so their difference is what the change alone did; the interval is
+    NaN-wide with one seed."""
+    diff = np.asarray(after, dtype=float) - np.asarray(before, dtype=float)
+    if diff.ndim != 1 or len(diff) == 0 or len(after) != len(before):
+        raise ValueError(f"need two equally long, non-empty lists, got {len(after)} and {len(before)} values")
+    mean = float(diff.mean())
+    if len(diff) < 2:
+        return Interval(mean, math.nan, math.nan)
+    half = float(stats.t.ppf(0.5 + level / 2, len(diff) - 1) * diff.std(ddof=1) / math.sqrt(len(diff)))
+    return Interval(mean, mean - half, mean + half)
+
+
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     """Spearman's rho; 0 when either side is constant (the correlation is undefined, the ranking uninformative)."""
     if np.ptp(x) == 0 or np.ptp(y) == 0:

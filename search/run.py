@@ -27,6 +27,7 @@ import ray
 from nlrd.pipeline import StageCache, StageKeys, reference_lines, stage_keys, stage_quality
 from nlrd.quality import StageQuality
 from nlrd.quality import warnings as quality_warnings
+from search.estimate import estimate_lines
 from search.export import (
     accuracy_text,
     plotted_objective,
@@ -234,12 +235,15 @@ def dry_run(spec: SearchSpec, cache: StageCache, address: str | None) -> None:
         print("[plan] reference lines and stage quality are measured once the stages are trained")
     else:
         report_stages(spec, cache, keys)
+    decisions = None
     if {"world", "prior", "motion"} & set(missing):
         print("[plan] set scores need the cached world, pose prior and motion embedding; a run trains them first")
     else:
         root, clip_len = str(cache.root), spec.stages.world.clip_len
         scores = score_relations_here(root, keys, spec.relations.candidates, clip_len, spec.searcher.seed)
-        print_decisions(decide(sets, scores, spec.prefilter, str(spec.path)))
+        decisions = decide(sets, scores, spec.prefilter, str(spec.path))
+        print_decisions(decisions)
+    print_parameters(spec, decisions)
     adapt = spec.adapt_config((), {})
     steps = max(num_evaluations(spec) * adapt.eval_every, adapt.steps)
     images = spec.searcher.num_trials * steps * adapt.batch_clips * 2 * spec.stages.world.clip_len
@@ -254,6 +258,23 @@ def dry_run(spec: SearchSpec, cache: StageCache, address: str | None) -> None:
         f"a Ray Train launch per trial; each trial holds {spec.resources.trial_cpus} CPU and "
         f"{spec.resources.trial_gpus} GPU"
     )
+    for line in estimate_lines(spec, missing):
+        print(f"[plan] {line}")
+
+
+def print_parameters(spec: SearchSpec, decisions: list[SetDecision] | None) -> None:
+    """What the searcher samples, as Optuna's distributions: the relation set (from the sets the pre-filter keeps,
+    ``decisions``, or None before the sets can be scored), then the space's ``params``."""
+    sets = len(spec.relations.sets())
+    if decisions is None:
+        relations = f"choice of the relation sets the pre-filter keeps, of {sets} (scored once the stages are trained)"
+    else:
+        relations = f"choice of the {sum(d.kept for d in decisions)} relation sets the pre-filter keeps, of {sets}"
+    rows = [("relations", relations)] + [(param.name, param.describe()) for param in spec.params]
+    width = max(len(name) for name, _ in rows)
+    print("[plan] tuned parameters (Optuna's distributions):")
+    for name, text in rows:
+        print(f"[plan]   {name:<{width}}  {text}")
 
 
 def report_stages(

@@ -69,6 +69,11 @@ class RunDir:
         return self.path / "tune"
 
     @property
+    def mlruns(self) -> Path:
+        """The MLflow store of ``loggers: [mlflow]`` when ``MLFLOW_TRACKING_URI`` names none."""
+        return self.path / "mlruns"
+
+    @property
     def reports(self) -> TrialReports:
         """Each trial's reports, attempts and divergence, under ``reports/``."""
         return TrialReports(self.path / "reports")

@@ -30,6 +30,7 @@ from search.space_checker import SpaceChecker, SpaceError
 from search.space_grammar import GRAMMAR, Param
 from search.space_spec import (
     ACCURACY_METRICS,
+    LOGGER_PACKAGES,
     OBJECTIVE_METRICS,
     FailureSpec,
     ObjectiveSpec,
@@ -44,6 +45,7 @@ from search.space_spec import (
 __all__ = [
     "ACCURACY_METRICS",
     "GRAMMAR",
+    "LOGGER_PACKAGES",
     "OBJECTIVE_METRICS",
     "FailureSpec",
     "ObjectiveSpec",
@@ -71,6 +73,7 @@ _SECTIONS: dict[str, Any] = {
     "objectives": ObjectiveSpec,  # a list of {metric, mode}
     "resources": ResourcesSpec,
     "failure": FailureSpec,
+    "loggers": None,  # a list of tracker names (LOGGER_PACKAGES)
     "adapt": AdaptConfig,
     "params": AdaptConfig,
 }
@@ -165,6 +168,7 @@ def _sections(raw: Any, path: Path, check: SpaceChecker) -> SearchSpec:
     check.scheduler(scheduler, objectives)
     check.resources(resources)
     check.failure(failure)
+    loggers = check.loggers(raw.get("loggers", []))
     name = check.name(raw.get("name", path.stem))
     check.data_files(stages.data)
     return SearchSpec(
@@ -178,6 +182,7 @@ def _sections(raw: Any, path: Path, check: SpaceChecker) -> SearchSpec:
         objectives=objectives,
         resources=resources,
         failure=failure,
+        loggers=loggers,
         adapt=adapt,
         params=params,
         raw=raw,

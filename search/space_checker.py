@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.util
 import typing
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -30,6 +31,7 @@ from search.space_spec import (
     ALLOWED_ALGORITHMS,
     ALLOWED_MODES,
     ALLOWED_SCHEDULERS,
+    LOGGER_PACKAGES,
     OBJECTIVE_METRICS,
     FailureSpec,
     ObjectiveSpec,
@@ -277,6 +279,29 @@ class SpaceChecker:
         for key in ("max_retries", "worker_restarts"):
             if getattr(spec, key) < 0:
                 self.fail(f"failure.{key}", f"must be >= 0, got {getattr(spec, key)}")
+
+    def loggers(self, value: Any) -> tuple[str, ...]:
+        """The experiment trackers the search reports to.  Tune runs its logger callbacks in the driver, this process,
+        so each tracker's package must be importable here; ``find_spec`` says so without importing it."""
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            self.fail("loggers", f"must be a list of logger names, e.g. [tensorboard], got {value!r}", LOGGER_PACKAGES)
+        for i, name in enumerate(value):
+            if name not in LOGGER_PACKAGES:
+                close = difflib.get_close_matches(name, LOGGER_PACKAGES, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                self.fail(f"loggers[{i}]", f"unknown logger {name!r}{hint}", LOGGER_PACKAGES)
+        if len(set(value)) != len(value):
+            self.fail("loggers", f"lists a logger twice: {value}")
+        for i, name in enumerate(value):
+            package = LOGGER_PACKAGES[name]
+            if importlib.util.find_spec(package) is None:
+                self.fail(
+                    f"loggers[{i}]",
+                    f"{name} needs the Python package {package}, which is not installed here; install it with "
+                    f"`pip install {package}` (or all three trackers with `pip install 'nlrd-search[loggers]'`), or "
+                    f"leave {name} out",
+                )
+        return tuple(value)
 
     def name(self, name: Any) -> str:
         if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():

@@ -65,6 +65,15 @@ class Param:
             value = self.low + round((value - self.low) / self.step) * self.step
         return int(round(value)) if self.integer else float(value)
 
+    def describe(self) -> str:
+        """The distribution in words, as ``--dry-run`` lists it: its kind, then its options or its range."""
+        if self.choices is not None:
+            return f"choice of {', '.join(map(str, self.choices))}"
+        kind = "int" if self.integer else "float"
+        scale = "log-uniform" if self.log else "uniform"
+        grid = "" if self.step is None else f", step {_number(self.step)}"
+        return f"{kind}, {scale} on [{_number(self.low)}, {_number(self.high)}]{grid}"
+
     def distribution(self) -> optuna.distributions.BaseDistribution:
         if self.choices is not None:
             return optuna.distributions.CategoricalDistribution(list(self.choices))
@@ -72,6 +81,11 @@ class Param:
             step = 1 if self.step is None else int(self.step)
             return optuna.distributions.IntDistribution(int(self.low), int(self.high), log=self.log, step=step)
         return optuna.distributions.FloatDistribution(float(self.low), float(self.high), log=self.log, step=self.step)
+
+
+def _number(value: float) -> str:
+    """A bound as a person writes it: ``20`` rather than ``20.0``, ``3e-05`` rather than ``0.00003``."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def parse_expression(name: str, text: Any) -> Param:

@@ -133,6 +133,10 @@ ACCURACY_METRICS = {key: protocol.better for key, protocol in PROTOCOLS.items()}
 OBJECTIVE_METRICS = (*ACCURACY_METRICS, "nonlocalness", "device_seconds")
 ALLOWED_MODES = ("min", "max")
 ALLOWED_AGGREGATES = ("mean", "max", "min", "sum")
+#: The loggers a space may name (``loggers: [...]``), each with the Python package it needs; each package installs
+#: under its import name (``pip install tensorboardX``).  ``tensorboardX`` comes with ``ray[tune]``; the other two are
+#: the optional ``loggers`` extra.
+LOGGER_PACKAGES = {"tensorboard": "tensorboardX", "mlflow": "mlflow", "wandb": "wandb"}
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,8 @@ class SearchSpec:
     objectives: tuple[ObjectiveSpec, ...]
     resources: ResourcesSpec
     failure: FailureSpec = field(default_factory=FailureSpec)
+    #: Experiment trackers the search reports to besides Tune's own files (``LOGGER_PACKAGES``).
+    loggers: tuple[str, ...] = ()
     adapt: dict[str, Any] = field(default_factory=dict)
     params: tuple[Param, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -173,6 +179,17 @@ class SearchSpec:
         """The adaptation config of a trial on ``relations`` with the ``sampled`` tuned values; ``relations=()``
         and ``sampled={}`` give the values every trial shares (its fixed fields and the defaults)."""
         return trial_adapt_config(self.stages.source.encoder, self.adapt, relations, sampled)
+
+    def knob_range(self, name: str) -> tuple[Any, Any]:
+        """The smallest and largest value a trial may get for the ``AdaptConfig`` field ``name``: its tuned choices or
+        interval, else the one value every trial shares."""
+        for param in self.params:
+            if param.name == name and param.choices is not None:
+                return min(param.choices), max(param.choices)
+            if param.name == name:
+                return param.low, param.high
+        shared = getattr(self.adapt_config((), {}), name)
+        return shared, shared
 
 
 def trial_adapt_config(

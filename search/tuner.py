@@ -18,6 +18,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from nlrd.nonlocalness import NonLocalness
 from search.export import trials_table, write_trials
+from search.loggers import logger_callbacks
 from search.prefilter import SetDecision
 from search.run_dir import RunDir
 from search.space import ObjectiveSpec, SearchSpec
@@ -27,14 +28,7 @@ from search.trials import ran_to_the_end, record_from_trial, reference_rows, rej
 
 def num_evaluations(spec: SearchSpec) -> int:
     """Reports a full-length trial makes: the ASHA budget ``max_t`` (the largest steps the space allows)."""
-    shared = spec.adapt_config((), {})
-    steps, every = shared.steps, shared.eval_every
-    for param in spec.params:
-        if param.name == "steps":
-            steps = max(param.choices) if param.choices is not None else int(param.high)
-        if param.name == "eval_every":
-            every = min(param.choices) if param.choices is not None else int(param.low)
-    return math.ceil(steps / every)
+    return math.ceil(int(spec.knob_range("steps")[1]) / int(spec.knob_range("eval_every")[0]))
 
 
 def search_distributions(
@@ -326,7 +320,8 @@ def build_tuner(
     references: dict[str, dict[str, float]] | None = None,
 ) -> tune.Tuner:
     """The Tuner of a new search: Optuna's sampler over the kept sets and knobs, its study in ``run_dir``,
-    ASHA for single-objective runs, and callbacks that print progress and keep the tables current."""
+    ASHA for single-objective runs, callbacks that print progress and keep the tables current, and the space's
+    experiment trackers (``search.loggers``)."""
     metric, mode = spec.objective.metric, spec.objective.mode
     metrics = [o.metric for o in spec.objectives]
     modes = [o.mode for o in spec.objectives]
@@ -369,7 +364,7 @@ def build_tuner(
             name=run_dir.tune.name,
             storage_path=run_dir.storage_path,
             verbose=0,
-            callbacks=[tables, study, printer],
+            callbacks=[tables, study, printer, *logger_callbacks(spec, run_dir)],
             failure_config=tune.FailureConfig(max_failures=spec.failure.max_retries),
         ),
     )

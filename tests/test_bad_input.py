@@ -169,6 +169,10 @@ CASES: dict[str, tuple[Case, list[str]]] = {
         _set("objectives", [{"metric": "pck150", "mode": "min"}]),
         ["objectives[0].mode", "worst poses", "Allowed: max."],
     ),
+    "unknown logger": (
+        _set("loggers", ["tensorbaord"]),
+        ["bad.yaml: loggers[0]: unknown logger 'tensorbaord'", "Allowed: tensorboard, mlflow, wandb"],
+    ),
     "missing mocap folder": (
         _set("data", {"mocap": {"kind": "bvh", "path": "/nowhere/cmu"}}),
         ["bad.yaml: data.mocap.path: /nowhere/cmu: folder not found"],

@@ -36,6 +36,17 @@ def test_bootstrap_interval_widens_with_seed_noise():
     assert width[1] > width[0]
 
 
+def test_paired_difference_is_the_mean_change_with_a_t_interval():
+    diff = stats.paired_difference([9.0, 11.0, 10.0, 14.0], [10.0, 10.0, 12.0, 12.0])
+    assert diff.value == pytest.approx(0.0)
+    half = 3.182446 * np.std([-1.0, 1.0, -2.0, 2.0], ddof=1) / 2  # t(0.975, 3 dof) * standard error
+    assert (diff.low, diff.high) == pytest.approx((-half, half), rel=1e-5)
+    single = stats.paired_difference([1.0], [3.0])
+    assert single.value == -2.0 and np.isnan(single.low) and np.isnan(single.high)
+    with pytest.raises(ValueError, match="equally long"):
+        stats.paired_difference([1.0, 2.0], [1.0])
+
+
 def test_keep_count_matches_the_prefilter_rule():
     assert stats.keep_count(45, 0.10) == 5
     assert stats.keep_count(45, 0.25) == 12

@@ -111,15 +111,15 @@ def test_a_turn_about_the_optical_axis_turns_the_rendered_joints_in_the_image_pl
     e = torch.full((4,), math.radians(elevation))
     name = "inplane30" if elevation == 0 else f"inplane30_tilt{elevation:.0f}"
     _, turned = get_relation(name, T).poses(poses)
-    u, v, depth = _project(poses, e, TARGET, focal_px=50.0)
-    u_turned, v_turned, depth_turned = _project(turned, e, TARGET, focal_px=50.0)
+    u, v, depth = _project(poses, e, TARGET.distance_mm, focal_px=50.0)
+    u_turned, v_turned, depth_turned = _project(turned, e, TARGET.distance_mm, focal_px=50.0)
     c, s = math.cos(math.radians(30)), math.sin(math.radians(30))
     torch.testing.assert_close(u_turned, c * u - s * v, atol=1e-3, rtol=0)
     torch.testing.assert_close(v_turned, s * u + c * v, atol=1e-3, rtol=0)
     torch.testing.assert_close(depth_turned, depth, atol=1e-2, rtol=0)
     if elevation != 0:  # the level turn is off under a raised camera
         _, level = get_relation("inplane30", T).poses(poses)
-        assert (_project(level, e, TARGET, focal_px=50.0)[0] - u_turned).abs().max() > 0.1
+        assert (_project(level, e, TARGET.distance_mm, focal_px=50.0)[0] - u_turned).abs().max() > 0.1
 
 
 def test_adaptation_distils_a_tilted_relation(stages, target):

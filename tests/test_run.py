@@ -199,6 +199,23 @@ def test_multi_objective_search_reads_its_front_from_the_study(tmp_path, ray_clu
         assert not any(key.startswith(PREFIX) for report in later for key in report)
 
 
+def test_loggers_tensorboard_writes_event_files_in_each_trials_folder(tmp_path, ray_cluster, tiny_stages):
+    """``loggers: [tensorboard]``: each trial's folder in Tune's experiment (``RUN_DIR/tune/trial_<id>_*``, where the
+    README points ``tensorboard --logdir``) holds an event file with the trial's evaluations."""
+    space = copy.deepcopy(TINY_SPACE)
+    space["loggers"] = ["tensorboard"]
+    space["searcher"]["num_trials"] = 2
+    path = write_space(tmp_path / "tb.yaml", space)
+    out = with_stages(tmp_path / "results", tiny_stages)
+    assert main(["--space", str(path), "--out", str(out), "--name", "run"]) == 0
+    trials = trial_rows(pd.read_csv(out / "run" / "trials.csv"))
+    assert len(trials) == 2
+    for trial_id in trials["trial_id"]:
+        (folder,) = (out / "run" / "tune").glob(f"trial_{trial_id}_*")
+        (events,) = folder.glob("events.out.tfevents.*")
+        assert b"ray/tune/mpjpe" in events.read_bytes()  # the scalar's tag, as TensorBoard lists it
+
+
 def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path, capsys):
     path = write_space(tmp_path / "tiny.yaml", TINY_SPACE)
     assert main(["--space", str(path), "--out", str(tmp_path / "results"), "--dry-run"]) == 0
@@ -207,6 +224,12 @@ def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path, capsys):
     assert "6 candidate relation sets from 3 relations" in plan
     assert "4 trials with tpe, at most 2 at once" in plan and "adaptation steps" in plan
     assert "stage quality are measured once the stages are trained" in plan
+    assert "[plan] tuned parameters (Optuna's distributions):" in plan
+    assert "[plan]   relations    choice of the relation sets the pre-filter keeps, of 6" in plan
+    assert "[plan]   lr_nonlocal  float, log-uniform on [1e-05, 0.001]" in plan
+    assert "[plan]   tau          choice of 0.07, 0.1" in plan
+    assert "[plan]   stages: 7 to train; not estimated (no figures measured for small_cnn at 32 px on CPU)" in plan
+    assert "[plan]   search: at least 30 s: 4 trials, 2 at a time" in plan and "add up to 6 steps per trial" in plan
     assert not (tmp_path / "results").exists()
 
 
@@ -231,6 +254,8 @@ def test_dry_run_with_cached_stages_scores_the_sets_without_ray(tmp_path, capsys
     assert "target MPJPE of the reference lines: mean pose (constant, no image)" in plan
     assert "[quality] held-out mocap: prior" in plan and "[quality] WARNING:" in plan  # tiny stages miss their bars
     assert "[prefilter] 6 relation sets scored, 3 kept, 3 rejected" in plan
+    assert "[plan]   relations    choice of the 3 relation sets the pre-filter keeps, of 6" in plan
+    assert "[plan]   stages: every stage is cached: 0 s" in plan
     assert sorted(p.name for p in out.iterdir()) == ["cache"]
 
 

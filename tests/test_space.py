@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import re
 
 import optuna
@@ -16,6 +17,7 @@ from nlrd.metrics import evaluate_protocols
 from nlrd.pipeline import stage_keys
 from search.export import best_space
 from search.space import ACCURACY_METRICS, OBJECTIVE_METRICS, SpaceError, load_space, parse_space
+from search.space_grammar import parse_expression
 from tests.conftest import REPO, TINY_SPACE, write_space
 
 
@@ -231,6 +233,19 @@ def _with(path: str, value) -> dict:
             ["scheduler.type", "asha stops trials on one metric"],
         ),
         ("objective", {"metric": "mpjpe"}, ["objective: unknown key", "did you mean 'objectives'"]),
+        (
+            "loggers",
+            ["tensorbord"],
+            [
+                "bad.yaml: loggers[0]: unknown logger 'tensorbord'",
+                "did you mean 'tensorboard'",
+                "Allowed: tensorboard, mlflow, wandb.",
+            ],
+        ),
+        ("loggers", "tensorboard", ["bad.yaml: loggers: must be a list of logger names", "Allowed: tensorboard"]),
+        ("loggers", None, ["bad.yaml: loggers: must be a list of logger names"]),
+        ("loggers", ["tensorboard", "tensorboard"], ["bad.yaml: loggers: lists a logger twice"]),
+        ("logger", ["tensorboard"], ["logger: unknown key", "did you mean 'loggers'"]),
     ],
 )
 def test_bad_spaces_name_file_key_and_allowed_values(path, value, expected):
@@ -362,3 +377,43 @@ def test_a_bad_set_override_fails_like_the_file_would(tmp_path, item, message):
     path = write_space(tmp_path / "tiny.yaml", TINY_SPACE)
     with pytest.raises(SpaceError, match=re.escape(message)):
         load_space(path, [item])
+
+
+def test_loggers_default_to_none_and_keep_their_order():
+    assert parse_space(copy.deepcopy(TINY_SPACE), "s.yaml").loggers == ()
+    assert parse_space(_with("loggers", ["tensorboard"]), "s.yaml").loggers == ("tensorboard",)
+
+
+@pytest.mark.parametrize("logger, package", [("mlflow", "mlflow"), ("wandb", "wandb"), ("tensorboard", "tensorboardX")])
+def test_a_logger_whose_package_is_missing_is_refused_with_the_pip_command(monkeypatch, logger, package):
+    """Checked where the space is read, before any stage trains; ``find_spec`` looks without importing."""
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == package else find_spec(name, *a))
+    message = _error(_with("loggers", [logger]))
+    assert message.startswith(f"bad.yaml: loggers[0]: {logger} needs the Python package {package}")
+    assert f"`pip install {package}`" in message and "nlrd-search[loggers]" in message
+
+
+@pytest.mark.parametrize(
+    "grammar, described",
+    [
+        ("tag(log, interval(3e-5, 3e-4))", "float, log-uniform on [3e-05, 0.0003]"),
+        ("interval(0.05, 0.2)", "float, uniform on [0.05, 0.2]"),
+        ("int(interval(20, 80))", "int, uniform on [20, 80]"),
+        ("tag(log, int(interval(8, 64)))", "int, log-uniform on [8, 64]"),
+        ("range(10, 50, step=10)", "int, uniform on [10, 40], step 10"),
+        ("range(0.05, 0.2, step=0.05)", "float, uniform on [0.05, 0.15], step 0.05"),
+        ("choice(block3, block4)", "choice of block3, block4"),
+    ],
+)
+def test_a_tuned_value_describes_its_distribution(grammar, described):
+    assert parse_expression("x", grammar).describe() == described
+
+
+def test_knob_range_spans_a_tuned_field_or_is_the_shared_value():
+    space = copy.deepcopy(TINY_SPACE)
+    space["adapt"] = {"batch_clips": 2}
+    space["params"] = {"steps": "int(interval(20, 80))", "eval_every": "choice(10, 5, 20)"}
+    spec = parse_space(space, "s.yaml")
+    assert spec.knob_range("steps") == (20, 80) and spec.knob_range("eval_every") == (5, 20)
+    assert spec.knob_range("batch_clips") == (2, 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -13,10 +14,18 @@ from hypothesis import strategies as st
 from nlrd import skeleton
 from nlrd import world as world_module
 from nlrd.core import ClipSet, World
-from nlrd.world import FPS, WorldConfig, build_world
-from nlrd.world.domains import BONE_TYPES, DOMAINS, SOURCE, TARGET, Domain
+from nlrd.world import FPS, WorldConfig, build_world, world_part
+from nlrd.world.domains import BONE_TYPES, DOMAINS, GAPS, SOURCE, TARGET, TARGET_INSTANCE, Domain, FrameVariation
 from nlrd.world.motion import FAMILIES, sample_sequences
-from nlrd.world.render import Appearance, facing_direction, render_clips, render_poses, sample_appearance
+from nlrd.world.render import (
+    Appearance,
+    FrameLook,
+    camera_frame,
+    facing_direction,
+    render_clips,
+    render_poses,
+    sample_appearance,
+)
 
 SIZE = 32
 
@@ -127,6 +136,19 @@ def test_domains_differ_in_look_and_motion() -> None:
 def test_colours_do_not_tell_left_from_right() -> None:
     for j in range(1, 17):
         assert BONE_TYPES[j - 1] == BONE_TYPES[skeleton.FLIP_PERMUTATION[j] - 1]
+    assert SOURCE.mirror_symmetric and TARGET.mirror_symmetric and not TARGET_INSTANCE.mirror_symmetric
+
+
+def test_the_instance_target_sits_between_the_looks_widens_motion_and_varies_per_frame() -> None:
+    assert GAPS == {"clip": TARGET, "instance": TARGET_INSTANCE} and TARGET_INSTANCE.families == TARGET.families
+    low, high = TARGET_INSTANCE.elevation_deg
+    assert SOURCE.elevation_deg[0] < low < TARGET.elevation_deg[0]
+    assert SOURCE.elevation_deg[1] < high < TARGET.elevation_deg[1]
+    assert TARGET_INSTANCE.amplitude[1] > SOURCE.amplitude[1] == 1.2
+    assert TARGET_INSTANCE.frame.active and not SOURCE.frame.active and not TARGET.frame.active
+    twice = TARGET_INSTANCE.mirrored().mirrored()
+    assert dataclasses.replace(twice, name=TARGET_INSTANCE.name) == TARGET_INSTANCE
+    assert TARGET_INSTANCE.mirrored().side_colors["r_upper_arm"] == TARGET_INSTANCE.side_colors["l_upper_arm"]
 
 
 def test_domain_validation() -> None:
@@ -136,6 +158,12 @@ def test_domain_validation() -> None:
         Domain(**{**vars(SOURCE), "bone_colors": {"torso": (1.0, 0.0, 0.0)}})
     with pytest.raises(ValueError, match="elevation"):
         Domain(**{**vars(SOURCE), "elevation_deg": (30.0, 10.0)})
+    with pytest.raises(ValueError, match="side_colors"):
+        Domain(**{**vars(SOURCE), "side_colors": {"l_torso": (1.0, 0.0, 0.0)}})
+    with pytest.raises(ValueError, match="amplitude"):
+        Domain(**{**vars(SOURCE), "amplitude": (1.2, 0.8)})
+    with pytest.raises(ValueError, match="FrameVariation"):
+        FrameVariation(light=-0.1)
 
 
 # --- renderer -------------------------------------------------------------------------------------
@@ -150,6 +178,63 @@ def test_image_flip_equals_pose_flip(seed: int, domain_name: str, size: int) -> 
     mirrored_image = render_poses(poses, domain, look, size).flip(-1)
     image_of_mirror = render_poses(skeleton.flip(poses), domain, look.flipped(), size)
     torch.testing.assert_close(mirrored_image, image_of_mirror, atol=1e-5, rtol=0)
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.sampled_from(sorted(GAPS)), st.sampled_from([SIZE, 40]))
+def test_image_flip_equals_pose_flip_in_the_mirrored_domain(seed: int, gap: str, size: int) -> None:
+    """With per-frame looks and a mirror-asymmetric domain, a flipped clip is the flipped motion rendered in the
+    mirrored domain; in the domain itself it is not, where the domain is asymmetric."""
+    domain = GAPS[gap]
+    seqs = sample_sequences(4, 3, generator=gen(seed))
+    look = sample_appearance(4, domain, size, gen(seed + 1), length=3)
+    mirrored_clip = render_clips(seqs, domain, look, size).flip(-1)
+    clip_of_mirror = render_clips(skeleton.flip(seqs), domain.mirrored(), look.flipped(), size)
+    torch.testing.assert_close(mirrored_clip, clip_of_mirror, atol=1e-5, rtol=0)
+    in_same_domain = render_clips(skeleton.flip(seqs), domain, look.flipped(), size)
+    assert (mirrored_clip - in_same_domain).abs().amax() > (0 if domain.mirror_symmetric else 0.05) - 1e-5
+
+
+def test_frames_vary_within_a_clip_only_where_the_domain_says() -> None:
+    still = skeleton.rest_pose_mm().expand(2, 4, 17, 3)
+    for domain in (TARGET, TARGET_INSTANCE):
+        look = sample_appearance(2, domain, SIZE, gen(12), length=4)
+        assert (look.frames is None) == (not domain.frame.active)
+        clips = render_clips(still, domain, look, SIZE)
+        change = (clips[:, 1:] - clips[:, :1]).abs().mean((2, 3, 4))
+        assert (change > 0.01).all() if domain.frame.active else torch.equal(change, torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="frames"):
+        render_clips(still[:, :3], TARGET_INSTANCE, sample_appearance(2, TARGET_INSTANCE, SIZE, gen(12), 4), SIZE)
+
+
+def test_the_labels_turn_with_the_camera() -> None:
+    """Rendering the labels (the poses in the camera's frame) with the azimuth left out gives the same clip."""
+    seqs = sample_sequences(3, 5, generator=gen(13))
+    look = sample_appearance(3, TARGET_INSTANCE, SIZE, gen(14), length=5)
+    labels = camera_frame(seqs, look)
+    assert not torch.allclose(labels, seqs, atol=1.0), "azimuth jitter moves joints"
+    steady = dataclasses.replace(look, frames=dataclasses.replace(look.frames, azimuth_rad=torch.zeros(3, 5)))
+    expected = render_clips(seqs, TARGET_INSTANCE, look, SIZE)
+    torch.testing.assert_close(render_clips(labels, TARGET_INSTANCE, steady, SIZE), expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(skeleton.measured_bone_lengths(labels), skeleton.measured_bone_lengths(seqs))
+    assert torch.equal(labels[..., 2], seqs[..., 2]), "a turn about the vertical keeps heights"
+
+
+def test_a_texture_shift_rolls_the_texture() -> None:
+    n, length = 2, 3
+    poses = sample_sequences(n, length, generator=gen(15))
+    look = sample_appearance(n, TARGET, SIZE, gen(16))
+    shift = torch.randint(-5, 6, (n, length, 2), generator=gen(17))
+    still = FrameLook(
+        torch.zeros(n, length), torch.zeros(n, length), torch.ones(n, length), torch.ones(n, length, 3),
+        torch.zeros(n, length, 3), shift,
+    )  # fmt: skip
+    rendered = render_clips(poses, TARGET, dataclasses.replace(look, frames=still), SIZE)
+    for c, t in itertools.product(range(n), range(length)):
+        rolled = look.texture[c].roll(tuple(shift[c, t].tolist()), dims=(1, 2))[None]
+        frame_look = Appearance(look.elevation_rad[c : c + 1], look.tint[c : c + 1], rolled)
+        expected = render_poses(poses[c, t][None], TARGET, frame_look, SIZE)[0]
+        torch.testing.assert_close(rendered[c, t], expected, atol=1e-6, rtol=0)
 
 
 def test_face_marker_mirrors_and_shows_facing() -> None:
@@ -262,6 +347,18 @@ def test_world_is_deterministic_and_seeded(tiny_world: World) -> None:
     assert not torch.equal(other.source.frames, tiny_world.source.frames)
 
 
+def test_the_gap_changes_the_target_only() -> None:
+    instance = dataclasses.replace(TINY, gap="instance")
+    assert torch.equal(world_part(instance, "source").frames, world_part(TINY, "source").frames)
+    assert torch.equal(world_part(instance, "mocap"), world_part(TINY, "mocap"))
+    for part in ("target_train", "target_val"):
+        assert not torch.equal(world_part(instance, part).frames, world_part(TINY, part).frames)
+    gens = world_module._generators(TINY.seed)
+    frames, poses = world_module.sample_clips(2, 4, TARGET_INSTANCE, SIZE, gens["val_motion"], gens["val_look"])
+    labelled = world_part(instance, "target_val")
+    assert torch.equal(labelled.frames, frames) and torch.equal(labelled.poses, poses)
+
+
 def test_world_clips_are_renders_of_their_poses() -> None:
     """Each labelled clip is its poses rendered with one appearance from the clip's look stream, as uint8."""
     frames, poses = world_module.sample_clips(3, 5, TARGET, SIZE, gen(10), gen(11))
@@ -272,7 +369,8 @@ def test_world_clips_are_renders_of_their_poses() -> None:
 
 
 @pytest.mark.parametrize(
-    "override", [{"image_size": 0}, {"clip_len": -1}, {"source_clips": 0}, {"seed": -1}, {"val_clips": 1.5}]
+    "override",
+    [{"image_size": 0}, {"clip_len": -1}, {"source_clips": 0}, {"seed": -1}, {"val_clips": 1.5}, {"gap": "video"}],
 )
 def test_world_config_validation(override: dict) -> None:
     with pytest.raises(ValueError, match="WorldConfig"):

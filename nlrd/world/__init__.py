@@ -3,7 +3,8 @@
 ``build_world`` turns a :class:`WorldConfig` into the four data sources the method needs: unpaired mocap
 (all motion families), labelled source clips, unlabelled target clips of ``2 * clip_len`` frames (slow and
 fast relations need 2T-frame windows) and a labelled target validation split used only for evaluation.
-The target differs from the source both visually (``domains``) and in its motion families.  Given real mocap
+The target differs from the source both visually (``domains``) and in its motion families; ``WorldConfig.gap``
+picks the kind of difference (``domains.GAPS``).  Given real mocap
 (``motion``, e.g. a BVH folder through ``nlrd.data``), the world renders that instead of procedural motion.
 ``World``, its ``PARTS`` and the sizing of its clip parts live in ``nlrd.core`` (real data sets fill them too);
 ``World`` and ``PARTS`` are re-exported here.
@@ -12,20 +13,21 @@ The target differs from the source both visually (``domains``) and in its motion
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Literal
 
 import numpy as np
 import torch
 
 from nlrd.config import ConfigError, check_ranges
 from nlrd.core import CLIP_PARTS, PARTS, ClipSet, World
-from nlrd.world.domains import DOMAINS, SOURCE, TARGET, Domain
+from nlrd.world.domains import DOMAINS, GAPS, SOURCE, TARGET, TARGET_INSTANCE, Domain, FrameVariation
 from nlrd.world.motion import FAMILIES, sample_sequences, sample_windows
-from nlrd.world.render import Appearance, render_clips, render_poses, sample_appearance
+from nlrd.world.render import Appearance, FrameLook, camera_frame, render_clips, render_poses, sample_appearance
 
 __all__ = [
-    "DOMAINS", "FAMILIES", "FPS", "PARTS", "SOURCE", "TARGET", "Appearance", "Domain", "World", "WorldConfig",
-    "build_world", "render_clips", "render_poses", "sample_appearance", "sample_clips", "sample_sequences",
-    "sample_windows", "world_part",
+    "DOMAINS", "FAMILIES", "FPS", "GAPS", "PARTS", "SOURCE", "TARGET", "TARGET_INSTANCE", "Appearance", "Domain",
+    "FrameLook", "FrameVariation", "World", "WorldConfig", "build_world", "camera_frame", "render_clips",
+    "render_poses", "sample_appearance", "sample_clips", "sample_sequences", "sample_windows", "world_part",
 ]  # fmt: skip
 
 #: Frame rate of every world clip.
@@ -40,7 +42,14 @@ _STREAMS = (
 
 @dataclass
 class WorldConfig:
-    """Sizes of the proxy world.  ``image_size`` in px, ``clip_len`` in frames (the adaptation clip length T)."""
+    """Sizes of the proxy world.  ``image_size`` in px, ``clip_len`` in frames (the adaptation clip length T).
+
+    ``gap``: the kind of domain gap, i.e. which target domain (``domains.GAPS``).  ``clip`` (``TARGET``): another
+    look and camera per clip, mirror-symmetric, so the source encoder's target error is mostly a per-clip offset;
+    ``instance`` (``TARGET_INSTANCE``): the paper's instance-level misalignment, a milder look whose light, backdrop,
+    texture and camera change from frame to frame, mirror-asymmetric, with a wider motion range.  The source is the
+    same in both, so stages trained on either world are the same.
+    """
 
     image_size: int = 64
     clip_len: int = 16
@@ -49,13 +58,17 @@ class WorldConfig:
     target_clips: int = 128
     val_clips: int = 32
     seed: int = 0
+    gap: Literal["clip", "instance"] = "clip"
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
+        if self.gap not in GAPS:
+            raise ConfigError("WorldConfig", "gap", f"got {self.gap!r}", tuple(GAPS))
+        numbers = [f.name for f in fields(self) if f.name != "gap"]
+        for name in numbers:
+            value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
-                raise ConfigError("WorldConfig", f.name, f"must be an integer, got {value!r}")
-        check_ranges(self, counts=[f.name for f in fields(self) if f.name != "seed"], non_negative=("seed",))
+                raise ConfigError("WorldConfig", name, f"must be an integer, got {value!r}")
+        check_ranges(self, counts=[name for name in numbers if name != "seed"], non_negative=("seed",))
         if self.image_size < 8:
             raise ConfigError("WorldConfig", "image_size", f"must be at least 8 px, got {self.image_size}")
 
@@ -83,27 +96,31 @@ def sample_clips(
     motion: torch.Tensor | None = None,
     fps: float = FPS,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sample ``n`` motions and render them: uint8 ``(n, T, 3, S, S)`` and mm poses.  The motions are the domain's
-    procedural families, or random windows of ``motion`` ``(M, L, 17, 3)`` (real mocap) when it is given."""
+    """Sample ``n`` motions and render them: uint8 ``(n, T, 3, S, S)`` and mm poses in the camera's frame
+    (``camera_frame``).  The motions are the domain's procedural families and amplitudes, or random windows of
+    ``motion`` ``(M, L, 17, 3)`` (real mocap) when it is given."""
     if motion is None:
-        poses = sample_sequences(n, length, families=domain.families, fps=fps, generator=motion_gen)
+        poses = sample_sequences(
+            n, length, families=domain.families, fps=fps, amplitude=domain.amplitude, generator=motion_gen
+        )
     else:
         poses = sample_windows(motion, n, length, generator=motion_gen)
-    look = sample_appearance(n, domain, image_size, look_gen)
+    look = sample_appearance(n, domain, image_size, look_gen, length)
     frames = torch.cat(
         [
             _to_uint8(render_clips(poses[i : i + _CLIPS_PER_CHUNK], domain, look[i : i + _CLIPS_PER_CHUNK], image_size))
             for i in range(0, n, _CLIPS_PER_CHUNK)
         ]
     )
-    return frames, poses
+    return frames, camera_frame(poses, look)
 
 
-#: How the proxy renders each clip part (sized by ``nlrd.core.CLIP_PARTS``): its domain, motion stream and look stream.
-_RENDERED_PARTS: dict[str, tuple[Domain, str, str]] = {
+#: How the proxy renders each clip part (sized by ``nlrd.core.CLIP_PARTS``): its domain (``None``: the target of the
+#: world's gap), motion stream and look stream.
+_RENDERED_PARTS: dict[str, tuple[Domain | None, str, str]] = {
     "source": (SOURCE, "source_motion", "source_look"),
-    "target_train": (TARGET, "target_train_motion", "target_train_look"),
-    "target_val": (TARGET, "val_motion", "val_look"),
+    "target_train": (None, "target_train_motion", "target_train_look"),
+    "target_val": (None, "val_motion", "val_look"),
 }
 
 
@@ -133,7 +150,7 @@ def world_part(
     frames, poses = sample_clips(
         getattr(cfg, count),
         multiple * cfg.clip_len,
-        domain,
+        GAPS[cfg.gap] if domain is None else domain,
         cfg.image_size,
         gens[motion_stream],
         gens[look_stream],

@@ -1,15 +1,20 @@
-"""The two visual domains of the proxy benchmark.
+"""The visual domains of the proxy benchmark: a source and the target of each kind of domain gap.
 
 A domain fixes everything about *how* a pose is shown (camera, body colours, limb thickness,
-background, texture strength) and *which* motions it shows.  Colours are per bone type, never per
-side, and the background only varies vertically, so a mirrored image of a person is again a valid
-image of a person: left and right can be told apart only from geometry (depth order, face marker).
+background, texture strength) and *which* motions it shows.  In ``SOURCE`` and ``TARGET`` colours are per bone
+type, never per side, the background only varies vertically and look and camera are fixed per clip, so a mirrored
+image of a person is again a valid image of a person (left and right can be told apart only from geometry: depth
+order, face marker), and a source encoder's target error is mostly a per-clip offset that pose-flip and time
+relations cannot see.  ``TARGET_INSTANCE`` is a milder look with what real video has on top (the paper's
+instance-level misalignment): look and camera that change from frame to frame (``FrameVariation``), a
+mirror-asymmetric look (``side_colors``, ``background_side``, ``light_side``) and a wider motion range.
+``GAPS`` names each target: ``WorldConfig.gap`` picks one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from nlrd.world.motion import check_families
@@ -28,6 +33,35 @@ RADIUS_SCALE: Mapping[str, float] = MappingProxyType(
 )  # fmt: skip
 #: Face-marker radius relative to the head radius.
 FACE_RADIUS_SCALE = 0.55
+#: Bone types that exist once per side; ``Domain.side_colors`` keys are these with an ``l_`` or ``r_`` prefix.
+SIDED_BONE_TYPES: tuple[str, ...] = ("girdle", "upper_arm", "forearm", "hip", "thigh", "shin", "foot")
+
+
+@dataclass(frozen=True)
+class FrameVariation:
+    """How far each frame's look and camera depart from its clip's, drawn independently per frame, each uniform in
+    +- the value: camera shake and lighting flicker make a per-frame encoder's errors change from frame to frame,
+    which time relations can see.  ``light``: relative brightness and (half of it) per-channel tint; ``background``:
+    added to the backdrop's colour; ``texture_px``: shift of the texture image per axis (moving shadows and noise);
+    ``elevation_deg``, ``azimuth_deg``: camera angles (the labels turn with the azimuth: they are in the camera's
+    frame); ``distance``: relative camera distance.  All zero: every frame looks as its clip does."""
+
+    light: float = 0.0
+    background: float = 0.0
+    texture_px: int = 0
+    elevation_deg: float = 0.0
+    azimuth_deg: float = 0.0
+    distance: float = 0.0
+
+    def __post_init__(self) -> None:
+        values = (self.light, self.background, self.texture_px, self.elevation_deg, self.azimuth_deg, self.distance)
+        if min(values) < 0 or self.light >= 1 or self.distance >= 0.5 or max(self.elevation_deg, self.azimuth_deg) > 30:
+            raise ValueError(f"FrameVariation values must be >= 0, light < 1, distance < 0.5, angles <= 30: {self}")
+
+    @property
+    def active(self) -> bool:
+        """Whether any frame departs from its clip's look."""
+        return self != FrameVariation()
 
 
 @dataclass(frozen=True)
@@ -36,7 +70,13 @@ class Domain:
 
     ``view_half_extent_mm`` is half the side of the square the camera sees in the plane of the pelvis:
     with the camera ``distance_mm`` away it sets the focal length.  ``texture_noise`` scales the static
-    per-clip texture image added to the frame.
+    per-clip texture image added to the frame.  ``amplitude``: the range of the motions' amplitude factor.
+
+    The fields after ``amplitude`` break the mirror symmetry or the per-clip constancy of the look; their defaults
+    keep both.  ``side_colors``: colours of one side's bones (``l_upper_arm``, ``r_shin``...) where they differ from
+    ``bone_colors``; ``background_side``: added to the backdrop at the image's right edge and subtracted at its left
+    (linear between); ``light_side``: relative brightening of every limb's right flank and darkening of its left
+    (light from the right; negative: from the left); ``frame``: per-frame variation inside a clip.
     """
 
     name: str
@@ -50,12 +90,23 @@ class Domain:
     background_top: RGB
     background_bottom: RGB
     texture_noise: float
+    amplitude: tuple[float, float] = (0.8, 1.2)
+    side_colors: Mapping[str, RGB] = field(default_factory=dict, hash=False)
+    background_side: RGB = (0.0, 0.0, 0.0)
+    light_side: float = 0.0
+    frame: FrameVariation = FrameVariation()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "families", check_families(self.families))
         object.__setattr__(self, "bone_colors", MappingProxyType(dict(self.bone_colors)))
+        object.__setattr__(self, "side_colors", MappingProxyType(dict(self.side_colors)))
         if set(self.bone_colors) != set(BONE_TYPES):
             raise ValueError(f"{self.name}: bone_colors must have exactly the keys {sorted(set(BONE_TYPES))}")
+        sided = {f"{side}_{kind}" for side in ("l", "r") for kind in SIDED_BONE_TYPES}
+        if not set(self.side_colors) <= sided:
+            raise ValueError(f"{self.name}: side_colors keys must be among {sorted(sided)}")
+        if not 0 < self.amplitude[0] <= self.amplitude[1] or not abs(self.light_side) < 1:
+            raise ValueError(f"{self.name}: need 0 < amplitude[0] <= amplitude[1] and |light_side| < 1")
         lo, hi = self.elevation_deg
         if not -89.0 < lo <= hi < 89.0:
             raise ValueError(f"{self.name}: elevation_deg must be an increasing range inside (-89, 89), got {lo, hi}")
@@ -67,6 +118,27 @@ class Domain:
         if bone_type == "face":
             return FACE_RADIUS_SCALE * self.radius_mm("head")
         return RADIUS_SCALE[bone_type] * self.limb_radius_mm
+
+    def bone_color(self, bone_type: str, side: str) -> RGB:
+        """Colour of a bone of ``bone_type`` on ``side`` (``"l"``, ``"r"``, or ``""`` for the midline)."""
+        return self.side_colors.get(f"{side}_{bone_type}", self.bone_colors[bone_type])
+
+    @property
+    def mirror_symmetric(self) -> bool:
+        """Whether a mirrored image of this domain is again an image of it (given the mirrored pose)."""
+        return not self.side_colors and not any(self.background_side) and not self.light_side
+
+    def mirrored(self) -> Domain:
+        """The domain of this one's mirrored images: sides' colours swapped, side backdrop and side light reversed.
+        Rendering mirrored poses in it (with ``Appearance.flipped``) equals flipping this domain's images."""
+        swap = {"l": "r", "r": "l"}
+        return replace(
+            self,
+            name=f"{self.name} mirrored",
+            side_colors={f"{swap[k[0]]}{k[1:]}": v for k, v in self.side_colors.items()},
+            background_side=tuple(-c for c in self.background_side),
+            light_side=-self.light_side,
+        )
 
 
 #: Studio-like: cool grey-blue backdrop, saturated thick limbs, near-frontal camera.
@@ -125,3 +197,45 @@ TARGET = Domain(
 )
 
 DOMAINS: dict[str, Domain] = {"source": SOURCE, "target": TARGET}
+
+#: A video target: halfway between the source's studio and ``TARGET``'s outdoor look (bone colours, backdrop, camera
+#: elevation and distance, limb thickness, texture), its motion families, and what real video has on top: every frame
+#: its own light, backdrop shade, texture offset and camera shake (the label turns with the camera's azimuth), a
+#: mirror-asymmetric outfit (an orange left sleeve, a grey brace on the right shin) under light from the right in
+#: front of a backdrop lit from one side, and wider motions than the mocap's (amplitude up to 1.4).  Chosen on the
+#: development target (world seed 1000; ``bench/RESULTS.md``, "A target with instance-level variation"): with
+#: ``TARGET``'s full look on top of the per-frame variation a smoke source encoder was no better than the mean pose.
+TARGET_INSTANCE = replace(
+    TARGET,
+    name="target_instance",
+    elevation_deg=(6.0, 17.0),
+    distance_mm=4250.0,
+    view_half_extent_mm=1175.0,
+    limb_radius_mm=52.5,
+    bone_colors={
+        "torso": (0.50, 0.43, 0.48),
+        "head": (0.95, 0.70, 0.53),
+        "girdle": (0.50, 0.43, 0.48),
+        "upper_arm": (0.55, 0.73, 0.45),
+        "forearm": (0.95, 0.70, 0.53),
+        "hip": (0.56, 0.59, 0.80),
+        "thigh": (0.56, 0.59, 0.80),
+        "shin": (0.54, 0.74, 0.55),
+        "foot": (0.20, 0.15, 0.35),
+    },  # fmt: skip
+    background_top=(0.59, 0.62, 0.65),
+    background_bottom=(0.68, 0.72, 0.67),
+    texture_noise=0.0375,
+    amplitude=(0.8, 1.4),
+    side_colors={
+        "l_upper_arm": (0.95, 0.55, 0.15),
+        "l_forearm": (0.95, 0.55, 0.15),
+        "r_shin": (0.55, 0.55, 0.60),
+    },
+    background_side=(0.10, 0.07, 0.02),
+    light_side=0.15,
+    frame=FrameVariation(light=0.2, background=0.1, texture_px=8, elevation_deg=3.0, azimuth_deg=2.0, distance=0.1),
+)
+
+#: The target domain of each kind of domain gap (``WorldConfig.gap``); the source is ``SOURCE`` in each.
+GAPS: dict[str, Domain] = {"clip": TARGET, "instance": TARGET_INSTANCE}

@@ -259,13 +259,14 @@ def sample_sequences(
     *,
     families: Sequence[str] = FAMILIES,
     fps: float = 30.0,
+    amplitude: tuple[float, float] = (0.8, 1.2),
     generator: torch.Generator,
 ) -> torch.Tensor:
     """Sample ``n`` motion sequences of ``length`` frames at ``fps``: ``(n, length, 17, 3)`` float32 mm.
 
     Per sequence: a family drawn uniformly from ``families``, a cycle frequency uniform in the family's
-    range, a uniform phase and heading (azimuth about z in [0, 2pi)), an amplitude factor in
-    [0.8, 1.2] and a small static posture jitter.  Poses are root-relative with canonical bone lengths.
+    range, a uniform phase and heading (azimuth about z in [0, 2pi)), an amplitude factor uniform in
+    ``amplitude`` and a small static posture jitter.  Poses are root-relative with canonical bone lengths.
     """
     families = check_families(families)
     if n < 0 or length < 1 or fps <= 0:
@@ -274,7 +275,7 @@ def sample_sequences(
     speed_u = torch.rand(n, generator=generator)
     phase0 = 2 * math.pi * torch.rand(n, generator=generator)
     heading = 2 * math.pi * torch.rand(n, generator=generator)
-    amp = 0.8 + 0.4 * torch.rand(n, 1, generator=generator)
+    amp = amplitude[0] + (amplitude[1] - amplitude[0]) * torch.rand(n, 1, generator=generator)
     uniforms = torch.rand(n, _NUM_UNIFORMS, generator=generator)
     jitter = _JITTER_DEG * (2 * torch.rand(n, 1, len(CHANNELS), generator=generator) - 1)
 

@@ -11,13 +11,17 @@ the image centre and the tiles used to skip far primitives form a mirror-symmetr
 horizontal image flip equals rendering the mirrored pose with the mirrored appearance, exactly up to
 float rounding.
 
-All randomness lives in :class:`Appearance` (sampled once per clip), so rendering itself is a
-deterministic function of (poses, domain, appearance).
+All randomness lives in :class:`Appearance` (sampled once per clip, with per-frame departures where the domain
+has them: :class:`FrameLook`), so rendering itself is a deterministic function of (poses, domain, appearance).
+A domain with side colours, a side backdrop or side light is not mirror-symmetric: its flipped image is rendered in
+``Domain.mirrored()``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -47,16 +51,62 @@ PIXELS_PER_PASS = {"cpu": 2**19, "other": 2**24}
 
 _PARENTS = list(skeleton.PARENTS[1:])
 _R_SHOULDER, _L_SHOULDER, _NECK, _HEAD = 2, 5, 1, 8
+#: The side (``"r"``, ``"l"`` or ``""``: midline) of the bone ending at each joint 1..16, for ``Domain.side_colors``.
+_BONE_SIDES = tuple("r" if j in skeleton.RIGHT else "l" if j in skeleton.LEFT else "" for j in range(1, 17))
+
+
+@dataclass(frozen=True)
+class FrameLook:
+    """Per-frame departures from each clip's look (``Domain.frame``), each ``(N, T, ...)``: camera
+    ``elevation_rad`` (added to the clip's), ``azimuth_rad`` (a turn of the camera about the vertical through the
+    pelvis) and ``distance`` (a factor on ``Domain.distance_mm``, the lens unchanged), ``light`` ``(N, T, 3)`` (a
+    factor on the tint), ``background`` ``(N, T, 3)`` (added to the backdrop), ``texture_shift`` ``(N, T, 2)``
+    integer px (rows, columns) by which the clip's texture is rolled."""
+
+    elevation_rad: torch.Tensor
+    azimuth_rad: torch.Tensor
+    distance: torch.Tensor
+    light: torch.Tensor
+    background: torch.Tensor
+    texture_shift: torch.Tensor
+
+    def __post_init__(self) -> None:
+        nt = tuple(self.elevation_rad.shape)
+        shapes = (self.azimuth_rad.shape, self.distance.shape, self.light.shape, self.background.shape)
+        if len(nt) != 2 or shapes != (nt, nt, (*nt, 3), (*nt, 3)) or self.texture_shift.shape != (*nt, 2):
+            raise ValueError(
+                "FrameLook needs (N, T) angles and distance, (N, T, 3) light and backdrop, (N, T, 2) shift"
+            )
+
+    @property
+    def length(self) -> int:
+        return self.elevation_rad.shape[1]
+
+    def _map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> FrameLook:
+        return FrameLook(*(fn(getattr(self, f.name)) for f in fields(self)))
+
+    def __getitem__(self, index: torch.Tensor | slice) -> FrameLook:
+        return self._map(lambda x: x[index])
+
+    def to(self, device: torch.device | str) -> FrameLook:
+        return self._map(lambda x: x.to(device))
+
+    def flipped(self) -> FrameLook:
+        """The departures of the mirrored clips: azimuth and horizontal texture shift change sign."""
+        shift = self.texture_shift * self.texture_shift.new_tensor([1, -1])
+        return FrameLook(self.elevation_rad, -self.azimuth_rad, self.distance, self.light, self.background, shift)
 
 
 @dataclass(frozen=True)
 class Appearance:
     """Per-clip random appearance: ``elevation_rad`` ``(N,)``, ``tint`` ``(N, 3)`` multiplicative colour,
-    ``texture`` ``(N, 3, H, W)`` static unit-scale noise image (scaled by ``Domain.texture_noise``)."""
+    ``texture`` ``(N, 3, H, W)`` unit-scale noise image (scaled by ``Domain.texture_noise``); ``frames``: per-frame
+    departures from these (None: every frame of a clip looks alike)."""
 
     elevation_rad: torch.Tensor
     tint: torch.Tensor
     texture: torch.Tensor
+    frames: FrameLook | None = None
 
     def __post_init__(self) -> None:
         n = self.elevation_rad.shape[0]
@@ -64,6 +114,8 @@ class Appearance:
             raise ValueError("Appearance needs elevation_rad (N,), tint (N, 3) and texture (N, 3, H, W)")
         if self.texture.shape[:2] != (n, 3) or self.texture.shape[2] != self.texture.shape[3]:
             raise ValueError(f"texture must be (N, 3, S, S) with N = {n}, got {tuple(self.texture.shape)}")
+        if self.frames is not None and self.frames.elevation_rad.shape[0] != n:
+            raise ValueError(f"frames must describe the same {n} clips, got {self.frames.elevation_rad.shape[0]}")
 
     def __len__(self) -> int:
         return self.elevation_rad.shape[0]
@@ -75,21 +127,28 @@ class Appearance:
     def __getitem__(self, index: torch.Tensor | slice | int) -> Appearance:
         if isinstance(index, int):
             index = slice(index, index + 1)
-        return Appearance(self.elevation_rad[index], self.tint[index], self.texture[index])
+        frames = None if self.frames is None else self.frames[index]
+        return Appearance(self.elevation_rad[index], self.tint[index], self.texture[index], frames)
 
     def to(self, device: torch.device | str) -> Appearance:
-        return Appearance(self.elevation_rad.to(device), self.tint.to(device), self.texture.to(device))
+        frames = None if self.frames is None else self.frames.to(device)
+        return Appearance(self.elevation_rad.to(device), self.tint.to(device), self.texture.to(device), frames)
 
     def flipped(self) -> Appearance:
-        """The appearance of the horizontally mirrored clips: the texture is mirrored, the rest is symmetric."""
-        return Appearance(self.elevation_rad, self.tint, self.texture.flip(-1))
+        """The appearance of the horizontally mirrored clips: the texture and the per-frame turns are mirrored, the
+        rest is symmetric.  (The domain's own asymmetry is mirrored by ``Domain.mirrored``.)"""
+        frames = None if self.frames is None else self.frames.flipped()
+        return Appearance(self.elevation_rad, self.tint, self.texture.flip(-1), frames)
 
 
-def sample_appearance(n: int, domain: Domain, image_size: int, generator: torch.Generator) -> Appearance:
-    """Draw ``n`` per-clip appearances for ``domain`` at ``image_size`` px.
+def sample_appearance(
+    n: int, domain: Domain, image_size: int, generator: torch.Generator, length: int = 1
+) -> Appearance:
+    """Draw ``n`` per-clip appearances for ``domain`` at ``image_size`` px, for clips of ``length`` frames.
 
     Elevation is uniform in the domain's range; the texture mixes coarse blobs (8x8 upsampled) and
-    pixel noise, normalised to unit standard deviation per image.
+    pixel noise, normalised to unit standard deviation per image.  Per-frame departures (``Domain.frame``) are
+    drawn after all of these, only when the domain has them, so a domain without them draws what it always did.
     """
     if n < 0 or image_size < 1:
         raise ValueError(f"need n >= 0 and image_size >= 1, got {n}, {image_size}")
@@ -100,7 +159,34 @@ def sample_appearance(n: int, domain: Domain, image_size: int, generator: torch.
     fine = torch.randn(n, 3, image_size, image_size, generator=generator)
     texture = F.interpolate(coarse, size=(image_size, image_size), mode="bilinear", align_corners=False) + 0.5 * fine
     texture = texture / texture.std(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
-    return Appearance(elevation, tint, texture)
+    frames = _sample_frames(n, length, domain, generator) if domain.frame.active else None
+    return Appearance(elevation, tint, texture, frames)
+
+
+def _sample_frames(n: int, length: int, domain: Domain, generator: torch.Generator) -> FrameLook:
+    """Independent per-frame departures, each uniform in +- ``domain.frame``'s value."""
+    v = domain.frame
+
+    def symmetric(*shape: int) -> torch.Tensor:
+        return 2 * torch.rand(*shape, generator=generator) - 1
+
+    return FrameLook(
+        elevation_rad=math.radians(v.elevation_deg) * symmetric(n, length),
+        azimuth_rad=math.radians(v.azimuth_deg) * symmetric(n, length),
+        distance=1.0 + v.distance * symmetric(n, length),
+        light=(1.0 + v.light * symmetric(n, length, 1)) * (1.0 + 0.5 * v.light * symmetric(n, length, 3)),
+        background=v.background * symmetric(n, length, 3),
+        texture_shift=torch.randint(-v.texture_px, v.texture_px + 1, (n, length, 2), generator=generator),
+    )
+
+
+def camera_frame(seqs: torch.Tensor, appearance: Appearance) -> torch.Tensor:
+    """``(N, T, 17, 3)`` poses as the camera sees them, and so the clips' labels: turned about the vertical through
+    the origin (the pelvis of root-relative poses) by minus each frame's camera azimuth.  Elevation needs no turn:
+    labels keep z up whatever the camera's elevation, as in every domain."""
+    if appearance.frames is None:
+        return seqs
+    return skeleton.rotate(seqs, skeleton.rotation_z(-appearance.frames.azimuth_rad))
 
 
 def facing_direction(joints: torch.Tensor) -> torch.Tensor:
@@ -125,18 +211,20 @@ def _primitives(joints: torch.Tensor, domain: Domain) -> tuple[torch.Tensor, tor
     end = torch.cat([end, face[:, None]], dim=1)
     types = (*BONE_TYPES, "face")
     radii = joints.new_tensor([domain.radius_mm(t) for t in types])
-    colors = joints.new_tensor([*(domain.bone_colors[t] for t in BONE_TYPES), domain.face_color])
+    bone_colors = (domain.bone_color(t, side) for t, side in zip(BONE_TYPES, _BONE_SIDES, strict=True))
+    colors = joints.new_tensor([*bone_colors, domain.face_color])
     return start, end, radii, colors
 
 
 def _project(
-    points: torch.Tensor, elevation: torch.Tensor, domain: Domain, focal_px: float
+    points: torch.Tensor, elevation: torch.Tensor, distance: float | torch.Tensor, focal_px: float
 ) -> tuple[torch.Tensor, ...]:
-    """Pelvis-relative ``(B, K, 3)`` mm -> image-plane ``u`` (right), ``v`` (up) px about the centre, depth mm."""
+    """Pelvis-relative ``(B, K, 3)`` mm -> image-plane ``u`` (right), ``v`` (up) px about the centre, depth mm.
+    ``distance``: the camera's distance from the pelvis, mm (a float, or ``(B, 1)`` per image)."""
     sin_e, cos_e = torch.sin(elevation)[:, None], torch.cos(elevation)[:, None]
     x, y, z = points.unbind(-1)
     up = y * sin_e + z * cos_e
-    depth = domain.distance_mm + y * cos_e - z * sin_e
+    depth = distance + y * cos_e - z * sin_e
     return focal_px * x / depth, focal_px * up / depth, depth
 
 
@@ -148,8 +236,17 @@ def _tile_size(image_size: int) -> int:
     return image_size
 
 
-def _render_people(joints: torch.Tensor, elevation: torch.Tensor, domain: Domain, image_size: int) -> torch.Tensor:
+def _render_people(
+    joints: torch.Tensor,
+    elevation: torch.Tensor,
+    domain: Domain,
+    image_size: int,
+    distance: torch.Tensor | None = None,
+    backdrop_shift: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Person over background, before per-clip tint and texture: ``(B, 17, 3)`` mm -> ``(B, 3, S, S)``.
+    ``distance`` ``(B,)`` mm (default: the domain's) and ``backdrop_shift`` ``(B, 3)``: per-image camera distance
+    and backdrop colour change.
 
     The image is cut into square tiles and only (tile, primitive) pairs within ``CULL_MARGIN_PX`` of the
     primitive's capsule are evaluated (about a tenth of all pixel-primitive pairs); a culled primitive's
@@ -159,13 +256,14 @@ def _render_people(joints: torch.Tensor, elevation: torch.Tensor, domain: Domain
     """
     joints = skeleton.root_relative(joints.float())
     batch, size = joints.shape[0], image_size
-    focal_px = 0.5 * size * domain.distance_mm / domain.view_half_extent_mm
+    focal_px = 0.5 * size * domain.distance_mm / domain.view_half_extent_mm  # a fixed lens, whatever the distance
+    camera = domain.distance_mm if distance is None else distance[:, None]
     start, end, radii_mm, colors = _primitives(joints, domain)
-    u0, v0, z0 = _project(start, elevation, domain, focal_px)  # (B, K) each
-    u1, v1, z1 = _project(end, elevation, domain, focal_px)
+    u0, v0, z0 = _project(start, elevation, camera, focal_px)  # (B, K) each
+    u1, v1, z1 = _project(end, elevation, camera, focal_px)
     mid_depth = 0.5 * (z0 + z1)
     radius_px = focal_px * radii_mm / mid_depth
-    depth_cue = 1.0 - DEPTH_SHADING_PER_M * ((mid_depth - domain.distance_mm) / 1000.0).clamp(-1.0, 1.0)
+    depth_cue = 1.0 - DEPTH_SHADING_PER_M * ((mid_depth - camera) / 1000.0).clamp(-1.0, 1.0)
     colors = 0.4 * colors * depth_cue[..., None]  # (B, K, 3): nearer is brighter; 0.4 goes with the shading below
 
     # Which primitives can touch which tile: bounding boxes grown by radius + margin against tile edges.
@@ -185,13 +283,16 @@ def _render_people(joints: torch.Tensor, elevation: torch.Tensor, domain: Domain
     dy = (-edges[row] - v0[b, k])[:, None, None] - within.view(1, -1, 1)
     ex, ey = (u1 - u0)[b, k], (v1 - v0)[b, k]
     inv_len2 = 1.0 / (ex * ex + ey * ey).clamp_min(1e-6)
-    r_px, z_start, dz = radius_px[b, k], z0[b, k] - domain.distance_mm, (z1 - z0)[b, k]
+    r_px, z_start, dz = radius_px[b, k], (z0 - camera)[b, k], (z1 - z0)[b, k]
 
     def pair(x: torch.Tensor) -> torch.Tensor:
         return x.view(-1, 1, 1)
 
     t = torch.add(dx * pair(ex * inv_len2), dy * pair(ey * inv_len2)).clamp_(0.0, 1.0)  # (P, tile, tile)
-    dist2 = torch.addcmul(dx, t, pair(-ex)).square_()
+    dist2 = torch.addcmul(dx, t, pair(-ex))  # px right of the nearest axis point
+    # Side light: brighter on the flank the light comes from, by light_side at the outline.
+    flank = (dist2 / pair(r_px)).clamp_(-1.0, 1.0).mul_(domain.light_side) if domain.light_side else None
+    dist2.square_()
     edge = torch.addcmul(dy, t, pair(-ey)).square_()
     dist2.add_(edge)  # squared px distance to the segment
     # Coverage logit (radius - distance) / EDGE_PX, clamped so that exp() below stays finite and normal.
@@ -210,7 +311,10 @@ def _render_people(joints: torch.Tensor, elevation: torch.Tensor, domain: Domain
     pixel_max = log_w.new_full((n_slots, tile, tile), -torch.inf)
     pixel_max.scatter_reduce_(0, slot.view(-1, 1, 1).expand_as(log_w), log_w, reduce="amax")
     weights = log_w.sub_(pixel_max[slot]).exp_()  # per-pixel stable softmax numerators
-    shaded = (weights * shade.add_(1.5))[..., None] * colors[b, k][:, None, None, :]  # brightness 0.6 .. 1
+    shade.add_(1.5)  # brightness 0.6 .. 1
+    if flank is not None:
+        shade.add_(flank)
+    shaded = (weights * shade)[..., None] * colors[b, k][:, None, None, :]
     log_transmittance = weights.new_zeros(n_slots, tile, tile).index_add_(0, slot, softplus, alpha=-1.0)
     weight_sum = weights.new_zeros(n_slots, tile, tile).index_add_(0, slot, weights)
     color_sum = weights.new_zeros(n_slots, tile, tile, 3).index_add_(0, slot, shaded)
@@ -223,7 +327,22 @@ def _render_people(joints: torch.Tensor, elevation: torch.Tensor, domain: Domain
     rows = (torch.arange(size, dtype=joints.dtype, device=joints.device) + 0.5) / size
     top, bottom = joints.new_tensor(domain.background_top), joints.new_tensor(domain.background_bottom)
     background = (top * (1.0 - rows[:, None]) + bottom * rows[:, None])[None, :, None, :]  # (1, S, 1, 3)
+    if any(domain.background_side):
+        across = 2.0 * rows - 1.0  # -1 at the left edge, +1 at the right (pixel centres as for rows)
+        background = background + across[None, None, :, None] * joints.new_tensor(domain.background_side)
+    if backdrop_shift is not None:
+        background = background + backdrop_shift[:, None, None, :]
     return torch.lerp(background, untile(body), untile(coverage[..., None])).permute(0, 3, 1, 2).contiguous()
+
+
+def _roll(texture: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Roll each ``(B, 3, S, S)`` image by its own ``(B, 2)`` (rows, columns) px, as ``torch.roll`` would."""
+    size = texture.shape[-1]
+    index = torch.arange(size, device=texture.device)
+    rows = (index - shift[:, :1]) % size  # (B, S)
+    cols = (index - shift[:, 1:]) % size
+    texture = texture.gather(2, rows[:, None, :, None].expand(-1, 3, -1, size))
+    return texture.gather(3, cols[:, None, None, :].expand(-1, 3, size, -1))
 
 
 def _finish(people: torch.Tensor, tint: torch.Tensor, texture: torch.Tensor, domain: Domain) -> torch.Tensor:
@@ -256,13 +375,27 @@ def render_clips(seqs: torch.Tensor, domain: Domain, appearance: Appearance, ima
     """
     _check(seqs, appearance, image_size, batch_dims=2)
     n, length = seqs.shape[:2]
-    frames = seqs.reshape(n * length, skeleton.NUM_JOINTS, 3)
+    look = appearance.frames
+    if look is not None and look.length != length:
+        raise ValueError(f"appearance.frames has {look.length} frames per clip; the clips have {length}")
+    frames = camera_frame(seqs, appearance).reshape(n * length, skeleton.NUM_JOINTS, 3)
     clip = torch.arange(n * length, device=seqs.device) // length  # clip index of every frame
+    elevation, tint = appearance.elevation_rad[clip], appearance.tint[clip]
+    if look is not None:
+        elevation = elevation + look.elevation_rad.flatten()
+        tint = tint * look.light.flatten(0, 1)
+        distance, backdrop = domain.distance_mm * look.distance.flatten(), look.background.flatten(0, 1)
+        shift = look.texture_shift.flatten(0, 1)
     pixels = PIXELS_PER_PASS["cpu" if seqs.device.type == "cpu" else "other"]
     per_pass = max(1, pixels // (image_size * image_size))
     out = seqs.new_empty(n * length, 3, image_size, image_size)
     for i in range(0, n * length, per_pass):
-        part = clip[i : i + per_pass]
-        people = _render_people(frames[i : i + per_pass], appearance.elevation_rad[part], domain, image_size)
-        out[i : i + per_pass] = _finish(people, appearance.tint[part], appearance.texture[part], domain)
+        part = slice(i, i + per_pass)
+        texture = appearance.texture[clip[part]]
+        if look is None:
+            people = _render_people(frames[part], elevation[part], domain, image_size)
+        else:
+            people = _render_people(frames[part], elevation[part], domain, image_size, distance[part], backdrop[part])
+            texture = _roll(texture, shift[part])
+        out[part] = _finish(people, tint[part], texture, domain)
     return out.view(n, length, 3, image_size, image_size)
