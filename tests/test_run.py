@@ -193,7 +193,9 @@ def test_multi_objective_search_reads_its_front_from_the_study(tmp_path, ray_clu
     theirs = {(round(p["values"]["mpjpe"], 3), round(p["values"]["nonlocalness"], 3)) for p in study_front}
     assert ours == theirs
     for trial_id in trials["trial_id"]:  # each trial's first report carries its launch marks, later ones none
-        first, *later = [json.loads(line) for line in (run_dir / "reports" / f"{trial_id}.jsonl").read_text().split()]
+        first, *later = [
+            json.loads(line) for line in (run_dir / "reports" / f"{trial_id}.jsonl").read_text().splitlines()
+        ]
         assert [name for name in MARKS if PREFIX + name in first] == list(MARKS)
         assert all(0 <= seconds < 600 for seconds in phase_seconds(first).values())
         assert not any(key.startswith(PREFIX) for report in later for key in report)
