@@ -27,11 +27,10 @@ from search.launch_marks import LaunchMarks
 from search.prefilter import parse_set_label
 from search.run_dir import RunDir
 from search.space import SearchSpec
+from search.space_spec import TRIAL_COORDINATOR_CPU
 
 #: Tune config key of the relation set; the other keys are AdaptConfig fields.
 RELATIONS_KEY = "relations"
-#: CPU share of the coordinating Tune trial (zero is refused by Ray).
-TRIAL_COORDINATOR_CPU = 0.1
 #: Ray Train settings of a trial's ``TorchTrainer`` (``ray.train.v2._internal.constants``), set in the trial's
 #: process unless the user set them; Train passes them on to its controller and worker.  The controller polls the
 #: worker every ``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S`` (default 2 s), and a report or the end of training waits for
@@ -165,7 +164,7 @@ def make_trainable(
             scaling_config=ScalingConfig(
                 num_workers=1,
                 use_gpu=resources.trial_gpus > 0,
-                resources_per_worker={"CPU": resources.trial_cpus, "GPU": resources.trial_gpus},
+                resources_per_worker={"CPU": resources.trial_worker_cpus, "GPU": resources.trial_gpus},
             ),
             run_config=RunConfig(
                 name=run_dir.trial_run(trial_id),
