@@ -355,10 +355,6 @@ def build_tuner(
             scheduler=scheduler,
             num_samples=spec.searcher.num_trials,
             max_concurrent_trials=spec.searcher.max_concurrent,
-            # A trial's actor only coordinates its TorchTrainer: reusing it for the next trial saves starting a
-            # process and importing torch and Ray Train (seconds per trial).  Tune resets a function trainable's
-            # session between trials, and starts a new actor when the old trial's thread has not ended.
-            reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             name=run_dir.tune.name,
