@@ -80,7 +80,8 @@ def first_reports(run_dir: RunDir) -> dict[str, dict[str, Any]]:
 
 def trial_starts(tune_times: dict[str, dict[str, float]], reports: dict[str, dict[str, Any]]) -> dict[str, float]:
     """When each trial started: its Tune actor's process start when Tune started a fresh actor for it, else (an
-    actor Tune reused, whose process started before an earlier trial ran) the moment Tune marked it running."""
+    actor whose process started before an earlier trial ran: a Ray worker process started before it was needed) the
+    moment Tune marked it running."""
     starts, earlier = {}, []
     for trial_id in sorted(tune_times, key=lambda t: tune_times[t]["running"]):
         running = tune_times[trial_id]["running"]
@@ -157,8 +158,9 @@ def markdown(header: str, rows: dict[str, dict[str, float]], summary: dict[str, 
         header,
         "",
         "Seconds per trial. Phases run between consecutive launch marks (`search/launch_marks.py`), from the "
-        "trial's start: its Tune actor's process start, or, for an actor Tune reused, the moment Tune marked the "
-        "trial running. 'trial wall': from the start to the trial's last report reaching Tune.",
+        "trial's start: its Tune actor's process start, or, for an actor in a process older than an earlier trial, "
+        "the moment Tune marked the trial running. 'trial wall': from the start to the trial's last report reaching "
+        "Tune.",
         "",
         "| trial | " + " | ".join(PHASES.get(c, c) for c in columns) + " |",
         "|---|" + "---|" * len(columns),

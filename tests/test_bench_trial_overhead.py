@@ -15,11 +15,11 @@ def _first_report(start: float) -> dict[str, float]:
     return {PREFIX + name: start + i for i, name in enumerate(MARKS)}
 
 
-def test_a_fresh_actor_counts_from_its_process_start_and_a_reused_one_from_running():
+def test_a_fresh_actor_counts_from_its_process_start_and_an_older_process_from_running():
     tune_times = {"a": {"running": 101.0, "last_result": 140.0}, "b": {"running": 150.0, "last_result": 180.0}}
     reports = {"a": _first_report(100.0), "b": {**_first_report(151.0), PREFIX + "trial_process": 100.0}}
     starts = trial_starts(tune_times, reports)
-    assert starts == {"a": 100.0, "b": 150.0}  # b's actor process is a's: reused, so Tune's running time counts
+    assert starts == {"a": 100.0, "b": 150.0}  # b's actor process predates a's start: Tune's running time counts
 
 
 def test_a_trial_breakdown_sums_its_phases_to_the_time_before_the_first_step():
