@@ -154,8 +154,11 @@ def _world_payload(world: World) -> dict[str, Any]:
     }
 
 
-def load_world(cache: StageCache, key: str) -> World:
-    data = cache.load(key)
+def load_world(cache: StageCache, key: str, mmap: bool = False) -> World:
+    """The world stored under ``key``.  ``mmap=True`` maps its tensors instead of reading them: a trial then reads
+    only the frames it draws, and trials on one node share the file's pages (read-only to them: writes stay private
+    to the process)."""
+    data = cache.load(key, mmap=mmap)
     fps = float(data["fps"])
     return World(
         mocap=data["mocap"],

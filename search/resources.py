@@ -8,12 +8,13 @@ that must fit on one node, so the check compares every ask with each node's tota
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from search.space import ResourcesSpec
-from search.trainable import TRIAL_COORDINATOR_CPU
+from search.space_spec import TRIAL_COORDINATOR_CPU
 
 #: What a node offers: Ray's resource names (``CPU``, ``GPU``) to amounts.
 Node = Mapping[str, float]
@@ -31,11 +32,11 @@ class Ask:
 
 
 def asks(resources: ResourcesSpec) -> list[Ask]:
-    """The bundles of a run: the stage job's worker and each trial's worker (its coordinator's
-    ``TRIAL_COORDINATOR_CPU`` fits beside it wherever a whole CPU is left, checked by ``unplaceable``)."""
+    """The bundles of a run: the stage job's worker and each trial's worker (``trial_cpus`` less its coordinator's
+    ``TRIAL_COORDINATOR_CPU``, which Ray may place on any node)."""
     return [
         Ask("the stage job's worker", resources.stage_cpus, resources.stage_gpus, "stage_cpus", "stage_gpus"),
-        Ask("a trial's worker", resources.trial_cpus, resources.trial_gpus, "trial_cpus", "trial_gpus"),
+        Ask("a trial's worker", resources.trial_worker_cpus, resources.trial_gpus, "trial_cpus", "trial_gpus"),
     ]
 
 
@@ -59,18 +60,32 @@ def unplaceable(resources: ResourcesSpec, nodes: Sequence[Node], where: str) -> 
         key = ask.gpu_key if short_gpu else ask.cpu_key
         value = ask.gpus if short_gpu else ask.cpus
         unit = "GPU" if short_gpu else "CPU"
+        if key == "trial_cpus":
+            unit += f" (trial_cpus {resources.trial_cpus:g} less {TRIAL_COORDINATOR_CPU:g} for the trial's coordinator)"
         problems.append(
             f"resources.{key}: {ask.holder} asks for {value:g} {unit} on one node, but {where} cannot place it "
             f"({_largest(nodes)}); lower resources.{key} or run on a cluster that has such a node"
         )
     total_cpus = sum(node.get("CPU", 0.0) for node in nodes)
-    if not problems and total_cpus < resources.trial_cpus + TRIAL_COORDINATOR_CPU:
+    if not problems and total_cpus < resources.trial_cpus:
         problems.append(
-            f"resources.trial_cpus: a trial holds {resources.trial_cpus:g} CPU for its worker and "
-            f"{TRIAL_COORDINATOR_CPU:g} for itself, but {where} has {total_cpus:g} CPU in all; "
-            "lower resources.trial_cpus"
+            f"resources.trial_cpus: a trial holds {resources.trial_cpus:g} CPU (its worker and its coordinator's "
+            f"{TRIAL_COORDINATOR_CPU:g}), but {where} has {total_cpus:g} CPU in all; lower resources.trial_cpus"
         )
     return problems
+
+
+def trials_at_once(resources: ResourcesSpec, nodes: Sequence[Node]) -> int:
+    """How many trials ``nodes`` hold at the same time: each node fits as many whole trials (worker and
+    coordinator together, ``trial_cpus``) as its CPUs and GPUs allow.  A lower bound: a coordinator may also sit on
+    another node's leftover CPU."""
+    count = 0
+    for node in nodes:
+        fit = math.floor(node.get("CPU", 0.0) / resources.trial_cpus + 1e-9)
+        if resources.trial_gpus > 0:
+            fit = min(fit, math.floor(node.get("GPU", 0.0) / resources.trial_gpus + 1e-9))
+        count += fit
+    return count
 
 
 def this_machine() -> list[Node]:

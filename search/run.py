@@ -41,7 +41,7 @@ from search.export import (
 )
 from search.plots import metric_subject, pareto_plot, prefilter_plot
 from search.prefilter import SetDecision, decide, load_prefilter, save_prefilter, score_relations, score_relations_here
-from search.resources import Node, autoscaling, cluster_nodes, this_machine, unplaceable
+from search.resources import Node, autoscaling, cluster_nodes, this_machine, trials_at_once, unplaceable
 from search.run_dir import RunDir, RunDirError
 from search.space import ACCURACY_METRICS, SearchSpec, SpaceError, load_space
 from search.stages import StageJobError, ensure_stages, missing_stages, unreadable_stages
@@ -204,6 +204,15 @@ def check_resources(spec: SearchSpec, where: str, nodes: list[Node], autoscaled:
     unless an autoscaler adds nodes on demand: then say that the run waits for them."""
     problems = unplaceable(spec.resources, nodes, where)
     if not problems:
+        at_once = trials_at_once(spec.resources, nodes)
+        if at_once < spec.searcher.max_concurrent and not autoscaled:
+            print(
+                f"[resources] searcher.max_concurrent is {spec.searcher.max_concurrent}, but {where} holds "
+                f"{at_once} trial{'s' * (at_once != 1)} of resources.trial_cpus {spec.resources.trial_cpus:g}"
+                + (f" and trial_gpus {spec.resources.trial_gpus:g}" if spec.resources.trial_gpus else "")
+                + " at once: the others wait for a free slot",
+                flush=True,
+            )
         return
     if not autoscaled:
         raise RunError(f"{spec.path}: " + "\n".join(problems))
@@ -221,7 +230,10 @@ def dry_run(spec: SearchSpec, cache: StageCache, address: str | None) -> None:
     """Print what a run would do, scoring the relation sets only when the stages they need are cached."""
     if cluster_address(address)[0] is None:
         check_resources(spec, "this machine (a local Ray)", this_machine(), autoscaled=False)
-        print("[plan] resources: this machine can place the stage job and a trial")
+        at_once = trials_at_once(spec.resources, this_machine())
+        print(
+            f"[plan] resources: this machine can place the stage job and {at_once} trial{'s' * (at_once != 1)} at once"
+        )
     else:
         print("[plan] resources: checked against the cluster when the run joins it")
     keys = stage_keys(spec.stages, spec.relations.candidates)

@@ -33,6 +33,7 @@ from search.space_spec import (
     ALLOWED_SCHEDULERS,
     LOGGER_PACKAGES,
     OBJECTIVE_METRICS,
+    TRIAL_COORDINATOR_CPU,
     FailureSpec,
     ObjectiveSpec,
     PrefilterSpec,
@@ -269,8 +270,13 @@ class SpaceChecker:
             )
 
     def resources(self, spec: ResourcesSpec) -> None:
-        for key in ("trial_cpus", "stage_cpus"):
-            self.positive(f"resources.{key}", getattr(spec, key))
+        self.positive("resources.stage_cpus", spec.stage_cpus)
+        if spec.trial_cpus <= TRIAL_COORDINATOR_CPU:
+            self.fail(
+                "resources.trial_cpus",
+                f"must be > {TRIAL_COORDINATOR_CPU:g} (a trial's coordinator holds {TRIAL_COORDINATOR_CPU:g} CPU of "
+                f"it, its worker the rest), got {spec.trial_cpus}",
+            )
         for key in ("trial_gpus", "stage_gpus"):
             if getattr(spec, key) < 0:
                 self.fail(f"resources.{key}", f"must be >= 0, got {getattr(spec, key)}")

@@ -95,14 +95,25 @@ class ObjectiveSpec:
     mode: str = "min"
 
 
+#: CPU share of a trial's coordinating Tune actor, taken out of ``trial_cpus`` (zero is refused by Ray).
+TRIAL_COORDINATOR_CPU = 0.1
+
+
 @dataclass(frozen=True)
 class ResourcesSpec:
-    """What one trial's Ray Train worker holds (fractional GPUs allowed), and what the stage job holds."""
+    """What one trial holds in all (fractional GPUs allowed), and what the stage job holds.  A trial is a
+    coordinating Tune actor (``TRIAL_COORDINATOR_CPU``) and one Ray Train worker with the rest, so ``trial_cpus: 1``
+    on a 2-CPU machine runs two trials at once."""
 
     trial_cpus: float = 1.0
     trial_gpus: float = 0.0
     stage_cpus: float = 1.0
     stage_gpus: float = 0.0
+
+    @property
+    def trial_worker_cpus(self) -> float:
+        """The CPUs of a trial's Train worker: ``trial_cpus`` less its coordinator's share."""
+        return self.trial_cpus - TRIAL_COORDINATOR_CPU
 
 
 @dataclass(frozen=True)

@@ -23,14 +23,22 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from nlrd.pipeline import StageCache, StageKeys, load_stages, load_world
 from nlrd.train.adapt import STATE_FILE, AdaptConfig, adapt, adapt_state_step
+from search.launch_marks import LaunchMarks
 from search.prefilter import parse_set_label
 from search.run_dir import RunDir
 from search.space import SearchSpec
+from search.space_spec import TRIAL_COORDINATOR_CPU
 
 #: Tune config key of the relation set; the other keys are AdaptConfig fields.
 RELATIONS_KEY = "relations"
-#: CPU share of the coordinating Tune trial (zero is refused by Ray).
-TRIAL_COORDINATOR_CPU = 0.1
+#: Ray Train settings of a trial's ``TorchTrainer`` (``ray.train.v2._internal.constants``), set in the trial's
+#: process unless the user set them; Train passes them on to its controller and worker.  The controller polls the
+#: worker every ``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S`` (default 2 s), and a report or the end of training waits for
+#: that poll before it reaches Tune; a poll that misses it is no failure (only one hanging for
+#: ``RAY_TRAIN_WORKER_HEALTH_CHECK_TIMEOUT_S`` is).  The preemption watcher is one more actor process per trial,
+#: started while the worker starts on the same cores; it lets Train wait out a node's drain notice, and without it
+#: a preempted node is a lost worker, which ``failure.worker_restarts`` retries.
+TRAIN_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
 
 
 class DivergedTrialError(RuntimeError):
@@ -59,6 +67,9 @@ def __getattr__(name: str) -> Any:
 def adapt_loop(config: dict[str, Any]) -> None:
     """Ray Train worker: adapt the source encoder to the target domain, reporting each evaluation with the
     relation set's non-localness, the cost so far and a checkpoint of the encoder."""
+    marks = LaunchMarks(config["launch_marks"])
+    marks.mark_process_start("worker_process")
+    marks.mark("loop_entered")
     torch.set_num_threads(max(1, int(config["cpus"])))
     start = time.monotonic()
     cache = StageCache(config["cache_root"])
@@ -66,7 +77,9 @@ def adapt_loop(config: dict[str, Any]) -> None:
     adapt_config: AdaptConfig = config["adapt"]  # built once, by the trial from the space
     device = ray.train.torch.get_device()
     stages = load_stages(cache, keys, adapt_config.relations, device)
-    world = load_world(cache, keys.world)
+    marks.mark("stages_loaded")
+    world = load_world(cache, keys.world, mmap=True)
+    marks.mark("world_loaded")
     saved = ray.train.get_checkpoint()  # set when Train restarts a lost worker or Tune retries the trial
     with tempfile.TemporaryDirectory(prefix="nlrd-ckpt-") as checkpoint_dir:
         resumed_from = 0
@@ -77,11 +90,13 @@ def adapt_loop(config: dict[str, Any]) -> None:
 
         def report(metrics: dict[str, float]) -> None:
             cost = (time.monotonic() - start) * config["devices"]
+            marks.mark("first_report")
             extra = {
                 "nonlocalness": config["nonlocalness"],
                 "device_seconds": cost,
                 "planned_steps": adapt_config.steps,
                 "resumed_from_step": resumed_from,
+                **marks.first_report_fields(),
             }
             ray.train.report({**metrics, **extra}, checkpoint=Checkpoint.from_directory(checkpoint_dir))
 
@@ -96,6 +111,7 @@ def adapt_loop(config: dict[str, Any]) -> None:
                 checkpoint_dir=checkpoint_dir,
                 resume_from=checkpoint_dir if saved is not None else None,
                 source=world.source,
+                on_phase=marks.mark,
             )
         except FloatingPointError as exc:  # deterministic: ending the run normally keeps Train from retrying it
             config["run_dir"].reports.mark_diverged(config["trial_id"], f"FloatingPointError: {exc}")
@@ -113,6 +129,9 @@ def make_trainable(
     inject_errors = int(os.environ.get(INJECT_ERRORS_ENV, "0") or 0)  # read on the driver, shipped with `trial`
 
     def trial(config: dict[str, Any]) -> None:
+        marks = LaunchMarks()
+        marks.mark_process_start("trial_process")
+        marks.mark("trial_entered")
         trial_id = tune.get_context().get_trial_id()
         recorded = reports.replay(trial_id)
         if recorded is not None:  # it ended before a crash that Tune's saved state did not see
@@ -126,6 +145,9 @@ def make_trainable(
             raise InjectedTrialError(f"injected error ({INJECT_ERRORS_ENV}={inject_errors})")
         sampled = {name: value for name, value in config.items() if name != RELATIONS_KEY}
         adapt_config = spec.adapt_config(parse_set_label(config[RELATIONS_KEY]), sampled)
+        marks.mark("train_launch")
+        for name, value in TRAIN_ENV.items():
+            os.environ.setdefault(name, value)
         trainer = TorchTrainer(
             adapt_loop,
             train_loop_config={
@@ -137,11 +159,12 @@ def make_trainable(
                 "nonlocalness": set_scores[config[RELATIONS_KEY]],
                 "run_dir": run_dir,
                 "trial_id": trial_id,
+                "launch_marks": marks.marks,
             },
             scaling_config=ScalingConfig(
                 num_workers=1,
                 use_gpu=resources.trial_gpus > 0,
-                resources_per_worker={"CPU": resources.trial_cpus, "GPU": resources.trial_gpus},
+                resources_per_worker={"CPU": resources.trial_worker_cpus, "GPU": resources.trial_gpus},
             ),
             run_config=RunConfig(
                 name=run_dir.trial_run(trial_id),

@@ -156,7 +156,7 @@ CASES: dict[str, tuple[Case, list[str]]] = {
         ["relations", "no relation set satisfies"],
     ),
     "keep fraction 0": (_set("prefilter.keep_fraction", 0.0), ["prefilter.keep_fraction", "(0, 1]"]),
-    "zero trial CPUs": (_set("resources.trial_cpus", 0), ["resources.trial_cpus", "must be > 0"]),
+    "zero trial CPUs": (_set("resources.trial_cpus", 0), ["resources.trial_cpus", "must be > 0.1"]),
     "negative GPUs": (_set("resources.trial_gpus", -0.5), ["resources.trial_gpus", "must be >= 0"]),
     "negative retries": (_set("failure.max_retries", -1), ["failure.max_retries", "must be >= 0"]),
     "zero trials": (_set("searcher.num_trials", 0), ["searcher.num_trials", "must be > 0"]),

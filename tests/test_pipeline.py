@@ -75,6 +75,13 @@ def test_train_stages_fills_the_cache_once(tmp_path):
     world = load_world(cache, keys.world)
     assert world.target_train.clip_len == 2 * TINY.world.clip_len and world.target_train.poses is None
     assert heldout_mocap(world).shape[1:] == (16, 17, 3)
+    mapped = load_world(cache, keys.world, mmap=True)  # what a trial loads: the same tensors, writes stay private
+    for read, mapped_part in ((world.source, mapped.source), (world.target_val, mapped.target_val)):
+        assert torch.equal(read.frames, mapped_part.frames) and torch.equal(read.poses, mapped_part.poses)
+    assert torch.equal(world.target_train.frames, mapped.target_train.frames)
+    assert torch.equal(world.mocap, mapped.mocap)
+    mapped.target_train.frames.zero_()
+    assert torch.equal(load_world(cache, keys.world).target_train.frames, world.target_train.frames)
 
 
 def test_cache_refuses_missing_and_corrupt_files(tmp_path):

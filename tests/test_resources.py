@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import shutil
 import socket
@@ -39,10 +40,36 @@ def test_a_bundle_must_fit_on_one_node_and_fractional_gpus_share_one():
     assert resources_module.unplaceable(quarter, [], "c")[0].endswith("run on a cluster that has such a node")
 
 
-def test_a_trial_needs_room_for_its_coordinator_beside_its_worker():
-    whole_machine = ResourcesSpec(trial_cpus=2, stage_cpus=2)
-    (problem,) = resources_module.unplaceable(whole_machine, CPU_ONLY, "this machine")
-    assert problem.startswith("resources.trial_cpus: a trial holds 2 CPU for its worker and 0.1 for itself")
+def test_a_trial_holds_its_coordinator_inside_its_cpus():
+    whole_machine = ResourcesSpec(trial_cpus=2, stage_cpus=1)
+    assert resources_module.unplaceable(whole_machine, CPU_ONLY, "this machine") == []
+    (problem,) = resources_module.unplaceable(whole_machine, [{"CPU": 1.95}], "this machine")
+    assert problem.startswith("resources.trial_cpus: a trial holds 2 CPU (its worker and its coordinator's 0.1)")
+    (problem,) = resources_module.unplaceable(ResourcesSpec(trial_cpus=2.5), CPU_ONLY, "this machine")
+    assert "a trial's worker asks for 2.4 CPU (trial_cpus 2.5 less 0.1 for the trial's coordinator)" in problem
+
+
+@pytest.mark.parametrize(
+    "resources, nodes, expected",
+    [
+        (ResourcesSpec(trial_cpus=1), CPU_ONLY, 2),  # two one-CPU trials on two cores: the smoke space
+        (ResourcesSpec(trial_cpus=1.5), CPU_ONLY, 1),
+        (ResourcesSpec(trial_cpus=3, trial_gpus=0.5), [{"CPU": 16.0, "GPU": 1.0}, {"CPU": 4.0, "GPU": 4.0}], 3),
+        (ResourcesSpec(trial_cpus=1, trial_gpus=1), CPU_ONLY, 0),
+    ],
+)
+def test_trials_at_once_counts_whole_trials_per_node(resources, nodes, expected):
+    assert resources_module.trials_at_once(resources, nodes) == expected
+
+
+def test_a_space_asking_more_trials_at_once_than_fit_is_told_so(capsys):
+    spec = load_space(REPO / "spaces" / "smoke.yaml")
+    run_module.check_resources(spec, "this machine", CPU_ONLY, autoscaled=False)
+    assert "[resources]" not in capsys.readouterr().out
+    three = dataclasses.replace(spec, searcher=dataclasses.replace(spec.searcher, max_concurrent=3))
+    run_module.check_resources(three, "this machine", CPU_ONLY, autoscaled=False)
+    out = capsys.readouterr().out
+    assert "searcher.max_concurrent is 3, but this machine holds 2 trials of resources.trial_cpus 1 at once" in out
 
 
 def test_dry_run_refuses_what_this_machine_cannot_place(tmp_path, capsys, monkeypatch):
@@ -72,7 +99,8 @@ def test_a_run_refuses_a_trial_no_node_of_the_cluster_holds(tmp_path, capsys, ra
     path = write_space(tmp_path / "big.yaml", space)
     assert main(["--space", str(path), "--out", str(tmp_path / "out"), "--name", "run"]) == 2
     err = capsys.readouterr().err
-    assert "resources.trial_cpus: a trial's worker asks for 3 CPU on one node, but this cluster cannot" in err
+    assert "resources.trial_cpus: a trial's worker asks for 2.9 CPU (trial_cpus 3 less 0.1 for the trial's" in err
+    assert "on one node, but this cluster cannot" in err
     assert not (tmp_path / "out").exists()
 
 

@@ -13,6 +13,7 @@ import optuna
 import pandas as pd
 import pytest
 
+from search.launch_marks import MARKS, PREFIX, phase_seconds
 from search.run import INTERRUPTED_EXIT, check_run_name, main
 from search.run_dir import RunDir
 from search.space import load_space
@@ -191,6 +192,13 @@ def test_multi_objective_search_reads_its_front_from_the_study(tmp_path, ray_clu
     ours = {(round(r["mpjpe"], 3), round(r["set_score"], 3)) for r in pareto["front"]}
     theirs = {(round(p["values"]["mpjpe"], 3), round(p["values"]["nonlocalness"], 3)) for p in study_front}
     assert ours == theirs
+    for trial_id in trials["trial_id"]:  # each trial's first report carries its launch marks, later ones none
+        first, *later = [
+            json.loads(line) for line in (run_dir / "reports" / f"{trial_id}.jsonl").read_text().splitlines()
+        ]
+        assert [name for name in MARKS if PREFIX + name in first] == list(MARKS)
+        assert all(0 <= seconds < 600 for seconds in phase_seconds(first).values())
+        assert not any(key.startswith(PREFIX) for report in later for key in report)
 
 
 def test_loggers_tensorboard_writes_event_files_in_each_trials_folder(tmp_path, ray_cluster, tiny_stages):

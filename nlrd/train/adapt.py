@@ -441,6 +441,7 @@ def adapt(
     checkpoint_dir: str | os.PathLike | None = None,
     resume_from: str | os.PathLike | None = None,
     source: ClipSet | None = None,
+    on_phase: Callable[[str], None] | None = None,
 ) -> nn.Module:
     """Adapt a copy of ``stages.encoder`` to the target domain; returns it frozen.
 
@@ -452,7 +453,8 @@ def adapt(
     with ``adapt_state.pt`` (encoder, heads, optimisers, step, random state).  ``resume_from``: a checkpoint
     directory holding that state; the run continues after its step exactly as if it had never stopped (on the
     CPU, bit for bit) and reports only the later steps.  ``source``: the labelled source clips, needed only
-    when ``cfg.w_source`` is not 0.
+    when ``cfg.w_source`` is not 0.  ``on_phase`` is called with ``"ready"`` once the models and optimisers are
+    built (the first step begins) and with ``"first_step"`` after that step: what a launch-time breakdown needs.
     Raises FloatingPointError on a non-finite loss.
     """
     if target_val.poses is None:
@@ -474,6 +476,8 @@ def adapt(
         done = 0
         if resume_from is not None:
             done = _load_state(Path(resume_from) / STATE_FILE, encoder, heads, optimisers, device)
+        if on_phase is not None:
+            on_phase("ready")
         for s in range(done + 1, cfg.steps + 1):
             step = objective.draw(target_train, cfg.batch_clips)
             active = [terms[(s - 1) % len(terms)]] if cfg.schedule == "round_robin" else terms
@@ -487,6 +491,8 @@ def adapt(
             opt.zero_grad()
             total.backward()
             opt.step()
+            if on_phase is not None and s == done + 1:
+                on_phase("first_step")
             if report is not None and should_report(s, cfg.eval_every, cfg.steps):
                 metrics = {"step": s, **evaluate(encoder, prior, target_val, device=device), "loss": total.item()}
                 if checkpoint_dir is not None:
