@@ -33,7 +33,7 @@ import numpy as np
 import optuna
 
 from bench import cli, figures, stats
-from bench.prefilter_quality import Table, set_rows
+from bench.prefilter_quality import Table, nonlocalness_scores, set_rows
 from nlrd.nonlocalness import NonLocalness
 from search.prefilter import decide, parse_set_label
 from search.space import PrefilterSpec
@@ -72,8 +72,7 @@ def load_bench(path: Path) -> Bench:
     curves = {
         r.label: np.array([[e["mpjpe"] for e in table.runs[r.label][str(s)]["evals"]] for s in seeds]) for r in rows
     }
-    scores = {n: NonLocalness(**{k: v for k, v in s.items() if k != "seconds"}) for n, s in table.scores.items()}
-    return Bench(curves=curves, truth={r.label: r.mpjpe for r in rows}, scores=scores)
+    return Bench(curves=curves, truth={r.label: r.mpjpe for r in rows}, scores=nonlocalness_scores(table))
 
 
 @dataclass

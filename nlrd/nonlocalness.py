@@ -37,13 +37,17 @@ def mocap_windows(mocap_mm: torch.Tensor, length: int) -> torch.Tensor:
     return mocap_mm.unfold(1, length, 1).permute(0, 1, 4, 2, 3).flatten(0, 1)
 
 
-def _random_pair_distance(codes: torch.Tensor, num_pairs: int, generator: torch.Generator) -> float:
-    """Mean L2 distance between ``num_pairs`` random pairs of distinct rows of ``codes`` ``(N, D)``."""
-    n = len(codes)
+def random_pairs(n: int, num_pairs: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices ``(i, j)`` ``(num_pairs,)`` of random pairs of distinct items among ``n``, drawn from ``generator``."""
     if n < 2:
         raise ValueError("need at least two samples for the random-pair baseline")
     i = torch.randint(n, (num_pairs,), generator=generator)
     j = (i + torch.randint(1, n, (num_pairs,), generator=generator)) % n
+    return i, j
+
+
+def pair_distance(codes: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> float:
+    """Mean L2 distance between rows ``i`` and rows ``j`` of ``codes`` ``(N, D)``."""
     return (codes[i.to(codes.device)] - codes[j.to(codes.device)]).norm(dim=-1).mean().item()
 
 
@@ -54,18 +58,49 @@ def random_subset(samples: torch.Tensor, max_samples: int, generator: torch.Gene
     return samples[torch.randperm(len(samples), generator=generator)[:max_samples].to(samples.device)]
 
 
-def _samples(mocap_mm: torch.Tensor, level: str, length: int) -> torch.Tensor:
+def level_samples(mocap_mm: torch.Tensor, level: str, length: int) -> torch.Tensor:
     """Every frame (pose level) or every ``length``-frame window (motion level) of ``(M, L, 17, 3)`` mocap."""
     if level == "pose":
         return mocap_mm.flatten(0, 1)
     return mocap_windows(mocap_mm, length)
 
 
-def _encoder(prior: nn.Module, motion: nn.Module, level: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Poses to pose codes z, or ``(B, T, 17, 3)`` clips to motion codes v."""
+Codec = Callable[[torch.Tensor], torch.Tensor]
+
+
+def level_codec(prior: nn.Module, motion: nn.Module, level: str, clip_len: int) -> tuple[Codec, Codec]:
+    """Encoder and decoder of a level: poses <-> pose codes z, or ``(B, clip_len, 17, 3)`` clips <-> motion codes v
+    (decoded through ``D_m`` then ``D_p``), poses in mm."""
     if level == "pose":
-        return prior.encode
-    return lambda clips: motion.encode(prior.encode(clips))
+        return prior.encode, prior.decode
+    return (lambda clips: motion.encode(prior.encode(clips))), (lambda v: prior.decode(motion.decode(v, clip_len)))
+
+
+def chunked(fn: Codec, x: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    """``fn`` over ``x`` in slices of ``chunk`` rows, concatenated: bounds the memory of the LSTM."""
+    return torch.cat([fn(x[start : start + chunk]) for start in range(0, len(x), chunk)])
+
+
+def random_codes(
+    prior: nn.Module,
+    motion: nn.Module,
+    mocap: torch.Tensor,
+    level: str,
+    clip_len: int,
+    *,
+    generator: torch.Generator,
+    max_samples: int = 2048,
+    chunk: int = 1024,
+) -> torch.Tensor:
+    """Codes of at most ``max_samples`` poses (pose level) or ``clip_len``-frame forward clips (motion level) of
+    ``(M, L, 17, 3)`` mocap, drawn from ``generator``: what the random-pair baseline pairs up."""
+    device = next(prior.parameters()).device
+    mocap = mocap.to(device, torch.float32)
+    if level != "pose" and clip_len > mocap.shape[1]:
+        raise ValueError(f"motion clips need {clip_len} frames, mocap has {mocap.shape[1]}")
+    encode, _ = level_codec(prior, motion, level, clip_len)
+    samples = random_subset(level_samples(mocap, level, clip_len), max_samples, generator)
+    return chunked(encode, samples, chunk)
 
 
 @torch.no_grad()
@@ -87,14 +122,10 @@ def random_pair_baseline(
     It depends on the level only, so callers scoring many relations compute it once per level and pass it
     to ``nonlocalness`` with ``generator`` in the state this call left it in.
     """
-    device = next(prior.parameters()).device
-    mocap = mocap.to(device, torch.float32)
-    if level != "pose" and clip_len > mocap.shape[1]:
-        raise ValueError(f"motion clips need {clip_len} frames, mocap has {mocap.shape[1]}")
-    encode = _encoder(prior, motion, level)
-    samples = random_subset(_samples(mocap, level, clip_len), max_samples, generator)
-    codes = torch.cat([encode(samples[s : s + chunk]) for s in range(0, len(samples), chunk)])
-    return _random_pair_distance(codes, num_pairs, generator)
+    codes = random_codes(
+        prior, motion, mocap, level, clip_len, generator=generator, max_samples=max_samples, chunk=chunk
+    )
+    return pair_distance(codes, *random_pairs(len(codes), num_pairs, generator))
 
 
 @torch.no_grad()
@@ -133,9 +164,9 @@ def nonlocalness(
             chunk=chunk,
         )
     device = next(prior.parameters()).device
-    encode = _encoder(prior, motion, relation.level)
+    encode, _ = level_codec(prior, motion, relation.level, relation.clip_len)
     samples = random_subset(
-        _samples(mocap.to(device, torch.float32), relation.level, relation.window), max_samples, generator
+        level_samples(mocap.to(device, torch.float32), relation.level, relation.window), max_samples, generator
     )
     distances = []
     for start in range(0, len(samples), chunk):

@@ -26,7 +26,7 @@ from torch import nn
 
 from nlrd.core import ClipSet, Stages
 from nlrd.metrics import mpjpe
-from nlrd.nonlocalness import mocap_windows, random_subset
+from nlrd.nonlocalness import chunked, level_codec, mocap_windows, random_subset
 from nlrd.reference import mean_pose_metrics
 from nlrd.relations import Relation
 from nlrd.train.evaluate import evaluate
@@ -120,29 +120,23 @@ def warnings(quality: StageQuality) -> list[str]:
     ]
 
 
-def _chunked(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
-    return torch.cat([fn(x[start : start + chunk]) for start in range(0, len(x), chunk)])
-
-
-def _codec(prior: nn.Module, motion: nn.Module, relation: Relation):
-    """Encoder (poses -> latent) and decoder (latent -> poses) of the relation's level."""
-    if relation.level == "pose":
-        return prior.encode, prior.decode
-    length = relation.clip_len
-    return (lambda x: motion.encode(prior.encode(x))), (lambda v: prior.decode(motion.decode(v, length)))
+def decoded_gap_left(anchor: torch.Tensor, counterpart: torch.Tensor, moved: torch.Tensor) -> float:
+    """MPJPE of ``moved`` (the decoded transformer output) against ``counterpart`` as a fraction of the identity gap,
+    the MPJPE of ``anchor`` against it; all three decoded poses ``(N, ..., 17, 3)`` mm.  0 when there is no gap."""
+    identity = mpjpe(anchor, counterpart).item()
+    return mpjpe(moved, counterpart).item() / identity if identity > 0 else 0.0
 
 
 def relation_gap_left(
     prior: nn.Module, motion: nn.Module, transformer: nn.Module, relation: Relation, raw: torch.Tensor
 ) -> float:
     """Decoded error of ``transformer`` as a fraction of the identity gap on ``raw`` samples of ``relation``."""
-    encode, decode = _codec(prior, motion, relation)
+    encode, decode = level_codec(prior, motion, relation.level, relation.clip_len)
     anchor, counterpart = relation.poses(raw)
-    z_anchor, z_counterpart = _chunked(encode, anchor), _chunked(encode, counterpart)
-    target = _chunked(decode, z_counterpart)
-    identity = mpjpe(_chunked(decode, z_anchor), target).item()
-    moved = mpjpe(_chunked(decode, _chunked(transformer, z_anchor)), target).item()
-    return moved / identity if identity > 0 else 0.0
+    z_anchor = chunked(encode, anchor)
+    decoded_counterpart = chunked(decode, chunked(encode, counterpart))
+    moved = chunked(decode, chunked(transformer, z_anchor))
+    return decoded_gap_left(chunked(decode, z_anchor), decoded_counterpart, moved)
 
 
 @torch.no_grad()
@@ -173,9 +167,9 @@ def measure_stages(
         return x.to(device)
 
     poses = on_device(random_subset(mocap.flatten(0, 1), max_samples, generator))
-    prior_mm = mpjpe(_chunked(prior, poses), poses).item()
+    prior_mm = mpjpe(chunked(prior, poses), poses).item()
     clips = on_device(random_subset(mocap_windows(mocap, clip_len), max_samples, generator))
-    decoded = _chunked(lambda x: prior.decode(motion(prior.encode(x))), clips)
+    decoded = chunked(lambda x: prior.decode(motion(prior.encode(x))), clips)
     motion_mm = mpjpe(decoded, clips).item()
     gaps = {}
     for name, relation in sorted(relations.items()):

@@ -20,16 +20,21 @@ def encoders() -> tuple[PosePrior, MotionAE]:
     return PosePrior(latent_dim=8, hidden=32).eval(), MotionAE(latent_dim=8, hidden=16, embed_dim=12).eval()
 
 
-@pytest.fixture(scope="module")
-def mocap() -> torch.Tensor:
+def swaying_mocap(sequences: int = 12, frames: int = 2 * T) -> torch.Tensor:
+    """``(sequences, frames, 17, 3)`` mm: every bone sways about the rest pose, each sequence facing its own way."""
     g = torch.Generator().manual_seed(0)
     rest = skeleton.to_bone_directions(skeleton.rest_pose_mm())
-    t = torch.arange(2 * T, dtype=torch.float32)[None, :, None, None]
-    amplitude = 0.5 * torch.rand(12, 1, 16, 3, generator=g)
-    phase = 2 * math.pi * torch.rand(12, 1, 16, 3, generator=g)
+    t = torch.arange(frames, dtype=torch.float32)[None, :, None, None]
+    amplitude = 0.5 * torch.rand(sequences, 1, 16, 3, generator=g)
+    phase = 2 * math.pi * torch.rand(sequences, 1, 16, 3, generator=g)
     directions = rest + amplitude * torch.sin(0.6 * t + phase)
-    azimuth = skeleton.rotation_z(2 * math.pi * torch.rand(12, generator=g))[:, None]
+    azimuth = skeleton.rotation_z(2 * math.pi * torch.rand(sequences, generator=g))[:, None]
     return skeleton.rotate(skeleton.from_bone_directions(directions), azimuth)
+
+
+@pytest.fixture(scope="module")
+def mocap() -> torch.Tensor:
+    return swaying_mocap()
 
 
 def _score(encoders, mocap, relation: Relation, seed: int = 0) -> NonLocalness:
