@@ -167,13 +167,10 @@ def adapt_overrides(items: list[str]) -> dict[str, Any]:
         name, sep, text = item.partition("=")
         if not sep or name not in allowed:
             sys.exit(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(allowed)}")
-        kind = type(getattr(defaults, name))
-        if kind is bool and text.lower() not in ("true", "false"):
-            sys.exit(f"--set {item!r}: {name} is true or false")
         try:
-            overrides[name] = text.lower() == "true" if kind is bool else kind(text)
-        except ValueError:
-            sys.exit(f"--set {item!r}: {name} takes a {kind.__name__}, got {text!r}")
+            overrides[name] = cli.field_value(text, getattr(defaults, name))
+        except ValueError as exc:
+            sys.exit(f"--set {item!r}: {name} {exc}")
     return overrides
 
 

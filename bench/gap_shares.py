@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from nlrd.data_stage import fresh_source_clips
 from nlrd.error_shares import CUTOFF_HZ, error_shares
 from nlrd.metrics import evaluate_protocols
 from nlrd.models import PosePrior, build_image_encoder
-from nlrd.pipeline import StageCache, StageConfigs, load_world, split_mocap, train_stages
+from nlrd.pipeline import StageCache, StageConfigs, load_world, restore_module, split_mocap, train_stages
 from nlrd.reference import mean_pose_metrics
 from nlrd.train.evaluate import predict
 from nlrd.world import GAPS, WorldConfig, world_part
@@ -57,13 +56,6 @@ def arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     add_stages_space_flag(parser)
     return parser
-
-
-def load_module(make: Callable[..., nn.Module], payload: dict) -> nn.Module:
-    """A cached stage's module (``nlrd.pipeline`` stores its constructor's kwargs and its state), in eval mode."""
-    module = make(**payload["kwargs"])
-    module.load_state_dict(payload["state"])
-    return module.eval()
 
 
 def measure(
@@ -130,9 +122,9 @@ def measure_gaps(
         if shared is None:
             world = load_world(cache, keys.world)
             fresh = fresh_source_clips(configs.world, configs.data, world.mocap)
-            shared = split_mocap(world.mocap)[0], load_module(PosePrior, cache.load(keys.prior)), fresh
+            shared = split_mocap(world.mocap)[0], restore_module(PosePrior, cache.load(keys.prior)), fresh
         mocap, prior, fresh = shared
-        encoder = load_module(build_image_encoder, cache.load(keys.source))
+        encoder = restore_module(build_image_encoder, cache.load(keys.source))
         clip_sets = {**{f"target {gap}": clips for gap, clips in targets.items()}, "fresh source": fresh}
         rows = {name: measure(encoder, prior, clips, mocap, cutoff_hz) for name, clips in clip_sets.items()}
         result["seeds"][seed] = rows

@@ -16,7 +16,6 @@ import argparse
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -50,17 +49,6 @@ def arg_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _value(text: str, current: Any) -> Any:
-    """``text`` as the type of the field's current value."""
-    if isinstance(current, bool):
-        if text.lower() not in ("true", "false"):
-            raise ValueError("true or false")
-        return text.lower() == "true"
-    if isinstance(current, tuple):
-        return tuple(type(current[0])(part) for part in text.split(","))
-    return type(current)(text)
-
-
 def apply_overrides(configs: StageConfigs, items: list[str]) -> StageConfigs:
     """``configs`` with each ``STAGE.FIELD=VALUE`` applied; a bad item raises ``ValueError`` naming it."""
     for item in items:
@@ -73,7 +61,7 @@ def apply_overrides(configs: StageConfigs, items: list[str]) -> StageConfigs:
         if field not in names:
             raise ValueError(f"--set {item!r}: {stage} has the fields {', '.join(names)}")
         try:
-            value = _value(text, getattr(section, field))
+            value = cli.field_value(text, getattr(section, field))
             configs = dataclasses.replace(configs, **{stage: dataclasses.replace(section, **{field: value})})
         except (ValueError, ConfigError) as exc:
             raise ValueError(f"--set {item!r}: {exc}") from None

@@ -135,7 +135,10 @@ def _module_payload(module: nn.Module, kwargs: dict[str, Any]) -> dict[str, Any]
     return {"kwargs": kwargs, "state": module.state_dict()}
 
 
-def _restore(module_cls: Callable[..., nn.Module], payload: dict[str, Any], device: str | torch.device) -> nn.Module:
+def restore_module(
+    module_cls: Callable[..., nn.Module], payload: dict[str, Any], device: str | torch.device = "cpu"
+) -> nn.Module:
+    """A cached stage's module, frozen on ``device``: the cache stores its constructor's kwargs and its state."""
     module = module_cls(**payload["kwargs"])
     module.load_state_dict(payload["state"])
     return freeze(module.to(device))
@@ -231,7 +234,7 @@ def train_stages(
 
     with cache.lock(keys.prior):
         if keys.prior in cache or "prior" not in only:
-            prior = _restore(PosePrior, cache.load(keys.prior), device)
+            prior = restore_module(PosePrior, cache.load(keys.prior), device)
             announce_cached("prior")
         else:
             prior = train_prior(configs.prior, mocap_poses, report=tagged("prior"), device=device)
@@ -240,7 +243,7 @@ def train_stages(
     if "motion" in only or "relations" in only:
         with cache.lock(keys.motion):
             if keys.motion in cache or "motion" not in only:
-                motion = _restore(MotionAE, cache.load(keys.motion), device)
+                motion = restore_module(MotionAE, cache.load(keys.motion), device)
                 announce_cached("motion")
             else:
                 motion = train_motion(configs.motion, prior, mocap, clip_len, report=tagged("motion"), device=device)
@@ -329,7 +332,9 @@ def load_prior_and_motion(
     cache: StageCache, keys: StageKeys, device: str | torch.device = "cpu"
 ) -> tuple[nn.Module, nn.Module]:
     """The frozen pose prior and motion embedding: all the pre-filter needs."""
-    return _restore(PosePrior, cache.load(keys.prior), device), _restore(MotionAE, cache.load(keys.motion), device)
+    return restore_module(PosePrior, cache.load(keys.prior), device), restore_module(
+        MotionAE, cache.load(keys.motion), device
+    )
 
 
 def load_stages(
@@ -337,8 +342,10 @@ def load_stages(
 ) -> Stages:
     """The frozen stages an adaptation with ``relations`` starts from."""
     prior, motion = load_prior_and_motion(cache, keys, device)
-    transformers = {name: _restore(RelationTransformer, cache.load(keys.relations[name]), device) for name in relations}
-    encoder = _restore(build_image_encoder, cache.load(keys.source), device)
+    transformers = {
+        name: restore_module(RelationTransformer, cache.load(keys.relations[name]), device) for name in relations
+    }
+    encoder = restore_module(build_image_encoder, cache.load(keys.source), device)
     return Stages(prior=prior, motion=motion, transformers=transformers, encoder=encoder)
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import figures
-from bench.ablation import smoke_configs
+from bench import cli, figures
+from bench.ablation import adapt_overrides, smoke_configs
 from search.space import load_space
 from tests.conftest import REPO
 
@@ -63,3 +63,23 @@ def test_figure_axes_are_saved_with_their_legend(tmp_path: Path):
         ax.plot([0, 1], [1, 0], label="line")
     assert ax.get_legend() is not None
     assert path.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(
+    "text, current, expected",
+    [("true", False, True), ("False", True, False), ("64,32", (1, 2), (64, 32)), ("3e-4", 1e-3, 3e-4), ("7", 1, 7)],
+)
+def test_a_set_value_takes_its_fields_type(text, current, expected):
+    assert cli.field_value(text, current) == expected
+
+
+@pytest.mark.parametrize("text, current, message", [("yes", True, "takes true or false"), ("x", 1, "takes a int")])
+def test_a_set_value_of_the_wrong_type_says_what_the_field_takes(text, current, message):
+    with pytest.raises(ValueError, match=message):
+        cli.field_value(text, current)
+
+
+def test_the_ablations_adapt_overrides_are_typed_and_refuse_a_wrong_value():
+    assert adapt_overrides(["w_lcr=0.1", "steps=40"]) == {"w_lcr": 0.1, "steps": 40}
+    with pytest.raises(SystemExit, match="--set 'steps=many': steps takes a int"):
+        adapt_overrides(["steps=many"])

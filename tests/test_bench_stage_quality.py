@@ -24,7 +24,7 @@ def test_overrides_take_the_fields_type():
         ("relation.stride=2", "relation has the fields steps, batch_size"),
         ("relation.residual=yes", "true or false"),
         ("relation.steps=0", "RelationConfig.steps"),
-        ("motion.steps=many", "invalid literal"),
+        ("motion.steps=many", "takes a int, got 'many'"),
     ],
 )
 def test_a_bad_override_names_itself(item, message):
