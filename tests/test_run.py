@@ -255,7 +255,7 @@ def test_dry_run_with_cached_stages_scores_the_sets_without_ray(tmp_path, capsys
     assert "every stage is cached" in plan
     assert "target MPJPE of the reference lines: mean pose (constant, no image)" in plan
     assert "[quality] held-out mocap: prior" in plan and "[quality] WARNING:" in plan  # tiny stages miss their bars
-    assert "[prefilter] 6 relation sets scored, 3 kept, 3 rejected" in plan
+    assert "[prefilter] 6 relation sets ranked by set score (latent_in_support, mean): 3 kept, 3 rejected" in plan
     assert "[plan]   relations    choice of the 3 relation sets the pre-filter keeps, of 6" in plan
     assert "[plan]   stages: every stage is cached: 0 s" in plan
     assert sorted(p.name for p in out.iterdir()) == ["cache"]
