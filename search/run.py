@@ -257,8 +257,11 @@ def dry_run(spec: SearchSpec, cache: StageCache, address: str | None) -> None:
     else:
         report_stages(spec, cache, keys)
     decisions = None
-    if {"world", "prior", "motion"} & set(missing):
-        print("[plan] set scores need the cached world, pose prior and motion embedding; a run trains them first")
+    if any(name in ("world", "prior", "motion") or name.startswith("relation ") for name in missing):
+        print(
+            "[plan] set scores need the cached world, pose prior, motion embedding and relation transformers; a run "
+            "trains them first"
+        )
     else:
         root, clip_len = str(cache.root), spec.stages.world.clip_len
         scores = score_relations_here(root, keys, spec.relations.candidates, clip_len, spec.searcher.seed)
