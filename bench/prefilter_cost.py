@@ -6,9 +6,9 @@ On the smoke space's shared stages (``spaces/smoke.yaml``, trained into ``--cach
 transformer for every catalogue relation), one thread throughout:
 
 * per-relation scoring as the pre-filter's Ray tasks run it (each loads the frozen prior, motion embedding and
-  world): ``search.prefilter.level_baseline`` once per level (the random-pair baseline all relations of a level
-  share), then ``search.prefilter.score_relation`` for every relation of the catalogue (non-localness on the
-  held-out mocap); the best of ``--repeats`` each;
+  world, and a relation's task its transformer): ``search.prefilter.level_baselines`` once per level (the random-pair
+  baselines all relations of a level share), then ``search.prefilter.score_relation`` for every relation of the
+  catalogue (every candidate of ``nlrd.relation_scores`` on the held-out mocap); the best of ``--repeats`` each;
 * set scoring and the keep decision: ``search.prefilter.decide`` on 10, 100 and 1000 sets.  The catalogue has only
   9 relations (511 non-empty sets), so the 100 and 1000 sets are drawn from a synthetic catalogue of 30 relations
   whose values repeat the measured ones: a set's score is an aggregate of its members' values, so the decision's
@@ -39,11 +39,11 @@ import torch
 
 from bench import cli
 from bench.prefilter_quality import git_commit, machine
-from nlrd.nonlocalness import NonLocalness
 from nlrd.pipeline import StageCache, load_stages, load_world, train_stages
+from nlrd.relation_scores import RelationScores
 from nlrd.relations import RELATION_NAMES
 from nlrd.train.adapt import adapt
-from search.prefilter import LevelBaseline, decide, level_baseline, relation_levels, score_relation
+from search.prefilter import LevelBaselines, decide, level_baselines, relation_levels, score_relation
 from search.space import SearchSpec, load_space
 
 SET_COUNTS = (10, 100, 1000)
@@ -67,7 +67,9 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, Cost]:
     return value, Cost(time.perf_counter() - wall, time.process_time() - cpu)
 
 
-def synthetic_sets(count: int, scores: dict[str, NonLocalness], seed: int = 0) -> tuple[list, dict[str, NonLocalness]]:
+def synthetic_sets(
+    count: int, scores: dict[str, RelationScores], seed: int = 0
+) -> tuple[list, dict[str, RelationScores]]:
     """``count`` distinct sets of 1-3 relations over a synthetic catalogue whose values cycle through ``scores``."""
     values = list(scores.values())
     catalogue = {f"r{i:02d}": values[i % len(values)] for i in range(SYNTHETIC_RELATIONS)}
@@ -78,7 +80,7 @@ def synthetic_sets(count: int, scores: dict[str, NonLocalness], seed: int = 0) -
     return sorted(sets), catalogue
 
 
-def time_decide(spec: SearchSpec, sets: list, scores: dict[str, NonLocalness]) -> float:
+def time_decide(spec: SearchSpec, sets: list, scores: dict[str, RelationScores]) -> float:
     """Median CPU seconds of one ``decide`` call over the sets (the pre-filter's set scoring and keep rule)."""
     timer = timeit.Timer(lambda: decide(sets, scores, spec.prefilter, str(spec.path)), timer=time.process_time)
     number, _ = timer.autorange()
@@ -111,20 +113,21 @@ def main() -> None:
         return runs[0][0], min((cost for _, cost in runs), key=lambda c: c.cpu)
 
     levels = relation_levels(RELATION_NAMES, clip_len)
-    baselines: dict[str, LevelBaseline] = {}
+    baselines: dict[str, LevelBaselines] = {}
     baseline_cost: dict[str, Cost] = {}
     for level in sorted(set(levels.values()), reverse=True):
         baselines[level], baseline_cost[level] = best_of(
-            lambda level=level: level_baseline(str(cache.root), keys, level, clip_len, seed=spec.searcher.seed)
+            lambda level=level: level_baselines(str(cache.root), keys, level, clip_len, seed=spec.searcher.seed)
         )
-        print(f"baseline {level}: {baseline_cost[level]} ({baselines[level].distance:.3f})", flush=True)
+        print(f"baselines {level}: {baseline_cost[level]} ({baselines[level].baselines})", flush=True)
     relation_cost: dict[str, Cost] = {}
-    scores: dict[str, NonLocalness] = {}
+    scores: dict[str, RelationScores] = {}
+    score = spec.prefilter.score
     for name in RELATION_NAMES:
         scores[name], relation_cost[name] = best_of(
             lambda name=name: score_relation(str(cache.root), keys, name, clip_len, baselines[levels[name]])
         )
-        print(f"score {name}: {relation_cost[name]} (normalised {scores[name].normalised:.3f})", flush=True)
+        print(f"score {name}: {relation_cost[name]} ({score} {scores[name].candidates[score]:.3f})", flush=True)
 
     smoke_sets = spec.relations.sets()
     decide_seconds = {len(smoke_sets): time_decide(spec, smoke_sets, scores)}
@@ -167,7 +170,8 @@ def main() -> None:
         "stage_seconds": stage_seconds,
         "baseline_seconds": {level: asdict(c) for level, c in baseline_cost.items()},
         "relation_seconds": {n: asdict(c) for n, c in relation_cost.items()},
-        "scores": {n: asdict(s) for n, s in scores.items()},
+        "score": score,
+        "scores": {n: asdict(s) | {"candidates": s.candidates} for n, s in scores.items()},
         "decide_cpu_seconds": decide_seconds,
         "trial": {
             "relations": trial_relations,
@@ -201,14 +205,17 @@ def markdown(p: dict, spec: SearchSpec) -> str:
         f"({t['wall']:.1f} s wall), of which {load['cpu']:.1f} CPU s loading. Times in CPU seconds of one thread "
         "(the machine was shared; wall in cost.json).",
         "",
-        "| relation | level | scoring (CPU s) | scoring (wall s) | normalised non-localness |",
-        "|---|---|---|---|---|",
+        f"| relation | level | scoring (CPU s) | scoring (wall s) | latent | {p['score']} (the space's score) |",
+        "|---|---|---|---|---|---|",
     ]
     for level, c in p["baseline_seconds"].items():
-        lines.append(f"| random-pair baseline, shared | {level} | {c['cpu']:.2f} | {c['wall']:.2f} | |")
+        lines.append(f"| random-pair baselines, shared | {level} | {c['cpu']:.2f} | {c['wall']:.2f} | | |")
     for name, c in p["relation_seconds"].items():
         s = p["scores"][name]
-        lines.append(f"| {name} | {s['level']} | {c['cpu']:.2f} | {c['wall']:.2f} | {s['normalised']:.3f} |")
+        lines.append(
+            f"| {name} | {s['nonlocalness']['level']} | {c['cpu']:.2f} | {c['wall']:.2f} | "
+            f"{s['candidates']['latent']:.3f} | {s['candidates'][p['score']]:.3f} |"
+        )
     lines += [
         "",
         f"Smoke space pre-filter ({len(smoke['relations'])} relations, {smoke['sets']} sets): "

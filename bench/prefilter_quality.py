@@ -21,9 +21,10 @@ sum).  The analysis reports Spearman / Kendall of every such ranking with -PA-MP
 evaluation (mean over seeds; two-level bootstrap 95% intervals), against set size and random order, sorted by the
 lower bound of the PA-MPJPE Spearman interval; it picks the candidate with the highest lower bound, says whether it
 clears the bar (lower bound > +0.3, point >= +0.6) and set size's lower bound, and what keeping its top 10/25/50%
-would have cost beside today's pre-filter rule (latent non-localness, ``--aggregate``: default the space's, else
-mean): ``<out>/quality.md``, ``<out>/quality.json``, ``<out>/scatter.png``.  ``--analyse-only`` re-reads the table;
-tables written before the candidates existed hold the latent score only, which the analysis then ranks alone.
+would have cost beside the pre-filter's rule (``--score`` under ``--aggregate``: default the space's ``prefilter``,
+else ``latent`` under ``mean``, the rule of the tables recorded without a space): ``<out>/quality.md``,
+``<out>/quality.json``, ``<out>/scatter.png``.  ``--analyse-only`` re-reads the table; tables written before the
+candidates existed hold the latent score only, which the analysis then ranks alone.
 """
 
 from __future__ import annotations
@@ -121,11 +122,12 @@ def candidate_sets(choice: str, names: tuple[str, ...], max_size: int) -> list[t
 @dataclass(frozen=True)
 class Study:
     """What one table measures at: the stages and the adaptation every run shares (relations and seed aside), and
-    the generator seed and aggregate the search's pre-filter would score with."""
+    the generator seed, relation score and aggregate the search's pre-filter would score with."""
 
     stages: StageConfigs
     adapt: AdaptConfig
     score_seed: int = 0
+    score: str = "latent"
     aggregate: str = "mean"
 
     def fidelity(self) -> dict[str, Any]:
@@ -140,15 +142,15 @@ def small_study() -> Study:
 
 def space_study(path: Path) -> Study:
     """The config ``path``'s search runs at: its stages, its fixed adaptation fields, every tuned knob at the middle
-    of its range (``search.tuner.warmup_points``), its searcher seed and pre-filter aggregate."""
+    of its range (``search.tuner.warmup_points``), its searcher seed and pre-filter score and aggregate."""
     spec = load_space(path)
     adapt_cfg = spec.adapt_config((), {param.name: param.middle() for param in spec.params})
-    return Study(spec.stages, adapt_cfg, spec.searcher.seed, spec.prefilter.aggregate)
+    return Study(spec.stages, adapt_cfg, spec.searcher.seed, spec.prefilter.score, spec.prefilter.aggregate)
 
 
 def study_from_args(args: argparse.Namespace) -> Study:
-    """``--space``'s study (else the small fidelity's) with ``--image-size``, ``--steps``, ``--eval-every`` and
-    ``--aggregate`` replacing its values where given."""
+    """``--space``'s study (else the small fidelity's) with ``--image-size``, ``--steps``, ``--eval-every``,
+    ``--score`` and ``--aggregate`` replacing its values where given."""
     study = small_study() if args.space is None else space_study(args.space)
     if args.image_size is not None:
         world = replace(study.stages.world, image_size=args.image_size)
@@ -156,8 +158,9 @@ def study_from_args(args: argparse.Namespace) -> Study:
     for name in ("steps", "eval_every"):
         if getattr(args, name) is not None:
             study = replace(study, adapt=replace(study.adapt, **{name: getattr(args, name)}))
-    if args.aggregate is not None:
-        study = replace(study, aggregate=args.aggregate)
+    for name in ("score", "aggregate"):
+        if getattr(args, name) is not None:
+            study = replace(study, **{name: getattr(args, name)})
     return study
 
 
@@ -236,9 +239,17 @@ def record_nonlocalness(record: dict[str, Any]) -> NonLocalness:
     return NonLocalness(**{name: fields[name] for name in NonLocalness.__dataclass_fields__})
 
 
-def nonlocalness_scores(table: Table) -> dict[str, NonLocalness]:
-    """Every relation's latent non-localness: what ``search.prefilter.decide`` scores sets by."""
-    return {name: record_nonlocalness(record) for name, record in table.scores.items()}
+def record_scores(record: dict[str, Any]) -> RelationScores:
+    """A relation's scores from its entry; one written before the candidates existed holds the latent score only
+    (``RelationScores.latent_only``)."""
+    if "candidates" in record:
+        return RelationScores.from_dict(record)
+    return RelationScores.latent_only(record_nonlocalness(record))
+
+
+def table_scores(table: Table) -> dict[str, RelationScores]:
+    """Every relation's scores, as ``search.prefilter.decide`` ranks by them."""
+    return {name: record_scores(record) for name, record in table.scores.items()}
 
 
 def score_here(
@@ -429,27 +440,31 @@ def relation_rows(table: Table) -> list[dict[str, Any]]:
     ]
 
 
-def analyse(table: Table, seeds: list[int], out: Path, aggregate: str, resamples: int = RESAMPLES) -> dict[str, Any]:
+def analyse(
+    table: Table, seeds: list[int], out: Path, score: str, aggregate: str, resamples: int = RESAMPLES
+) -> dict[str, Any]:
     """Correlations of every ranking, the choice, keep outcomes and the scatter plot; returns what ``quality.json``
-    holds.  ``aggregate``: that of today's pre-filter rule (latent non-localness), shown beside the choice."""
+    holds.  ``score`` under ``aggregate``: the pre-filter's rule, shown beside the choice."""
     rows = set_rows(table, seeds)
     if len(rows) < 3:
         raise SystemExit(f"only {len(rows)} relation sets have a run for every seed in {seeds}: too few to rank")
     rng = np.random.default_rng(1)
     candidates = {name: [r.score[name] for r in rows] for name in rows[0].score}
+    shipped = ranking_name(score, aggregate)
+    if shipped not in candidates:
+        raise SystemExit(f"the table holds no {score} scores (recorded before the candidates): pass --score latent")
     rankings = {
         **candidates,
         SET_SIZE: [float(r.size) for r in rows],
         RANDOM_ORDER: rng.permutation(len(rows)).astype(float).tolist(),
     }
-    unsorted = {name: {m: correlate(score, rows, m, resamples) for m in METRICS} for name, score in rankings.items()}
+    unsorted = {name: {m: correlate(values, rows, m, resamples) for m in METRICS} for name, values in rankings.items()}
     order = sorted(unsorted, key=lambda name: -unsorted[name]["pa_mpjpe"]["spearman"].low)
     correlations = {name: unsorted[name] for name in order}
     choice = choose(correlations, list(candidates))
     # The random-order baseline's correlation is itself random: its null spread over many orders.
     pa = [r.error("pa_mpjpe") for r in rows]
     null = np.array([stats.spearman(rng.permutation(len(rows)), pa) for _ in range(2000)])
-    shipped = ranking_name("latent", aggregate)
     keep_rankings = {
         f"chosen: {choice.ranking}": candidates[choice.ranking],
         f"pre-filter: {shipped}": candidates[shipped],
@@ -459,6 +474,7 @@ def analyse(table: Table, seeds: list[int], out: Path, aggregate: str, resamples
     payload = {
         "sets": len(rows),
         "seeds": seeds,
+        "score": score,
         "aggregate": aggregate,
         "source_only": table.meta["source_only"],
         "best": {m: {"set": best[m].label, "mm": best[m].error(m)} for m in METRICS},
@@ -536,7 +552,7 @@ def markdown(payload: dict[str, Any], correlations: dict, choice: Choice, keep: 
     for m, heading in METRICS.items():
         lines += [
             "",
-            f"Keeping the top fraction, sets judged by {heading} (chosen ranking and today's pre-filter rule keep "
+            f"Keeping the top fraction, sets judged by {heading} (chosen ranking and the pre-filter's rule keep "
             "their top sets, ties to the earlier set; random and set size averaged over 1000 orders / tie-breaks):",
             "",
             "| keep | ranking | top-1 recall | top-5 recall | best true rank kept | regret (mm) | regret (%) | "
@@ -586,9 +602,14 @@ def arg_parser() -> argparse.ArgumentParser:
         "--eval-every", type=int, help="steps between recorded evaluations (default: 10, or the space's)"
     )
     parser.add_argument(
+        "--score",
+        choices=CANDIDATES,
+        help="the pre-filter's relation score shown beside the choice (default: the space's, or latent)",
+    )
+    parser.add_argument(
         "--aggregate",
         choices=AGGREGATES,
-        help="today's pre-filter rule shown beside the choice (default: the space's, or mean)",
+        help="the pre-filter's aggregate shown beside the choice (default: the space's, or mean)",
     )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--analyse-only", action="store_true", help="analyse what the table holds, train nothing")
@@ -643,7 +664,7 @@ def main() -> None:
         start = time.perf_counter()
         collect(args, study, table, path)
         print(f"[time] collection: {time.perf_counter() - start:.0f} s", flush=True)
-    payload = analyse(table, args.seeds, args.out, study.aggregate)
+    payload = analyse(table, args.seeds, args.out, study.score, study.aggregate)
     print((args.out / "quality.md").read_text())
     choice = payload["choice"]
     print(f"chosen ranking {choice['ranking']}: bar {'met' if choice['meets_bar'] else 'not met'}")

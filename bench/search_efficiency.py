@@ -15,7 +15,8 @@ top half of the trials that reached that rung.  Cost is counted in trial-epochs 
 incumbent is the finished trial with the lowest observed (single-seed) MPJPE, as a real search would pick it; it is
 scored by its set's true error (mean over seeds).  ``--incumbent mean`` instead picks the set with the lowest mean
 over its own finished trials, which resists a lucky seed (the winner's curse) once a set has been re-run.  The
-pre-filter variant restricts the categorical to the sets the pre-filter keeps (``search.prefilter.decide``).
+pre-filter variant restricts the categorical to the sets the pre-filter keeps (``search.prefilter.decide``, ranking
+by ``--score`` under ``--aggregate``; tables written before the candidates existed hold ``latent`` only).
 
 Writes ``<out>/efficiency.md``, ``<out>/efficiency.json`` and ``<out>/curves.png``.
 """
@@ -33,8 +34,8 @@ import numpy as np
 import optuna
 
 from bench import cli, figures, stats
-from bench.prefilter_quality import Table, nonlocalness_scores, set_rows
-from nlrd.nonlocalness import NonLocalness
+from bench.prefilter_quality import Table, set_rows, table_scores
+from nlrd.relation_scores import CANDIDATES, RelationScores
 from search.prefilter import decide, parse_set_label
 from search.space import PrefilterSpec
 
@@ -48,12 +49,12 @@ class Bench:
     """The tabular benchmark as the simulation needs it.
 
     ``curves[label]``: ``(seeds, evaluations)`` recorded MPJPE (mm); ``truth[label]``: mean over seeds of the final
-    evaluation, the set's true error; ``scores``: per-relation non-localness for the pre-filter.
+    evaluation, the set's true error; ``scores``: per-relation scores for the pre-filter.
     """
 
     curves: dict[str, np.ndarray]
     truth: dict[str, float]
-    scores: dict[str, NonLocalness]
+    scores: dict[str, RelationScores]
 
     @property
     def best(self) -> float:
@@ -72,7 +73,7 @@ def load_bench(path: Path) -> Bench:
     curves = {
         r.label: np.array([[e["mpjpe"] for e in table.runs[r.label][str(s)]["evals"]] for s in seeds]) for r in rows
     }
-    return Bench(curves=curves, truth={r.label: r.mpjpe for r in rows}, scores=nonlocalness_scores(table))
+    return Bench(curves=curves, truth={r.label: r.mpjpe for r in rows}, scores=table_scores(table))
 
 
 @dataclass
@@ -147,7 +148,7 @@ class Variant:
     asha: bool
 
 
-def variants(bench: Bench, keep_fractions: list[float], aggregate: str, startup: int) -> list[Variant]:
+def variants(bench: Bench, keep_fractions: list[float], score: str, aggregate: str, startup: int) -> list[Variant]:
     labels = sorted(bench.truth)
 
     def tpe(seed: int) -> optuna.samplers.BaseSampler:
@@ -160,7 +161,8 @@ def variants(bench: Bench, keep_fractions: list[float], aggregate: str, startup:
     ]
     sets = [parse_set_label(label) for label in labels]
     for f in keep_fractions:
-        decisions = decide(sets, bench.scores, PrefilterSpec(keep_fraction=f, aggregate=aggregate), "<bench>")
+        rule = PrefilterSpec(keep_fraction=f, score=score, aggregate=aggregate)
+        decisions = decide(sets, bench.scores, rule, "<bench>")
         kept = [d.label for d in decisions if d.kept]
         out.append(Variant(f"TPE+ASHA+pre-filter (keep {f:.0%})", kept, tpe, asha=True))
     return out
@@ -253,6 +255,9 @@ def arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=Path("bench/out/search_efficiency"))
     parser.add_argument("--study-seeds", type=int, default=30, help="independent studies per method")
     parser.add_argument("--keep-fractions", type=float, nargs="+", default=[0.25, 0.5])
+    parser.add_argument(
+        "--score", default="latent", choices=CANDIDATES, help="the relation score the pre-filter variants rank by"
+    )
     parser.add_argument("--aggregate", default="mean")
     parser.add_argument("--tolerance", type=float, default=0.02, help="target: within this share of the best")
     parser.add_argument("--startup", type=int, default=10, help="TPE's random start-up trials")
@@ -281,7 +286,7 @@ def main() -> None:
     worst = max(bench.truth.values())
     grid = np.arange(budget + 1)
     summary, curves, offered, seconds = {}, {}, {}, {}
-    for variant in variants(bench, args.keep_fractions, args.aggregate, args.startup):
+    for variant in variants(bench, args.keep_fractions, args.score, args.aggregate, args.startup):
         start = time.perf_counter()
         traces = [
             run_study(

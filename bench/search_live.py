@@ -52,7 +52,7 @@ import pandas as pd
 from bench import cli
 from bench.prefilter_quality import git_commit, machine
 from search.export import unended_trials
-from search.prefilter import load_prefilter, set_label
+from search.prefilter import load_prefilter, score_label, set_label
 from search.run_dir import RunDir, RunDirError
 from search.space import SearchSpec, load_space
 from search.trainable import RELATIONS_KEY
@@ -395,7 +395,7 @@ def ratios(summaries: dict[str, ModeSummary]) -> dict[str, dict[str, dict[str, f
 def read_study(run: Run, run_dir: RunDir, target_mm: float, exhaustive: dict[str, float]) -> Study:
     offered = targets = None
     if run_dir.prefilter_json.exists():
-        kept = [d.label for d in load_prefilter(run_dir.prefilter_json)[1] if d.kept]
+        kept = [d.label for d in load_prefilter(run_dir.prefilter_json).decisions if d.kept]
         offered, targets = len(kept), sum(exhaustive.get(label, math.inf) <= target_mm for label in kept)
     return Study(
         run=run.name,
@@ -437,7 +437,8 @@ def analyse(space: Path, runs_dir: Path, runs: Sequence[Run], tolerance: float) 
         if any(s.mode == mode for s in studies)
     }
     spec = load_space(space)
-    scores = {d.label: d.score for d in load_prefilter(exhaustive_dir.prefilter_json)[1]}
+    record = load_prefilter(exhaustive_dir.prefilter_json)
+    scores = {d.label: d.score for d in record.decisions}
     quality_json = exhaustive_dir.stage_quality_json
     quality = json.loads(quality_json.read_text()) if quality_json.exists() else {}
     gaps = [gap for s in studies for gap in s.outcome.rerun_gaps_mm]
@@ -453,6 +454,7 @@ def analyse(space: Path, runs_dir: Path, runs: Sequence[Run], tolerance: float) 
         "exhaustive": {
             "mpjpe": exhaustive,
             "scores": scores,
+            "ranked_by": score_label(record.score, spec.prefilter.aggregate),
             "missing_sets": sorted({set_label(s) for s in spec.relations.sets()} - set(exhaustive)),
             "best_set": best_set,
             "best_mpjpe": exhaustive[best_set],
@@ -544,7 +546,8 @@ def markdown(result: dict[str, Any]) -> str:
             f"{_num(o['wall_to_target_s'])} | {best} | {o['trials']} / {o['epochs']} / {o['wall_s']:.0f} | "
             f"{offered} | {loads} | {'yes' if s['resumed'] else 'no'} |"
         )
-    lines += ["", "| set | MPJPE (mm), exhaustive run | within target | pre-filter score |", "|---|---|---|---|"]
+    header = f"| set | MPJPE (mm), exhaustive run | within target | pre-filter {ex['ranked_by']} |"
+    lines += ["", header, "|---|---|---|---|"]
     for label, value in sorted(ex["mpjpe"].items(), key=lambda item: item[1]):
         score = ex["scores"].get(label)
         lines.append(f"| `{label}` | {value:.1f} | {'yes' if value <= target else ''} | {_num(score, 3)} |")

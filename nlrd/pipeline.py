@@ -342,11 +342,17 @@ def load_stages(
 ) -> Stages:
     """The frozen stages an adaptation with ``relations`` starts from."""
     prior, motion = load_prior_and_motion(cache, keys, device)
-    transformers = {
-        name: restore_module(RelationTransformer, cache.load(keys.relations[name]), device) for name in relations
-    }
+    transformers = load_transformers(cache, keys, relations, device)
     encoder = restore_module(build_image_encoder, cache.load(keys.source), device)
     return Stages(prior=prior, motion=motion, transformers=transformers, encoder=encoder)
+
+
+def load_transformers(
+    cache: StageCache, keys: StageKeys, relations: Sequence[str], device: str | torch.device = "cpu"
+) -> dict[str, nn.Module]:
+    """The frozen relation transformer of each of ``relations``: what the pre-filter needs beside the prior and the
+    motion embedding, without the source encoder."""
+    return {name: restore_module(RelationTransformer, cache.load(keys.relations[name]), device) for name in relations}
 
 
 def quality_key(keys: StageKeys) -> str:

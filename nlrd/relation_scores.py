@@ -18,8 +18,10 @@ target label, so any of them can rank relation sets before training:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -68,6 +70,18 @@ class RelationScores:
     counterpart_recon_mm: float
     gap_left: float
 
+    @classmethod
+    def latent_only(cls, nonlocalness: NonLocalness) -> RelationScores:
+        """A relation measured before the other candidates existed: ``latent`` is its score, every other one NaN."""
+        nan = float("nan")
+        return cls(nonlocalness, nan, nan, nan, nan, nan)
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> RelationScores:
+        """The scores ``dataclasses.asdict`` made a dict of; other keys (derived figures) are ignored."""
+        fields = {name: record[name] for name in cls.__dataclass_fields__ if name != "nonlocalness"}
+        return cls(nonlocalness=NonLocalness(**record["nonlocalness"]), **fields)
+
     @property
     def pose(self) -> float:
         return self.pose_raw_mm / self.pose_baseline_mm
@@ -77,15 +91,22 @@ class RelationScores:
         return self.counterpart_recon_mm / self.anchor_recon_mm
 
     @property
+    def outside_support(self) -> float:
+        """``max(1, support_ratio)``: what the in-support scores divide by (NaN stays NaN, which ``max`` drops)."""
+        ratio = self.support_ratio
+        return ratio if math.isnan(ratio) else max(1.0, ratio)
+
+    @property
     def closed_share(self) -> float:
-        """Share of the identity gap closed; a transformer worse than not moving closes none."""
-        return max(0.0, 1.0 - self.gap_left)
+        """Share of the identity gap closed; a transformer worse than not moving closes none (NaN stays NaN)."""
+        share = 1.0 - self.gap_left
+        return share if math.isnan(share) else max(0.0, share)
 
     @property
     def candidates(self) -> dict[str, float]:
         """Every candidate score by name (``CANDIDATES``)."""
         latent = self.nonlocalness.normalised
-        outside = max(1.0, self.support_ratio)
+        outside = self.outside_support
         return {
             "latent": latent,
             "pose": self.pose,

@@ -15,7 +15,6 @@ import yaml
 
 from nlrd.atomic import write_atomic, write_text_atomic
 from nlrd.metrics import PROTOCOLS
-from nlrd.nonlocalness import NonLocalness
 from nlrd.quality import StageQuality, checked_figures
 from nlrd.quality import warnings as quality_warnings
 from nlrd.train.adapt import ENCODER_FILE, AdaptConfig
@@ -49,14 +48,15 @@ def __getattr__(name: str) -> Any:
 
 
 def trials_table(
-    rows: list[dict[str, Any]], scores: dict[str, NonLocalness], objectives: Sequence[ObjectiveSpec]
+    rows: list[dict[str, Any]], relation_values: dict[str, float], objectives: Sequence[ObjectiveSpec]
 ) -> pd.DataFrame:
-    """All rows, with each member relation's normalised non-localness as ``nl_<relation>`` columns and the
-    Pareto front of ``objectives`` (one objective: non-localness score vs that objective)."""
+    """All rows, with each member relation's value of the score that ranked the sets (``relation_values``,
+    ``search.prefilter.PrefilterRecord.relation_values``) as ``nl_<relation>`` columns and the Pareto front of
+    ``objectives`` (one objective: set score vs that objective)."""
     table = pd.DataFrame(rows)
-    for name, value in sorted(scores.items()):
+    for name, value in sorted(relation_values.items()):
         members = [parse_set_label(label) for label in table["relation_set"]]
-        table[f"nl_{name}"] = [value.normalised if name in m else np.nan for m in members]
+        table[f"nl_{name}"] = [value if name in m else np.nan for m in members]
     table["pareto"] = pareto_mask(table, front_axes(objectives))
     return table
 
@@ -76,7 +76,7 @@ def accuracy_text(metric: str, value: float) -> str:
 
 
 def front_axes(objectives: Sequence[ObjectiveSpec]) -> dict[str, str]:
-    """Column -> direction of the front: the objectives, or non-localness vs the single objective."""
+    """Column -> direction of the front: the objectives, or the set score vs the single objective."""
     if len(objectives) == 1:
         return {SCORE: "max", METRIC_COLUMNS.get(objectives[0].metric, objectives[0].metric): objectives[0].mode}
     return {METRIC_COLUMNS.get(o.metric, o.metric): o.mode for o in objectives}
@@ -105,19 +105,24 @@ def write_tables(
     run_dir: RunDir,
     table: pd.DataFrame,
     decisions: list[SetDecision],
+    score_name: str,
     references: dict[str, dict[str, float]],
     objectives: Sequence[ObjectiveSpec],
     optuna_front: list[dict[str, Any]] | None = None,
 ) -> None:
     """``trials.csv``, ``trials.parquet``, ``prefilter.csv`` and ``pareto.json`` in ``run_dir``.
 
+    ``score_name``: what ranked the sets (``search.prefilter.score_label``), ``prefilter.csv``'s ``ranked_by``.
     ``references``: the reference lines' target metrics (``mean_pose``, ``source_only``), recorded beside the front
     (``table`` holds them as rows already).
     ``optuna_front``: for multi-objective runs, the study's own Pareto front (``study.best_trials``).
     """
     write_trials(run_dir, table)
     prefilter = pd.DataFrame(
-        [{"relation_set": d.label, SCORE: d.score, "kept": d.kept, "reason": d.reason} for d in decisions]
+        [
+            {"relation_set": d.label, SCORE: d.score, "ranked_by": score_name, "kept": d.kept, "reason": d.reason}
+            for d in decisions
+        ]
     )
     write_atomic(run_dir.prefilter_csv, lambda p: prefilter.to_csv(p, index=False))
     axes = front_axes(objectives)
@@ -184,7 +189,7 @@ MIN_CORRELATION_TRIALS = 4
 
 
 def prefilter_correlation(table: pd.DataFrame) -> dict[str, Any] | None:
-    """Spearman and Kendall rank correlation between set score and trained MPJPE (negative = higher non-localness
+    """Spearman and Kendall rank correlation between set score and trained MPJPE (negative = higher-scoring sets
     trained to lower error): over the finished trials' final MPJPE when at least ``MIN_CORRELATION_TRIALS`` finished,
     else over every ended trial's MPJPE at its first evaluation (one fidelity that stopped trials reached too, so a
     small search with ASHA still gets its check); None with too few trials or no spread.  ``basis`` says which."""
@@ -294,8 +299,10 @@ def write_summary(
     best: pd.Series | None,
     elapsed_s: float,
     quality: StageQuality | None = None,
+    score_name: str = "set score",
 ) -> None:
-    """``summary.md``: what ran, what came out, where the files are."""
+    """``summary.md``: what ran, what came out, where the files are.  ``score_name``: what ranked the sets
+    (``search.prefilter.score_label``)."""
     counts = table["status"].value_counts()
     metric = spec.objective.metric
     lines = [
@@ -322,21 +329,24 @@ def write_summary(
         knobs = ", ".join(f"{c[6:]}={_plain(best[c])}" for c in table.columns if c.startswith("param_"))
         lines += [
             f"Best trial `{best['trial_id']}` ({spec.objective.metric}, {spec.objective.mode}): relation set "
-            f"`{best['relation_set']}` (score {best[SCORE]:.3f}){', ' + knobs if knobs else ''}: target MPJPE "
+            f"`{best['relation_set']}` ({score_name} {best[SCORE]:.3f}){', ' + knobs if knobs else ''}: target MPJPE "
             f"{best['mpjpe']:.1f} mm, PA-MPJPE {best['pa_mpjpe']:.1f} mm{_objective_text(metric, best)}. Re-run it "
             f"with `python search/run.py --space {run_dir.best_yaml.name}`; its adapted encoder is "
             f"`{run_dir.best_encoder.name}`.",
         ]
     lines.append("")
     if correlation is None:
-        lines.append(f"Pre-filter check: fewer than {MIN_CORRELATION_TRIALS} ended trials with distinct values.")
+        lines.append(
+            f"Pre-filter check of the {score_name}: fewer than {MIN_CORRELATION_TRIALS} ended trials with distinct "
+            "values."
+        )
     else:
         lines.append(
             f"Pre-filter check over {correlation['n']} trials ({correlation['basis']}): Spearman "
             f"{correlation['spearman']:+.2f} "
             f"(p={correlation['spearman_p']:.2g}), Kendall {correlation['kendall']:+.2f} "
-            f"(p={correlation['kendall_p']:.2g}) between set score and trained MPJPE (negative: more non-local "
-            "sets trained to lower error)."
+            f"(p={correlation['kendall_p']:.2g}) between the {score_name} and trained MPJPE (negative: "
+            "higher-scoring sets trained to lower error)."
         )
     lines += [
         "",

@@ -50,11 +50,12 @@ def pareto_plot(
     references: dict[str, dict[str, float]] | None = None,
     title: str = "",
     objective: ObjectiveSpec | None = None,
+    score_name: str = "set score",
 ) -> None:
-    """Non-localness score vs ``objective`` (default: target MPJPE): the front highlighted, other trials grey,
-    pre-filter rejects marked, and the reference lines' values of that metric (``references``: ``mean_pose``,
-    ``source_only``, where they have it) drawn across: the mean pose is what no image gives, source only the line
-    adaptation must beat."""
+    """Set score (``score_name``: what ranked the sets) vs ``objective`` (default: target MPJPE): the front
+    highlighted, other trials grey, pre-filter rejects marked, and the reference lines' values of that metric
+    (``references``: ``mean_pose``, ``source_only``, where they have it) drawn across: the mean pose is what no image
+    gives, source only the line adaptation must beat."""
     objective = objective or ObjectiveSpec(OBJECTIVE, "min")
     y = METRIC_COLUMNS.get(objective.metric, objective.metric)
     fig, ax = plt.subplots(figsize=(6.4, 5.2), dpi=120)
@@ -99,18 +100,25 @@ def pareto_plot(
             clip_on=False,
             label="rejected by the pre-filter (not trained; marked above the plot at its score)",
         )
-    ax.set_xlabel("relation-set non-localness score (normalised, higher = more non-local)")
+    ax.set_xlabel(f"relation-{score_name} (pre-filter; higher ranks first)")
     ax.set_ylabel(axis_label(objective))
-    ax.set_title(title or f"Non-localness vs {metric_subject(objective.metric)}", pad=14)
+    ax.set_title(title or f"Pre-filter {score_name} vs {metric_subject(objective.metric)}", pad=14)
     ax.grid(alpha=0.3)
     _legend_below(ax)
     fig.tight_layout()
     _save(fig, paths)
 
 
-def prefilter_plot(table: pd.DataFrame, path: Path, correlation: dict[str, float] | None, title: str = "") -> None:
-    """Set score vs trained target MPJPE of finished trials, with the rank correlations when there are enough
-    trials to compute them: the picture of how well the pre-filter predicts training."""
+def prefilter_plot(
+    table: pd.DataFrame,
+    path: Path,
+    correlation: dict[str, float] | None,
+    title: str = "",
+    score_name: str = "set score",
+) -> None:
+    """Set score (``score_name``: what ranked the sets) vs trained target MPJPE of finished trials, with the rank
+    correlations when there are enough trials to compute them: the picture of how well the pre-filter predicts
+    training."""
     fig, ax = plt.subplots(figsize=(6.0, 4.9), dpi=120)
     y = correlation["column"] if correlation is not None else OBJECTIVE  # what the correlations were computed on
     finished = table[table["status"] == FINISHED]
@@ -125,7 +133,7 @@ def prefilter_plot(table: pd.DataFrame, path: Path, correlation: dict[str, float
         )
     else:
         text = "too few finished trials for rank correlations"
-    ax.set_xlabel("relation-set non-localness score (pre-filter)")
+    ax.set_xlabel(f"relation-{score_name} (pre-filter)")
     ax.set_ylabel("trained target MPJPE (mm)" if y == OBJECTIVE else "target MPJPE at the first evaluation (mm)")
     # The correlations under the title, outside the data: a text box inside covered points.
     ax.set_title(f"{title or 'Does the pre-filter predict training?'}\n{text}", fontsize=10)

@@ -1,7 +1,7 @@
 """Run a relation-set search: ``nlrd-search`` or ``python search/run.py [--space spaces/smoke.yaml] [--out results]``.
 
 Starts a local Ray when no ``--address`` is given, trains the shared stages once (cached), scores every
-candidate relation set with the non-localness pre-filter, searches the kept sets and the tuned knobs
+candidate relation set with the label-free pre-filter, searches the kept sets and the tuned knobs
 with Ray Tune + Optuna (+ ASHA; each trial a Ray Train job), and writes tables and plots into a run
 directory.  ``--resume RUN_DIR`` continues a search that was interrupted; ``--dry-run`` prints the plan.
 """
@@ -40,7 +40,16 @@ from search.export import (
     write_tables,
 )
 from search.plots import metric_subject, pareto_plot, prefilter_plot
-from search.prefilter import SetDecision, decide, load_prefilter, save_prefilter, score_relations, score_relations_here
+from search.prefilter import (
+    PrefilterRecord,
+    SetDecision,
+    decide,
+    load_prefilter,
+    save_prefilter,
+    score_label,
+    score_relations,
+    score_relations_here,
+)
 from search.resources import Node, autoscaling, cluster_nodes, this_machine, trials_at_once, unplaceable
 from search.run_dir import RunDir, RunDirError
 from search.space import ACCURACY_METRICS, SearchSpec, SpaceError, load_space
@@ -248,13 +257,16 @@ def dry_run(spec: SearchSpec, cache: StageCache, address: str | None) -> None:
     else:
         report_stages(spec, cache, keys)
     decisions = None
-    if {"world", "prior", "motion"} & set(missing):
-        print("[plan] set scores need the cached world, pose prior and motion embedding; a run trains them first")
+    if any(name in ("world", "prior", "motion") or name.startswith("relation ") for name in missing):
+        print(
+            "[plan] set scores need the cached world, pose prior, motion embedding and relation transformers; a run "
+            "trains them first"
+        )
     else:
         root, clip_len = str(cache.root), spec.stages.world.clip_len
         scores = score_relations_here(root, keys, spec.relations.candidates, clip_len, spec.searcher.seed)
         decisions = decide(sets, scores, spec.prefilter, str(spec.path))
-        print_decisions(decisions)
+        print_decisions(decisions, score_label(spec.prefilter.score, spec.prefilter.aggregate))
     print_parameters(spec, decisions)
     adapt = spec.adapt_config((), {})
     steps = max(num_evaluations(spec) * adapt.eval_every, adapt.steps)
@@ -309,25 +321,28 @@ def report_stages(
     return references, quality
 
 
-def print_decisions(decisions: list[SetDecision]) -> None:
-    kept = sum(d.kept for d in decisions)
-    print(f"[prefilter] {len(decisions)} relation sets scored, {kept} kept, {len(decisions) - kept} rejected")
+def print_decisions(decisions: list[SetDecision], label: str) -> None:
+    """The verdicts, best score first; ``label`` names the score that ranked them (``score_label``)."""
+    kept, count = sum(d.kept for d in decisions), len(decisions)
+    print(f"[prefilter] {count} relation sets ranked by {label}: {kept} kept, {count - kept} rejected")
     for d in sorted(decisions, key=lambda d: -d.score):
         print(f"  {'keep  ' if d.kept else 'reject'} {d.score:6.3f}  {d.label}", flush=True)
 
 
-def prefilter(spec: SearchSpec, cache: StageCache, keys: StageKeys, run_dir: RunDir) -> tuple[dict, list[SetDecision]]:
-    """Score and decide once per run; a resumed run reads the saved verdicts."""
+def prefilter(spec: SearchSpec, cache: StageCache, keys: StageKeys, run_dir: RunDir) -> PrefilterRecord:
+    """Score and decide once per run; a resumed run reads the saved verdicts, and the score that made them (a run
+    started before ``prefilter.score`` existed was ranked by ``latent``, whatever its space says now)."""
     path = run_dir.prefilter_json
     if path.exists():
-        scores, decisions = load_prefilter(path)
+        record = load_prefilter(path)
         print(f"[prefilter] verdicts read from {path}", flush=True)
     else:
         scores = score_relations(cache, keys, spec.relations.candidates, spec.stages.world.clip_len, spec.searcher.seed)
         decisions = decide(spec.relations.sets(), scores, spec.prefilter, str(spec.path))
-        save_prefilter(path, scores, decisions)
-    print_decisions(decisions)
-    return scores, decisions
+        record = PrefilterRecord(spec.prefilter.score, scores, decisions)
+        save_prefilter(path, record)
+    print_decisions(record.decisions, score_label(record.score, spec.prefilter.aggregate))
+    return record
 
 
 def optuna_front(spec: SearchSpec, run_dir: RunDir) -> list[dict[str, Any]] | None:
@@ -377,7 +392,7 @@ def run(args: argparse.Namespace) -> int:
         keys = ensure_stages(spec.stages, spec.relations.candidates, cache, spec.resources, run_dir)
         references, quality = report_stages(spec, cache, keys)
         write_stage_quality(run_dir, quality, references)
-        scores, decisions = prefilter(spec, cache, keys, run_dir)
+        record = prefilter(spec, cache, keys, run_dir)
     except SpaceError:
         if not resuming:  # a keep rule that keeps nothing: no trial ran, so leave no half-made run behind
             shutil.rmtree(run_dir.path, ignore_errors=True)
@@ -390,11 +405,13 @@ def run(args: argparse.Namespace) -> int:
         )
         return INTERRUPTED_EXIT
 
+    decisions, relation_values = record.decisions, record.relation_values()
+    label = score_label(record.score, spec.prefilter.aggregate)
     set_scores = {d.label: d.score for d in decisions}
     trainable = make_trainable(spec, cache, keys, run_dir, set_scores)
     tuner = restore_tuner(run_dir, trainable) if resuming else None
     if tuner is None:
-        tuner = build_tuner(spec, trainable, decisions, scores, run_dir, references)
+        tuner = build_tuner(spec, trainable, decisions, relation_values, run_dir, references)
     results = tuner.fit()
 
     reports = run_dir.reports
@@ -402,15 +419,19 @@ def run(args: argparse.Namespace) -> int:
     evaluations = num_evaluations(spec)
     rows = [trial_row(r, set_scores, evaluations, reports.attempts(r.trial_id), INTERRUPTED) for r in records]
     rows += rejected_rows(decisions) + reference_rows(references)
-    table = trials_table(rows, scores, spec.objectives)
-    write_tables(run_dir, table, decisions, references, spec.objectives, optuna_front(spec, run_dir))
+    table = trials_table(rows, relation_values, spec.objectives)
+    write_tables(run_dir, table, decisions, label, references, spec.objectives, optuna_front(spec, run_dir))
     plotted = plotted_objective(spec.objectives)
-    title = f"{spec.name}: non-localness vs {metric_subject(plotted.metric)}"
-    pareto_plot(table, [run_dir.pareto_png, run_dir.pareto_svg], references, title=title, objective=plotted)
+    title = f"{spec.name}: {label} vs {metric_subject(plotted.metric)}"
+    paths = [run_dir.pareto_png, run_dir.pareto_svg]
+    pareto_plot(table, paths, references, title=title, objective=plotted, score_name=label)
     correlation = prefilter_correlation(table)
-    prefilter_plot(table, run_dir.prefilter_png, correlation, title=f"{spec.name}: pre-filter vs training")
+    title = f"{spec.name}: pre-filter vs training"
+    prefilter_plot(table, run_dir.prefilter_png, correlation, title=title, score_name=label)
     best = write_best(run_dir, spec, table)
-    write_summary(run_dir, spec, table, references, correlation, best, time.monotonic() - start, quality)
+    write_summary(
+        run_dir, spec, table, references, correlation, best, time.monotonic() - start, quality, score_name=label
+    )
 
     done = table[table["status"] != "rejected_by_prefilter"]
     columns = ["trial_id", "relation_set", "set_score", "status", "mpjpe", "pa_mpjpe"]

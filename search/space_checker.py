@@ -31,6 +31,7 @@ from search.space_spec import (
     ALLOWED_ALGORITHMS,
     ALLOWED_MODES,
     ALLOWED_SCHEDULERS,
+    ALLOWED_SCORES,
     LOGGER_PACKAGES,
     OBJECTIVE_METRICS,
     TRIAL_COORDINATOR_CPU,
@@ -246,6 +247,7 @@ class SpaceChecker:
             self.fail("prefilter", "set exactly one of keep_fraction and threshold (the other to null)")
         if spec.keep_fraction is not None and not 0 < spec.keep_fraction <= 1:
             self.fail("prefilter.keep_fraction", f"must be in (0, 1], got {spec.keep_fraction}")
+        self.one_of("prefilter.score", spec.score, ALLOWED_SCORES)
         self.one_of("prefilter.aggregate", spec.aggregate, ALLOWED_AGGREGATES)
         if spec.warmup < 0:
             self.fail("prefilter.warmup", f"must be >= 0 (how many best-scoring sets run first), got {spec.warmup}")

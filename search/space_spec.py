@@ -17,6 +17,7 @@ from typing import Any
 from nlrd.metrics import PROTOCOLS
 from nlrd.models.image import default_trainable_block
 from nlrd.pipeline import StageConfigs
+from nlrd.relation_scores import CANDIDATES
 from nlrd.train.adapt import AdaptConfig
 from search.space_grammar import Param
 
@@ -51,15 +52,20 @@ class RelationsSpec:
 class PrefilterSpec:
     """Keep the ``keep_fraction`` best-scoring relation sets (or those scoring >= ``threshold``): the cut.
 
-    ``warmup``: run the ``warmup`` best-scoring kept sets first (enqueued in the Optuna study, each knob at the middle
-    of its range), the zero-cost warm-up of Abdelfattah et al. (ICLR 2021): the score then steers the search softly
-    as well.  ``keep_fraction: 1.0`` with ``warmup`` > 0 is the warm-up without the cut.  ``enabled: false`` still
-    scores every set (the scores are reported) but keeps them all and warms up none.
+    ``score``: the label-free score of a relation (``nlrd.relation_scores.CANDIDATES``) a set's members are scored by;
+    ``aggregate`` makes the set's score of theirs.  ``latent_in_support`` ranked sets best by their trained error at
+    the smoke space's config (bench/RESULTS.md, "2b. Label-free score candidates"); ``latent`` is the plain latent
+    non-localness that ranked them before.  ``warmup``: run the ``warmup`` best-scoring kept sets first (enqueued in
+    the Optuna study, each knob at the middle of its range), the zero-cost warm-up of Abdelfattah et al. (ICLR 2021):
+    the score then steers the search softly as well.  ``keep_fraction: 1.0`` with ``warmup`` > 0 is the warm-up
+    without the cut.  ``enabled: false`` still scores every set (the scores are reported) but keeps them all and
+    warms up none.
     """
 
     enabled: bool = True
     keep_fraction: float | None = 0.5
     threshold: float | None = None
+    score: str = "latent_in_support"
     aggregate: str = "mean"
     warmup: int = 0
 
@@ -139,11 +145,13 @@ ALLOWED_SCHEDULERS = ("asha", "none")
 #: Target-validation accuracy a trial reports and the direction of better poses (``nlrd.metrics.PROTOCOLS``).
 ACCURACY_METRICS = {key: protocol.better for key, protocol in PROTOCOLS.items()}
 #: What a trial reports and an objective may name: the target-validation accuracy above, the relation set's
-#: non-localness score, and the trial's cost in device-seconds (wall seconds x GPUs held, or CPUs on CPU); the
-#: last two may be searched in either direction.
+#: pre-filter score (``nonlocalness``: the set score the sets were ranked by, ``PrefilterSpec.score``), and the
+#: trial's cost in device-seconds (wall seconds x GPUs held, or CPUs on CPU); the last two may be searched in either
+#: direction.
 OBJECTIVE_METRICS = (*ACCURACY_METRICS, "nonlocalness", "device_seconds")
 ALLOWED_MODES = ("min", "max")
 ALLOWED_AGGREGATES = ("mean", "max", "min", "sum")
+ALLOWED_SCORES = CANDIDATES
 #: The loggers a space may name (``loggers: [...]``), each with the Python package it needs; each package installs
 #: under its import name (``pip install tensorboardX``).  ``tensorboardX`` comes with ``ray[tune]``; the other two are
 #: the optional ``loggers`` extra.

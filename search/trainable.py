@@ -66,7 +66,7 @@ def __getattr__(name: str) -> Any:
 
 def adapt_loop(config: dict[str, Any]) -> None:
     """Ray Train worker: adapt the source encoder to the target domain, reporting each evaluation with the
-    relation set's non-localness, the cost so far and a checkpoint of the encoder."""
+    relation set's pre-filter score (as ``nonlocalness``), the cost so far and a checkpoint of the encoder."""
     marks = LaunchMarks(config["launch_marks"])
     marks.mark_process_start("worker_process")
     marks.mark("loop_entered")
@@ -121,7 +121,8 @@ def make_trainable(
     spec: SearchSpec, cache: StageCache, keys: StageKeys, run_dir: RunDir, set_scores: dict[str, float]
 ) -> Any:
     """The Tune trainable for ``spec``, with its resources declared.  ``set_scores``: each relation set's
-    pre-filter score by label, reported by the trial as ``nonlocalness``."""
+    pre-filter score by label (``SetDecision.score``: the space's ``prefilter.score`` under its ``aggregate``, as the
+    sets were ranked), reported by the trial as ``nonlocalness``, the metric name the spaces' objectives use."""
     resources = spec.resources
 
     reports = run_dir.reports

@@ -25,8 +25,8 @@ INTERRUPTED = "interrupted"
 REFERENCE = "reference"
 #: The reference lines, in the order the tables show them, with the words they are shown with.
 REFERENCE_LINES = {"mean_pose": "mean pose (constant, no image)", "source_only": "source only (before adaptation)"}
-#: The set's non-localness score column, and target MPJPE: the default objective, the error ``best_mpjpe`` tracks
-#: and the pre-filter check correlates with the score.
+#: The set's pre-filter score column (the score that ranked the sets), and target MPJPE: the default objective, the
+#: error ``best_mpjpe`` tracks and the pre-filter check correlates with the score.
 SCORE, OBJECTIVE = "set_score", "mpjpe"
 #: The objective at a trial's first evaluation: the one fidelity every ended trial reached.
 FIRST = "first_mpjpe"

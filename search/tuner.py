@@ -16,7 +16,6 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from nlrd.nonlocalness import NonLocalness
 from search.export import trials_table, write_trials
 from search.loggers import logger_callbacks
 from search.prefilter import SetDecision
@@ -139,13 +138,14 @@ def _run_dir_state(state: dict[str, Any]) -> dict[str, Any]:
 class LiveTables(tune.Callback):
     """Rewrites ``trials.csv``/``trials.parquet`` each time a trial ends, so finished trials are on disk as
     soon as they finish, whatever happens to the driver afterwards; records each trial's reports for a replay.
+    ``relation_values``: each relation's value of the score that ranked the sets (the ``nl_<relation>`` columns).
     ``references``: the reference lines' metrics (``nlrd.pipeline.reference_lines``), rows of the table too."""
 
     def __init__(
         self,
         run_dir: RunDir,
         decisions: list[SetDecision],
-        scores: dict[str, NonLocalness],
+        relation_values: dict[str, float],
         objectives: Sequence[ObjectiveSpec],
         max_evaluations: int,
         references: dict[str, dict[str, float]] | None = None,
@@ -153,14 +153,17 @@ class LiveTables(tune.Callback):
         self.run_dir = run_dir
         self.references = references or {}
         self.decisions = decisions
-        self.scores = scores
+        self.relation_values = relation_values
         self.objectives = tuple(objectives)
         self.max_evaluations = max_evaluations
         self.failed: dict[str, bool] = {}  # trials this driver saw end -> whether they failed
         self.reports = run_dir.reports
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update({"references": {}, **_run_dir_state(state)})  # runs saved before reference lines
+        state = _run_dir_state(state)
+        if "scores" in state:  # runs saved before prefilter.score hold each relation's NonLocalness, ranked by it
+            state["relation_values"] = {name: value.normalised for name, value in state.pop("scores").items()}
+        self.__dict__.update({"references": {}, **state})  # runs saved before reference lines
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.reports.start(trial.trial_id)
@@ -176,7 +179,7 @@ class LiveTables(tune.Callback):
         ]
         rows = [trial_row(r, set_scores, self.max_evaluations, self.reports.attempts(r.trial_id)) for r in records]
         rows += rejected_rows(self.decisions) + reference_rows(self.references)
-        write_trials(self.run_dir, trials_table(rows, self.scores, self.objectives))
+        write_trials(self.run_dir, trials_table(rows, self.relation_values, self.objectives))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.failed[trial.trial_id] = False
@@ -315,7 +318,7 @@ def build_tuner(
     spec: SearchSpec,
     trainable: Any,
     decisions: list[SetDecision],
-    scores: dict[str, NonLocalness],
+    relation_values: dict[str, float],
     run_dir: RunDir,
     references: dict[str, dict[str, float]] | None = None,
 ) -> tune.Tuner:
@@ -345,7 +348,7 @@ def build_tuner(
     else:
         scheduler = FIFOScheduler()
     printer = ProgressPrinter(spec.searcher.num_trials, metric, mode, sum(not d.kept for d in decisions))
-    tables = LiveTables(run_dir, decisions, scores, spec.objectives, num_evaluations(spec), references)
+    tables = LiveTables(run_dir, decisions, relation_values, spec.objectives, num_evaluations(spec), references)
     set_scores = {d.label: d.score for d in decisions}
     study = StudyRecorder(run_dir, spec, distributions, num_evaluations(spec), set_scores)
     return tune.Tuner(

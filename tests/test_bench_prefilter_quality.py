@@ -19,7 +19,6 @@ from bench.prefilter_quality import (
     candidate_sets,
     enumerate_sets,
     keep_table,
-    nonlocalness_scores,
     ranking_name,
     record_nonlocalness,
     score_here,
@@ -28,6 +27,7 @@ from bench.prefilter_quality import (
     small_study,
     space_study,
     study_from_args,
+    table_scores,
 )
 from bench.search_efficiency import load_bench
 from nlrd.nonlocalness import AGGREGATES, NonLocalness
@@ -61,18 +61,22 @@ def test_a_space_study_is_the_search_config_with_knobs_at_their_middle():
     assert study.adapt.relations == ()
     assert study.adapt.w_lcr == pytest.approx(math.sqrt(0.01 * 1.0))
     assert study.adapt.lr_weighted == pytest.approx(math.sqrt(3e-5 * 3e-4))
-    assert (study.score_seed, study.aggregate) == (spec.searcher.seed, spec.prefilter.aggregate)
+    assert (study.score_seed, study.score, study.aggregate) == (
+        spec.searcher.seed,
+        spec.prefilter.score,
+        spec.prefilter.aggregate,
+    )
 
 
 def test_flags_replace_the_study_values_they_name():
-    given = argparse.Namespace(space=SMOKE, image_size=16, steps=4, eval_every=2, aggregate="max")
+    given = argparse.Namespace(space=SMOKE, image_size=16, steps=4, eval_every=2, score="pose", aggregate="sum")
     study = study_from_args(given)
     assert (study.stages.world.image_size, study.adapt.steps, study.adapt.eval_every) == (16, 4, 2)
-    assert study.aggregate == "max" and study.stages.prior == space_study(SMOKE).stages.prior
+    assert (study.score, study.aggregate) == ("pose", "sum") and study.stages.prior == space_study(SMOKE).stages.prior
     plain = study_from_args(
-        argparse.Namespace(space=None, image_size=None, steps=None, eval_every=None, aggregate=None)
+        argparse.Namespace(space=None, image_size=None, steps=None, eval_every=None, score=None, aggregate=None)
     )
-    assert plain == small_study()
+    assert plain == small_study() and (plain.score, plain.aggregate) == ("latent", "mean")
     assert (plain.stages.world.image_size, plain.adapt.steps, plain.adapt.eval_every) == (32, 60, 10)
 
 
@@ -137,25 +141,29 @@ def test_a_table_written_before_the_candidates_ranks_by_latent_alone():
     table.scores = {name: asdict(record_nonlocalness(r)) | {"seconds": 0.1} for name, r in table.scores.items()}
     rows = set_rows(table, SEEDS)
     assert set(rows[0].score) == {ranking_name("latent", agg) for agg in AGGREGATES}
-    assert nonlocalness_scores(table)["flip"].normalised == table.scores["flip"]["normalised"]
+    flip = table_scores(table)["flip"]
+    assert flip.nonlocalness.normalised == table.scores["flip"]["normalised"]
+    assert math.isnan(flip.candidates["latent_in_support"])
+    with pytest.raises(SystemExit, match="no latent_in_support scores"):
+        analyse(table, SEEDS, Path("unused"), "latent_in_support", "max", resamples=10)
 
 
+@pytest.mark.parametrize("candidate", CANDIDATES)
 @pytest.mark.parametrize("aggregate", AGGREGATES)
-def test_a_ranking_keeps_what_the_prefilter_keeps(aggregate):
+def test_a_ranking_keeps_what_the_prefilter_keeps(candidate, aggregate):
     table = _table()
     rows = set_rows(table, SEEDS)
     sets = [parse_set_label(r.label) for r in rows]
-    score = [r.score[ranking_name("latent", aggregate)] for r in rows]
+    score = [r.score[ranking_name(candidate, aggregate)] for r in rows]
     for fraction in (0.1, 0.25, 0.5):
-        decisions = decide(
-            sets, nonlocalness_scores(table), PrefilterSpec(keep_fraction=fraction, aggregate=aggregate), "b"
-        )
+        rule = PrefilterSpec(keep_fraction=fraction, score=candidate, aggregate=aggregate)
+        decisions = decide(sets, table_scores(table), rule, "b")
         kept = stats.top_by_score(score, stats.keep_count(len(rows), fraction))
         assert sorted(kept) == [i for i, d in enumerate(decisions) if d.kept]
 
 
 def test_the_analysis_chooses_a_candidate_that_ranks_perfectly(tmp_path):
-    payload = analyse(_table(), SEEDS, tmp_path, "mean", resamples=50)
+    payload = analyse(_table(), SEEDS, tmp_path, "latent", "mean", resamples=50)
     choice = payload["choice"]
     assert choice["ranking"] == "pose_in_support (mean)"
     assert choice["spearman"]["value"] == pytest.approx(1.0) and choice["spearman"]["low"] == pytest.approx(1.0)
@@ -190,11 +198,11 @@ def test_the_candidates_score_the_latent_the_prefilter_scores(tmp_path):
     scores = score_here(cache, keys, mocap, TINY.world.clip_len, seed=0)
     prefilter = score_relations_here(str(tmp_path), keys, RELATION_NAMES, TINY.world.clip_len, seed=0)
     assert list(scores) == list(RELATION_NAMES)
-    assert {name: s.nonlocalness for name, s in scores.items()} == prefilter
+    assert scores == prefilter
 
 
 def test_the_search_simulation_reads_a_table_with_candidate_scores(tmp_path):
     table = _table()
     table.save(tmp_path / "tabular.json")
     bench = load_bench(tmp_path / "tabular.json")
-    assert bench.scores == nonlocalness_scores(table) and len(bench.truth) == 17
+    assert bench.scores == table_scores(table) and len(bench.truth) == 17

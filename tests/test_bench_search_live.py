@@ -35,7 +35,7 @@ from bench.search_live import (
 )
 from nlrd.pipeline import StageCache
 from search.export import trials_table, write_trials
-from search.prefilter import SetDecision, parse_set_label, save_prefilter, set_label
+from search.prefilter import PrefilterRecord, SetDecision, parse_set_label, save_prefilter, set_label
 from search.run_dir import RunDir
 from search.space import load_space
 from search.trainable import RELATIONS_KEY
@@ -193,7 +193,7 @@ def write_run(runs_dir: Path, run: Run, trials: list[EndedTrial], kept: set[str]
         rows.append(trial_row(record, {}, max_evaluations=4))
     write_trials(run_dir, trials_table(rows, {}, spec.objectives))
     decisions = [SetDecision(parse_set_label(x), 0.5, kept is None or x in kept, "kept") for x in labels]
-    save_prefilter(run_dir.prefilter_json, {}, decisions)
+    save_prefilter(run_dir.prefilter_json, PrefilterRecord("latent_in_support", {}, decisions))
     if ended:
         run_dir.summary_md.write_text("# Search\n")
     return run_dir
@@ -297,6 +297,7 @@ def test_the_analysis_of_run_directories_counts_reaching_studies_and_their_ratio
     text = markdown(json.loads(json.dumps(result)))
     assert "| tpe-asha-cut | 2 | 100% | 5.5 / 5.5 | 20 / 20 | 3.27x / 2.31x | n/a | 201.9 |" in text
     assert "Not finished (left out): tpe-asha-cut-s2." in text
+    assert "| within target | pre-filter set score (latent_in_support, max) |" in text
     assert [s["run"] for s in result["studies"]][:3] == ["random-s0", "random-s1", "random-s2"]
 
 

@@ -107,7 +107,7 @@ def test_pareto_plot_follows_the_single_objective(tmp_path, monkeypatch):
     pareto_plot(table, [tmp_path / "pareto.png"], references, objective=plotted_objective(PCK))
     assert drawn == {
         "ylabel": "target PCK@150mm (%, higher is better)",
-        "title": "Non-localness vs target PCK@150mm",
+        "title": "Pre-filter set score vs target PCK@150mm",
         "baseline": [52.0],
         "mean_pose": [20.0],
     }
@@ -189,12 +189,16 @@ def test_tables_and_plot_are_written(tmp_path):
     table["pareto"] = pareto_mask(table)
     decisions = [SetDecision(("a",), 0.9, True, "kept"), SetDecision(("e",), 0.1, False, "score below")]
     references = {"source_only": {"mpjpe": 150.0, "pa_mpjpe": 120.0}, "mean_pose": {"mpjpe": 240.0}}
-    write_tables(RunDir(tmp_path), table, decisions, references, MPJPE)
+    ranked_by = "set score (latent_in_support, max)"
+    write_tables(RunDir(tmp_path), table, decisions, ranked_by, references, MPJPE)
     pareto_plot(table, [tmp_path / "pareto.png", tmp_path / "pareto.svg"], references)
     prefilter_plot(table, tmp_path / "prefilter.png", prefilter_correlation(table))
     spec = parse_space(TINY_SPACE, "tiny.yaml")
-    write_summary(RunDir(tmp_path), spec, table, references, None, None, 12.0)
-    assert "No trial finished" in (tmp_path / "summary.md").read_text()
+    write_summary(RunDir(tmp_path), spec, table, references, None, None, 12.0, score_name=ranked_by)
+    summary = (tmp_path / "summary.md").read_text()
+    assert "No trial finished" in summary and f"Pre-filter check of the {ranked_by}: fewer than" in summary
+    prefilter = pd.read_csv(tmp_path / "prefilter.csv")
+    assert prefilter["ranked_by"].tolist() == [ranked_by] * 2 and prefilter["set_score"].tolist() == [0.9, 0.1]
     assert (tmp_path / "pareto.svg").read_text().lstrip().startswith("<?xml")
     assert (tmp_path / "prefilter.png").read_bytes()[:4] == b"\x89PNG"
     assert pd.read_csv(tmp_path / "trials.csv")["relation_set"].tolist() == list("abcdef")
@@ -219,6 +223,16 @@ def test_reference_lines_are_rows_of_the_table_but_never_results():
     assert best_row(table, MPJPE[0])["relation_set"] == "b"
 
 
+def test_relation_columns_hold_each_member_value_of_the_ranking_score():
+    rows = [
+        {"relation_set": "flip", "set_score": 0.8, "status": FINISHED, "mpjpe": 100.0},
+        {"relation_set": "flip+inplane30", "set_score": 0.8, "status": REJECTED, "mpjpe": np.nan},
+    ]
+    table = trials_table(rows, {"flip": 0.8, "inplane30": 0.15}, MPJPE)
+    assert table["nl_flip"].tolist() == [0.8, 0.8]
+    assert np.isnan(table["nl_inplane30"][0]) and table["nl_inplane30"][1] == 0.15
+
+
 def test_plots_keep_rejected_sets_and_legends_off_the_data(tmp_path, monkeypatch):
     figures = []
 
@@ -228,9 +242,11 @@ def test_plots_keep_rejected_sets_and_legends_off_the_data(tmp_path, monkeypatch
     monkeypatch.setattr(plots, "_save", keep)
     table = _table()
     table["pareto"] = pareto_mask(table)
-    pareto_plot(table, [tmp_path / "pareto.png"], {"source_only": {"mpjpe": 150.0}})
-    prefilter_plot(table, tmp_path / "prefilter.png", prefilter_correlation(table))
+    ranked_by = "set score (latent_in_support, max)"
+    pareto_plot(table, [tmp_path / "pareto.png"], {"source_only": {"mpjpe": 150.0}}, score_name=ranked_by)
+    prefilter_plot(table, tmp_path / "prefilter.png", prefilter_correlation(table), score_name=ranked_by)
     pareto_ax, prefilter_ax = (fig.axes[0] for fig in figures)
+    assert all(ranked_by in ax.get_xlabel() for ax in (pareto_ax, prefilter_ax))
     (rejected,) = [line for line in pareto_ax.get_lines() if line.get_marker() == "|"]
     assert list(rejected.get_ydata()) == [1.03] and not rejected.get_clip_on()  # above the plot, not at y = 0
     for ax in (pareto_ax, prefilter_ax):

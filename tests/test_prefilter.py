@@ -1,21 +1,42 @@
 from __future__ import annotations
 
+import json
+import math
+from dataclasses import asdict
+
 import pytest
 import torch
 
 from nlrd.nonlocalness import NonLocalness, nonlocalness
-from nlrd.pipeline import StageCache, heldout_mocap, load_prior_and_motion, load_world, stage_keys
+from nlrd.pipeline import StageCache, StageKeys, heldout_mocap, load_prior_and_motion, load_world, stage_keys
+from nlrd.relation_scores import CANDIDATES, RelationScores
 from nlrd.relations import get_relation
-from search.prefilter import decide, parse_set_label, score_relations, score_relations_here, set_label
+from search.prefilter import (
+    PrefilterRecord,
+    SetDecision,
+    decide,
+    load_prefilter,
+    parse_set_label,
+    save_prefilter,
+    score_label,
+    score_relations,
+    score_relations_here,
+    set_label,
+)
 from search.space import PrefilterSpec, RelationsSpec, SpaceError, parse_space
 from tests.conftest import TINY_SPACE
 
 
-def _scores(**normalised: float) -> dict[str, NonLocalness]:
-    return {
-        name: NonLocalness(relation=name, level="pose", raw=value, baseline=1.0, normalised=value)
-        for name, value in normalised.items()
-    }
+def _relation(name: str, latent: float, support_ratio: float = 1.0) -> RelationScores:
+    """Scores whose ``latent`` is ``latent`` and whose counterparts are reconstructed ``support_ratio`` times worse
+    than their anchors."""
+    nl = NonLocalness(relation=name, level="pose", raw=latent, baseline=1.0, normalised=latent)
+    return RelationScores(nl, 2 * latent, 2.0, 10.0, 10.0 * support_ratio, 0.25)
+
+
+def _scores(**latent: float) -> dict[str, RelationScores]:
+    """Relations inside the prior's support: every in-support score equals the plain one."""
+    return {name: _relation(name, value) for name, value in latent.items()}
 
 
 def test_candidate_sets_are_all_subsets_in_the_size_range():
@@ -71,21 +92,96 @@ def test_threshold_rule_and_a_threshold_that_keeps_nothing():
         decide(sets, _scores(a=0.4, b=0.6), PrefilterSpec(keep_fraction=None, threshold=0.9), "s.yaml")
 
 
-def test_ray_and_in_process_scoring_agree_with_scoring_each_relation_alone(ray_cluster, tiny_stages):
-    """The pre-filter computes each level's baseline once and shares it; every score is still exactly the one
-    a relation gets on its own from the search's generator seed."""
+def test_the_chosen_score_ranks_the_sets():
+    """A relation far in latent space whose counterparts leave the prior's support (as a 30 degree rotation does) is
+    ranked first by ``latent`` and last by ``latent_in_support``."""
+    scores = {
+        "inplane30": _relation("inplane30", 0.9, support_ratio=6.0),
+        "flip": _relation("flip", 0.8),
+        "inplane5": _relation("inplane5", 0.2, support_ratio=1.2),
+    }
+    sets = [("inplane30",), ("flip",), ("inplane5",)]
+
+    def kept(score: str) -> list[str]:
+        rule = PrefilterSpec(keep_fraction=0.3, score=score, aggregate="max")
+        return [d.label for d in decide(sets, scores, rule, "s.yaml") if d.kept]
+
+    assert kept("latent") == ["inplane30"]
+    assert kept("latent_in_support") == ["flip"]
+    by_support = decide(sets, scores, PrefilterSpec(keep_fraction=1.0), "s.yaml")
+    assert [d.score for d in by_support] == pytest.approx([0.9 / 6.0, 0.8, 0.2 / 1.2])
+    pair = decide([("inplane30", "flip")], scores, PrefilterSpec(keep_fraction=1.0, aggregate="max"), "s.yaml")
+    assert pair[0].score == pytest.approx(0.8)
+
+
+def test_a_score_that_was_not_measured_is_refused():
+    old = {"flip": RelationScores.latent_only(NonLocalness("flip", "pose", 0.8, 1.0, 0.8))}
+    assert decide([("flip",)], old, PrefilterSpec(score="latent"), "s.yaml")[0].score == pytest.approx(0.8)
+    with pytest.raises(ValueError, match="no latent_in_support score for flip"):
+        decide([("flip",)], old, PrefilterSpec(score="latent_in_support"), "s.yaml")
+
+
+def test_the_record_round_trips_with_every_candidate(tmp_path):
+    scores = {"flip": _relation("flip", 0.8), "inplane30": _relation("inplane30", 0.9, support_ratio=6.0)}
+    decisions = decide([("flip",), ("inplane30",)], scores, PrefilterSpec(), "s.yaml")
+    record = PrefilterRecord("latent_in_support", scores, decisions)
+    save_prefilter(tmp_path / "prefilter.json", record)
+    again = load_prefilter(tmp_path / "prefilter.json")
+    assert again == record
+    assert again.relation_values() == pytest.approx({"flip": 0.8, "inplane30": 0.15})
+    assert set(again.scores["inplane30"].candidates) == set(CANDIDATES)
+    assert score_label(again.score, "max") == "set score (latent_in_support, max)"
+
+
+def test_a_record_from_before_the_candidates_keeps_its_latent_ranking(tmp_path):
+    """A ``prefilter.json`` written when the pre-filter ranked by latent non-localness alone holds each relation's
+    ``NonLocalness``: a resumed run reads its verdicts unchanged, ranked by ``latent``."""
+    flip = NonLocalness("flip", "pose", 0.7, 0.875, 0.8)
+    decisions = [SetDecision(("flip",), 0.8, True, "kept"), SetDecision(("inplane5",), 0.2, False, "score below")]
+    payload = {
+        "scores": {"flip": asdict(flip), "inplane5": asdict(NonLocalness("inplane5", "pose", 0.2, 1.0, 0.2))},
+        "decisions": [asdict(d) for d in decisions],
+    }
+    (tmp_path / "prefilter.json").write_text(json.dumps(payload))
+    record = load_prefilter(tmp_path / "prefilter.json")
+    assert record.score == "latent" and record.decisions == decisions
+    assert record.scores["flip"].nonlocalness == flip
+    assert record.relation_values() == {"flip": 0.8, "inplane5": 0.2}
+    others = [value for name, value in record.scores["flip"].candidates.items() if name != "latent"]
+    assert len(others) == len(CANDIDATES) - 1 and all(math.isnan(value) for value in others)
+
+
+def _tiny_scoring(tiny_stages) -> tuple[StageCache, StageKeys, tuple[str, ...], int, int]:
     spec = parse_space(TINY_SPACE, "tiny.yaml")
-    cache, clip_len, seed = StageCache(tiny_stages), spec.stages.world.clip_len, spec.searcher.seed
     keys = stage_keys(spec.stages, spec.relations.candidates)
-    names = spec.relations.candidates
-    assert {get_relation(name, clip_len).level for name in names} == {"pose", "motion"}
+    return StageCache(tiny_stages), keys, spec.relations.candidates, spec.stages.world.clip_len, spec.searcher.seed
+
+
+def _alone(cache: StageCache, keys: StageKeys, names, clip_len: int, seed: int) -> dict[str, NonLocalness]:
+    """Each relation's latent non-localness on its own from the search's generator seed."""
     prior, motion = load_prior_and_motion(cache, keys)
     mocap = heldout_mocap(load_world(cache, keys.world))
-    alone = {
+    return {
         name: nonlocalness(
             prior, motion, mocap, get_relation(name, clip_len), generator=torch.Generator().manual_seed(seed)
         )
         for name in names
     }
-    assert score_relations(cache, keys, names, clip_len, seed) == alone
-    assert score_relations_here(str(cache.root), keys, names, clip_len, seed) == alone
+
+
+def test_in_process_scoring_keeps_the_latent_of_each_relation_alone(tiny_stages):
+    """The pre-filter computes each level's baselines once and shares them; every latent score is still exactly the
+    non-localness a relation gets on its own, and every other candidate is measured beside it."""
+    cache, keys, names, clip_len, seed = _tiny_scoring(tiny_stages)
+    assert {get_relation(name, clip_len).level for name in names} == {"pose", "motion"}
+    here = score_relations_here(str(cache.root), keys, names, clip_len, seed)
+    assert {name: s.nonlocalness for name, s in here.items()} == _alone(cache, keys, names, clip_len, seed)
+    assert all(math.isfinite(value) for s in here.values() for value in s.candidates.values())
+
+
+def test_ray_and_in_process_scoring_agree_with_scoring_each_relation_alone(ray_cluster, tiny_stages):
+    """One Ray task per level and one per relation give the very scores of the in-process path."""
+    cache, keys, names, clip_len, seed = _tiny_scoring(tiny_stages)
+    scores = score_relations(cache, keys, names, clip_len, seed)
+    assert scores == score_relations_here(str(cache.root), keys, names, clip_len, seed)
+    assert {name: s.nonlocalness for name, s in scores.items()} == _alone(cache, keys, names, clip_len, seed)

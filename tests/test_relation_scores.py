@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import asdict, dataclass
 
 import pytest
 import torch
@@ -166,3 +167,11 @@ def test_support_and_transformer_only_ever_lower_a_score(
     assert 0.0 <= c["latent_x_transformer"] <= c["latent"]
     if counterpart_recon <= anchor_recon:  # counterparts no further from the support than anchors: no discount
         assert c["latent_in_support"] == c["latent"] and c["pose_in_support"] == c["pose"]
+
+
+def test_scores_read_back_from_their_dict_and_a_latent_alone_leaves_the_others_unknown():
+    scores = RelationScores(NonLocalness("flip", "pose", 0.7, 0.875, 0.8), 40.0, 50.0, 10.0, 30.0, 0.2)
+    assert RelationScores.from_dict(asdict(scores) | {"candidates": scores.candidates}) == scores
+    alone = RelationScores.latent_only(scores.nonlocalness)
+    assert alone.candidates["latent"] == 0.8
+    assert all(math.isnan(value) for name, value in alone.candidates.items() if name != "latent")

@@ -13,6 +13,7 @@ import optuna
 import pandas as pd
 import pytest
 
+from nlrd.pipeline import StageCache, stage_keys
 from search.launch_marks import MARKS, PREFIX, phase_seconds
 from search.run import INTERRUPTED_EXIT, check_run_name, main
 from search.run_dir import RunDir
@@ -255,10 +256,24 @@ def test_dry_run_with_cached_stages_scores_the_sets_without_ray(tmp_path, capsys
     assert "every stage is cached" in plan
     assert "target MPJPE of the reference lines: mean pose (constant, no image)" in plan
     assert "[quality] held-out mocap: prior" in plan and "[quality] WARNING:" in plan  # tiny stages miss their bars
-    assert "[prefilter] 6 relation sets scored, 3 kept, 3 rejected" in plan
+    assert "[prefilter] 6 relation sets ranked by set score (latent_in_support, mean): 3 kept, 3 rejected" in plan
     assert "[plan]   relations    choice of the 3 relation sets the pre-filter keeps, of 6" in plan
     assert "[plan]   stages: every stage is cached: 0 s" in plan
     assert sorted(p.name for p in out.iterdir()) == ["cache"]
+
+
+def test_dry_run_scores_no_set_while_a_relation_transformer_is_missing(tmp_path, capsys, tiny_stages):
+    """The pre-filter reads every candidate relation's transformer (``latent_x_transformer``)."""
+    path = write_space(tmp_path / "tiny.yaml", TINY_SPACE)
+    out = with_stages(tmp_path / "results", tiny_stages)
+    spec = load_space(path)
+    cache = StageCache(out / "cache")
+    cache.path(stage_keys(spec.stages, spec.relations.candidates).relations["flip"]).unlink()
+    assert main(["--space", str(path), "--out", str(out), "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert "[plan] stages to train: relation flip" in plan
+    assert "set scores need the cached world, pose prior, motion embedding and relation transformers" in plan
+    assert "[prefilter]" not in plan
 
 
 @pytest.mark.parametrize("name", ["../escape", "a/b", "/tmp/abs", "a\\b", "..", ".", ""])

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 from ray import cloudpickle
 
 import search.export
 import search.trainable
+from nlrd.nonlocalness import NonLocalness
 from nlrd.pipeline import StageCache
 from search.prefilter import SetDecision
 from search.run_dir import RunDir, RunDirError
@@ -86,7 +88,8 @@ def _saved_before(module: object, name: str, state: dict, monkeypatch: pytest.Mo
 def test_tune_state_saved_before_the_run_dir_existed_still_resumes(tmp_path, monkeypatch):
     """Tune's ``tuner.pkl`` holds the callbacks.  In runs started before ``RunDir`` it holds ``LiveTables`` as
     ``search.export.LiveTables`` with the directory as a ``Path`` and its ``search.trainable.TrialReports``, and
-    ``StudyRecorder`` with a ``Path``: ``--resume`` must still unpickle them into working callbacks."""
+    ``StudyRecorder`` with a ``Path``; before ``prefilter.score`` ``LiveTables`` held each relation's
+    ``NonLocalness``, which ranked the sets: ``--resume`` must still unpickle them into working callbacks."""
     recorder = StudyRecorder(RunDir(tmp_path), parse_space(TINY_SPACE, "tiny.yaml"), {}, 3)
     recorder.__dict__["run_dir"] = tmp_path
     with monkeypatch.context() as old_names:
@@ -94,7 +97,7 @@ def test_tune_state_saved_before_the_run_dir_existed_still_resumes(tmp_path, mon
         state = {
             "run_dir": tmp_path,
             "decisions": [SetDecision(("flip",), 0.9, True, "kept")],
-            "scores": {},
+            "scores": {"flip": NonLocalness("flip", "pose", 0.7, 0.875, 0.8)},
             "objectives": (ObjectiveSpec("mpjpe", "min"),),
             "max_evaluations": 3,
             "failed": {},
@@ -109,3 +112,4 @@ def test_tune_state_saved_before_the_run_dir_existed_still_resumes(tmp_path, mon
     tables.on_trial_start(0, [trial], trial)
     tables.on_trial_complete(0, [trial], trial)
     assert tables.reports.ended("t1") and (tmp_path / "trials.csv").is_file()
+    assert pd.read_csv(tmp_path / "trials.csv")["nl_flip"].tolist() == [0.8]

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from bench.ablation import smoke_configs
 from nlrd.metrics import evaluate_protocols
 from nlrd.pipeline import stage_keys
+from nlrd.relation_scores import CANDIDATES
 from search.export import best_space
 from search.space import ACCURACY_METRICS, OBJECTIVE_METRICS, SpaceError, load_space, parse_space
 from search.space_grammar import parse_expression
@@ -27,6 +28,21 @@ def test_shipped_spaces_are_valid(name):
     assert spec.name == name
     assert spec.relations.sets()
     assert {p.name for p in spec.params}
+
+
+@pytest.mark.parametrize("path", ["spaces/smoke.yaml", "spaces/default.yaml", "spaces/paper.yaml",
+                                  "spaces/h36m.yaml", "spaces/3dhp.yaml", "bench/spaces/search-live.yaml"])  # fmt: skip
+def test_shipped_spaces_rank_by_the_score_the_study_chose(path):
+    """bench/RESULTS.md, "2b. Label-free score candidates": ``latent_in_support`` under ``max``."""
+    text = (REPO / path).read_text()
+    prefilter = yaml.safe_load(text)["prefilter"]
+    assert (prefilter["score"], prefilter["aggregate"]) == ("latent_in_support", "max")
+
+
+def test_the_prefilter_score_defaults_to_latent_in_support_and_takes_every_candidate():
+    assert parse_space(copy.deepcopy(TINY_SPACE), "s.yaml").prefilter.score == "latent_in_support"
+    for score in CANDIDATES:
+        assert parse_space(_with("prefilter.score", score), "s.yaml").prefilter.score == score
 
 
 @pytest.mark.parametrize("name", ["weights-flip", "weights-motion"])
@@ -204,6 +220,15 @@ def _with(path: str, value) -> dict:
         ("prefilter.keep_fraction", 0.0, ["prefilter.keep_fraction", "(0, 1]"]),
         ("prefilter.threshold", 0.5, ["prefilter", "exactly one of keep_fraction and threshold"]),
         ("prefilter.aggregate", "median", ["prefilter.aggregate", "Allowed: mean, max, min, sum"]),
+        (
+            "prefilter.score",
+            "non_locality",
+            [
+                "bad.yaml: prefilter.score",
+                "got 'non_locality'",
+                "Allowed: latent, pose, latent_in_support, pose_in_support, latent_x_transformer",
+            ],
+        ),
         ("prefilter.warmup", -1, ["prefilter.warmup", "must be >= 0"]),
         ("resources.trial_cpus", 0, ["resources.trial_cpus", "must be > 0.1"]),
         ("resources.trial_cpus", 0.1, ["resources.trial_cpus", "its worker the rest"]),
@@ -317,10 +342,12 @@ def test_a_space_without_sections_is_refused_not_run_as_the_defaults(tmp_path, t
     log=st.booleans(),
     seed=st.integers(0, 2**31 - 1),
     max_set=st.integers(1, 3),
+    score=st.sampled_from(CANDIDATES),
 )
-def test_yaml_round_trip(tmp_path_factory, low, width, log, seed, max_set):
+def test_yaml_round_trip(tmp_path_factory, low, width, log, seed, max_set, score):
     """Writing a space to YAML and reading it back gives the same spec."""
     space = copy.deepcopy(TINY_SPACE)
+    space["prefilter"] = {**space["prefilter"], "score": score}
     expression = f"interval({low!r}, {low + width!r})"
     space["params"] = {"lr_nonlocal": f"tag(log, {expression})" if log else expression}
     space["searcher"]["seed"] = seed
@@ -331,6 +358,7 @@ def test_yaml_round_trip(tmp_path_factory, low, width, log, seed, max_set):
     assert again == spec
     assert again.digest == spec.digest
     assert spec.params[0].low == pytest.approx(low) and spec.params[0].log == log
+    assert again.prefilter.score == score
 
 
 @pytest.mark.parametrize("name", ["smoke", "default", "paper"])
