@@ -192,7 +192,9 @@ def prefilter_correlation(table: pd.DataFrame) -> dict[str, Any] | None:
     """Spearman and Kendall rank correlation between set score and trained MPJPE (negative = higher-scoring sets
     trained to lower error): over the finished trials' final MPJPE when at least ``MIN_CORRELATION_TRIALS`` finished,
     else over every ended trial's MPJPE at its first evaluation (one fidelity that stopped trials reached too, so a
-    small search with ASHA still gets its check); None with too few trials or no spread.  ``basis`` says which."""
+    small search with ASHA still gets its check); None with too few trials or no spread.  ``basis`` says which.
+    ``set_size_spearman``: the same for the sets' sizes, the baseline a score has to beat (None when every trial's
+    set has one size)."""
     from scipy import stats
 
     bases = [
@@ -206,6 +208,8 @@ def prefilter_correlation(table: pd.DataFrame) -> dict[str, Any] | None:
         if len(done) >= MIN_CORRELATION_TRIALS and done[SCORE].nunique() > 1 and done[column].nunique() > 1:
             spearman = stats.spearmanr(done[SCORE], done[column])
             kendall = stats.kendalltau(done[SCORE], done[column])
+            sized = "set_size" in done and done["set_size"].nunique() > 1
+            size = stats.spearmanr(done["set_size"], done[column]) if sized else None
             return {
                 "n": len(done),
                 "basis": basis,
@@ -214,8 +218,21 @@ def prefilter_correlation(table: pd.DataFrame) -> dict[str, Any] | None:
                 "spearman_p": float(spearman.pvalue),
                 "kendall": float(kendall.statistic),
                 "kendall_p": float(kendall.pvalue),
+                "set_size_spearman": float(size.statistic) if size is not None else None,
+                "set_size_spearman_p": float(size.pvalue) if size is not None else None,
             }
     return None
+
+
+def set_size_baseline(correlation: dict[str, Any]) -> str:
+    """The set-size baseline beside a pre-filter check: a score that ranks no better than the sets' sizes buys
+    nothing a user could not get by counting relations."""
+    if correlation.get("set_size_spearman") is None:
+        return "Set size, the baseline: one size among these trials, no ranking."
+    return (
+        f"Set size, the baseline: Spearman {correlation['set_size_spearman']:+.2f} "
+        f"(p={correlation['set_size_spearman_p']:.2g}) with the same MPJPE."
+    )
 
 
 def _objective_text(metric: str, values: dict[str, float] | pd.Series) -> str:
@@ -346,7 +363,7 @@ def write_summary(
             f"{correlation['spearman']:+.2f} "
             f"(p={correlation['spearman_p']:.2g}), Kendall {correlation['kendall']:+.2f} "
             f"(p={correlation['kendall_p']:.2g}) between the {score_name} and trained MPJPE (negative: "
-            "higher-scoring sets trained to lower error)."
+            f"higher-scoring sets trained to lower error). {set_size_baseline(correlation)}"
         )
     lines += [
         "",

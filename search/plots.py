@@ -13,6 +13,7 @@ import pandas as pd  # noqa: E402
 
 from nlrd.atomic import write_atomic  # noqa: E402
 from nlrd.metrics import PROTOCOLS  # noqa: E402
+from search.export import set_size_baseline  # noqa: E402
 from search.space import ObjectiveSpec  # noqa: E402
 from search.trials import FINISHED, METRIC_COLUMNS, OBJECTIVE, REFERENCE_LINES, REJECTED, SCORE, STOPPED  # noqa: E402
 
@@ -129,7 +130,7 @@ def prefilter_plot(
         text = (
             f"Spearman {correlation['spearman']:+.2f} (p={correlation['spearman_p']:.2g}), "
             f"Kendall {correlation['kendall']:+.2f} (p={correlation['kendall_p']:.2g}), "
-            f"n = {correlation['n']} trials, {correlation['basis']}"
+            f"n = {correlation['n']} trials, {correlation['basis']}\n{set_size_baseline(correlation)}"
         )
     else:
         text = "too few finished trials for rank correlations"

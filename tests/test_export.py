@@ -4,6 +4,8 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
+from scipy import stats
 
 from search import plots
 from search.errors import first_error_line
@@ -14,6 +16,7 @@ from search.export import (
     pareto_mask,
     plotted_objective,
     prefilter_correlation,
+    set_size_baseline,
     trials_table,
     write_summary,
     write_tables,
@@ -161,6 +164,12 @@ def test_prefilter_correlation_needs_enough_trials_and_finds_the_sign():
     corr = prefilter_correlation(table)
     assert corr["n"] == 5 and corr["spearman"] < 0 and corr["kendall"] < 0
     assert corr["basis"] == "final MPJPE of the finished trials"
+    assert corr["set_size_spearman"] is None  # the table has no sizes: no baseline
+    table["set_size"] = [1, 2, 1, 2, 0, 1, 2]  # the rejected set (no MPJPE) is left out
+    corr = prefilter_correlation(table)
+    ranks = table[table["status"] == FINISHED]
+    assert corr["set_size_spearman"] == pytest.approx(stats.spearmanr(ranks["set_size"], ranks["mpjpe"]).statistic)
+    assert set_size_baseline(corr).startswith(f"Set size, the baseline: Spearman {corr['set_size_spearman']:+.2f}")
 
 
 def test_with_few_finished_trials_the_check_reads_every_ended_trial_at_its_first_evaluation():
