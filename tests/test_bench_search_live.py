@@ -297,7 +297,7 @@ def test_the_analysis_of_run_directories_counts_reaching_studies_and_their_ratio
     text = markdown(json.loads(json.dumps(result)))
     assert "| tpe-asha-cut | 2 | 100% | 5.5 / 5.5 | 20 / 20 | 3.27x / 2.31x | n/a | 201.9 |" in text
     assert "Not finished (left out): tpe-asha-cut-s2." in text
-    assert "| within target | pre-filter set score (latent_in_support, max) |" in text
+    assert "| within target | pre-filter set score (latent_in_support, mean) |" in text
     assert [s["run"] for s in result["studies"]][:3] == ["random-s0", "random-s1", "random-s2"]
 
 
