@@ -103,6 +103,23 @@ def random_codes(
     return chunked(encode, samples, chunk)
 
 
+def check_relation_window(relation: Relation, mocap: torch.Tensor) -> None:
+    """Refuse ``(M, L, 17, 3)`` mocap whose sequences are shorter than a motion-level relation's window."""
+    if relation.level != "pose" and relation.window > mocap.shape[1]:
+        raise ValueError(f"relation {relation.name!r} needs {relation.window} frames, mocap has {mocap.shape[1]}")
+
+
+def relation_samples(
+    prior: nn.Module, mocap: torch.Tensor, relation: Relation, max_samples: int, generator: torch.Generator
+) -> torch.Tensor:
+    """At most ``max_samples`` frames (pose level) or ``relation.window``-frame windows (motion level) of ``mocap``,
+    drawn from ``generator``, on the prior's device: the samples a relation is scored on."""
+    device = next(prior.parameters()).device
+    return random_subset(
+        level_samples(mocap.to(device, torch.float32), relation.level, relation.window), max_samples, generator
+    )
+
+
 @torch.no_grad()
 def random_pair_baseline(
     prior: nn.Module,
@@ -149,8 +166,7 @@ def nonlocalness(
     drawn from it; a caller sharing that baseline passes it as ``baseline`` with ``generator`` in the state
     computing it left, and gets the very numbers of a call that computes it.
     """
-    if relation.level != "pose" and relation.window > mocap.shape[1]:
-        raise ValueError(f"relation {relation.name!r} needs {relation.window} frames, mocap has {mocap.shape[1]}")
+    check_relation_window(relation, mocap)
     if baseline is None:
         baseline = random_pair_baseline(
             prior,
@@ -163,11 +179,8 @@ def nonlocalness(
             num_pairs=num_pairs,
             chunk=chunk,
         )
-    device = next(prior.parameters()).device
     encode, _ = level_codec(prior, motion, relation.level, relation.clip_len)
-    samples = random_subset(
-        level_samples(mocap.to(device, torch.float32), relation.level, relation.window), max_samples, generator
-    )
+    samples = relation_samples(prior, mocap, relation, max_samples, generator)
     distances = []
     for start in range(0, len(samples), chunk):
         anchor, counterpart = relation.poses(samples[start : start + chunk])

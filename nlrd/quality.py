@@ -26,7 +26,7 @@ from torch import nn
 
 from nlrd.core import ClipSet, Stages
 from nlrd.metrics import mpjpe
-from nlrd.nonlocalness import chunked, level_codec, mocap_windows, random_subset
+from nlrd.nonlocalness import chunked, level_codec, level_samples, mocap_windows, random_subset
 from nlrd.reference import mean_pose_metrics
 from nlrd.relations import Relation
 from nlrd.train.evaluate import evaluate
@@ -173,8 +173,7 @@ def measure_stages(
     motion_mm = mpjpe(decoded, clips).item()
     gaps = {}
     for name, relation in sorted(relations.items()):
-        samples = mocap.flatten(0, 1) if relation.level == "pose" else mocap_windows(mocap, relation.window)
-        raw = on_device(random_subset(samples, max_samples, generator))
+        raw = on_device(random_subset(level_samples(mocap, relation.level, relation.window), max_samples, generator))
         gaps[name] = relation_gap_left(prior, motion, stages.transformers[name], relation, raw)
     quality = StageQuality(prior_mm=prior_mm, motion_mm=motion_mm, relations=gaps)
     if target_val.poses is not None:

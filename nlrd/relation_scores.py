@@ -29,13 +29,13 @@ from torch import nn
 from nlrd.metrics import mpjpe
 from nlrd.nonlocalness import (
     NonLocalness,
+    check_relation_window,
     chunked,
     level_codec,
-    level_samples,
     pair_distance,
     random_codes,
     random_pairs,
-    random_subset,
+    relation_samples,
 )
 from nlrd.quality import decoded_gap_left
 from nlrd.relations import Relation
@@ -162,8 +162,7 @@ def relation_scores(
     given with ``generator`` in the state computing them left; then the subset), so ``nonlocalness`` is bit for bit
     the number that function returns, and every other figure is read on the same samples.
     """
-    if relation.level != "pose" and relation.window > mocap.shape[1]:
-        raise ValueError(f"relation {relation.name!r} needs {relation.window} frames, mocap has {mocap.shape[1]}")
+    check_relation_window(relation, mocap)
     if baselines is None:
         baselines = random_pair_baselines(
             prior,
@@ -176,11 +175,8 @@ def relation_scores(
             num_pairs=num_pairs,
             chunk=chunk,
         )
-    device = next(prior.parameters()).device
     encode, decode = level_codec(prior, motion, relation.level, relation.clip_len)
-    samples = random_subset(
-        level_samples(mocap.to(device, torch.float32), relation.level, relation.window), max_samples, generator
-    )
+    samples = relation_samples(prior, mocap, relation, max_samples, generator)
     parts: dict[str, list[torch.Tensor]] = {
         name: [] for name in ("distance", "anchor", "counterpart", "anchor_out", "counterpart_out", "moved")
     }
