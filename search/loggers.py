@@ -6,7 +6,8 @@ Tune already writes CSV, JSON and TensorBoard files into every trial's folder (`
 ``mlflow`` and ``wandb`` add those trackers.  Each reports every evaluation of every trial:
 
 * tensorboard: ``RUN_DIR/tune/<trial folder>/events.out.tfevents.*``; ``tensorboard --logdir RUN_DIR/tune``;
-* mlflow: to ``MLFLOW_TRACKING_URI`` when set, else to ``RUN_DIR/mlruns`` (a ``file:`` URI), in the experiment
+* mlflow: to ``MLFLOW_TRACKING_URI`` when set, else to the SQLite store ``RUN_DIR/mlflow.db`` (MLflow 3 refuses
+  its former folder store, ``mlruns``, unless ``MLFLOW_ALLOW_FILE_STORE`` is set), in the experiment
   ``MLFLOW_EXPERIMENT_NAME`` or else the space's name; ``mlflow ui --backend-store-uri <that URI>`` shows it;
 * wandb: to the project ``WANDB_PROJECT`` or else the space's name, in the mode ``WANDB_MODE`` when set (``offline``
   keeps everything on disk, ``disabled`` turns it off), with its local files under ``RUN_DIR/wandb``.
@@ -32,9 +33,9 @@ def tensorboard_callback(spec: SearchSpec, run_dir: RunDir) -> TBXLoggerCallback
 
 
 def mlflow_callback(spec: SearchSpec, run_dir: RunDir) -> MLflowLoggerCallback:
-    """An MLflow run per trial; the default store is a folder of the run directory, so nothing leaves the machine
+    """An MLflow run per trial; the default store is a file of the run directory, so nothing leaves the machine
     unless the user points ``MLFLOW_TRACKING_URI`` at a server."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or run_dir.mlruns.as_uri()
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{run_dir.mlflow_db.resolve()}"
     return MLflowLoggerCallback(tracking_uri=uri, experiment_name=os.environ.get("MLFLOW_EXPERIMENT_NAME", spec.name))
 
 

@@ -69,9 +69,9 @@ class RunDir:
         return self.path / "tune"
 
     @property
-    def mlruns(self) -> Path:
-        """The MLflow store of ``loggers: [mlflow]`` when ``MLFLOW_TRACKING_URI`` names none."""
-        return self.path / "mlruns"
+    def mlflow_db(self) -> Path:
+        """The MLflow store (an SQLite file) of ``loggers: [mlflow]`` when ``MLFLOW_TRACKING_URI`` names none."""
+        return self.path / "mlflow.db"
 
     @property
     def reports(self) -> TrialReports:

@@ -48,10 +48,10 @@ def test_each_logger_becomes_rays_own_callback_in_the_spaces_order(tmp_path, fak
     assert [type(c) for c in callbacks] == [WandbLoggerCallback, TBXLoggerCallback, MLflowLoggerCallback]
 
 
-def test_mlflow_defaults_to_a_file_store_in_the_run_directory_named_after_the_space(tmp_path, fake_trackers):
+def test_mlflow_defaults_to_an_sqlite_store_in_the_run_directory_named_after_the_space(tmp_path, fake_trackers):
     (callback,) = logger_callbacks(_spec("mlflow"), RunDir(tmp_path))
-    assert callback.tracking_uri == (tmp_path / "mlruns").resolve().as_uri()
-    assert callback.tracking_uri.startswith("file:")
+    assert callback.tracking_uri == "sqlite:///" + str((tmp_path / "mlflow.db").resolve())
+    assert callback.tracking_uri.startswith("sqlite:////")
     assert callback.experiment_name == "tiny"
 
 
