@@ -315,7 +315,7 @@ def mean_pose_line(cache: StageCache, keys: StageKeys) -> dict[str, float]:
     with cache.lock(key):
         if key in cache:
             return dict(cache.load(key)["target_val"])
-        world = load_world(cache, keys.world)
+        world = load_world(cache, keys.world, mmap=True)
         train, _ = split_mocap(world.mocap)
         metrics = mean_pose_metrics(train, world.target_val)
         cache.save(key, {"target_val": metrics})
@@ -370,7 +370,7 @@ def stage_quality(
     with cache.lock(key):
         if key in cache:
             return StageQuality.from_dict(cache.load(key)["quality"])
-        world = load_world(cache, keys.world)
+        world = load_world(cache, keys.world, mmap=True)
         train, heldout = split_mocap(world.mocap)
         names = sorted(keys.relations)
         quality = measure_stages(

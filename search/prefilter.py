@@ -97,8 +97,9 @@ class LevelBaselines:
 
 
 def _prior_motion_mocap(cache: StageCache, keys: StageKeys) -> tuple[nn.Module, nn.Module, torch.Tensor]:
+    """The scorers' stages and held-out mocap; the world is mapped, not read, as a scorer needs only its mocap."""
     prior, motion = load_prior_and_motion(cache, keys)
-    return prior, motion, heldout_mocap(load_world(cache, keys.world))
+    return prior, motion, heldout_mocap(load_world(cache, keys.world, mmap=True))
 
 
 def level_baselines(cache_root: str, keys: StageKeys, level: str, clip_len: int, seed: int) -> LevelBaselines:
