@@ -43,16 +43,17 @@ class Figures:
 #: ``bench/RESULTS.md`` on the project's 2-core CPU (small CNN, 64 px): "Time per stage on CPU" (2026-12-01, one
 #: thread: world 37 s for 4992 frames, prior 46 s / 600 steps, motion 38 s / 200, 3 relations 17 s / 200, source
 #: 197 s / 1200, a round-robin step 0.27 s), the weighted schedule's 0.36 s per step (2 threads, 4 clips of 16
-#: frames), and the launch: about 17 s per one-worker ``TorchTrainer`` inside Tune, and ``TorchTrainer.fit()``
-#: 29-30 s for about 6 s of steps ("Trial throughput").  A faster 2-core CPU (2026-12-02)
-#: trained the same stages in 114 s instead of 335 s, and stepped the round robin in 0.09 s instead of 0.27 s.
+#: frames), and the launch: 10.2 s from a trial's start to its first step, one trial at a time (section 6, "Trial
+#: launch overhead", 2026-12-05; the high end allows two launching at once on 2 cores).  A faster 2-core CPU
+#: (2026-12-02) trained the same stages in 114 s instead of 335 s, and stepped the round robin in 0.09 s instead of
+#: 0.27 s.
 CPU_2CORE = Figures(
     source="bench/RESULTS.md's two 2-core CPUs, small_cnn at 64 px",
     encoder="small_cnn",
     image_size=64,
     step_s={"weighted": 0.36, "round_robin": 0.27},
     step_frames=4 * 16,
-    launch_s=(15.0, 25.0),
+    launch_s=(10.0, 20.0),
     world_s_per_frame=37.0 / 4992,
     stage_step_s={
         "prior": (46.0 / 600, 256),
