@@ -64,7 +64,7 @@ def parse_set_label(label: str) -> tuple[str, ...]:
 
 
 def score_label(score: str, aggregate: str) -> str:
-    """``"set score (latent_in_support, max)"``: how tables, plots and the terminal name what ranked the sets."""
+    """``"set score (latent_in_support, mean)"``: how tables, plots and the terminal name what ranked the sets."""
     return f"set score ({score}, {aggregate})"
 
 
