@@ -413,6 +413,17 @@ def finished_dir(space: Path, runs_dir: Path, run: Run) -> RunDir | None:
     return run_dir if run_state(run_dir, load_space(space, run.overrides)) == "finished" else None
 
 
+def random_search_expectation(sets: int, targets: int, evaluations: int, budget: int) -> dict[str, float | None]:
+    """What uniform random draws of a set (with replacement, as Optuna's random sampler draws a categorical), each
+    run to its end, give on average: the trials until the first target set (geometric, ``sets / targets``), those
+    trials' evaluations, and the chance of drawing a target within ``budget`` trials.  The line a study's few seeds
+    scatter around, free of their luck."""
+    if targets == 0:
+        return {"trials": None, "trial_epochs": None, "reach_share": 0.0}
+    hit = targets / sets
+    return {"trials": 1 / hit, "trial_epochs": evaluations / hit, "reach_share": 1 - (1 - hit) ** budget}
+
+
 def analyse(space: Path, runs_dir: Path, runs: Sequence[Run], tolerance: float) -> dict[str, Any]:
     """Everything the report shows, as one JSON-ready mapping, measured against the exhaustive run; the studies of
     ``runs`` not finished are listed as missing."""
@@ -461,6 +472,12 @@ def analyse(space: Path, runs_dir: Path, runs: Sequence[Run], tolerance: float) 
             "source_only_mpjpe": quality.get("references", {}).get("source_only", {}).get("mpjpe"),
         },
         "target_mpjpe": target,
+        "random_expectation": random_search_expectation(
+            len(exhaustive),
+            sum(value <= target for value in exhaustive.values()),
+            num_evaluations(spec),
+            spec.searcher.num_trials,
+        ),
         "rerun_gap_mm": {"trials": len(gaps), "median": _median(gaps), "max": max(gaps, default=None)},
         "studies": [asdict(s) | {"resumed": s.resumed} for s in studies],
         "missing_runs": missing,
@@ -511,6 +528,14 @@ def markdown(result: dict[str, Any]) -> str:
         f"{len(ex['mpjpe'])} sets ({', '.join(f'`{label}`' for label in good)})"
         + (f"; sets without a finished trial: {', '.join(ex['missing_sets'])}" if ex["missing_sets"] else "")
         + ".",
+        "",
+        "Random search's expectation on these sets (uniform draws with replacement, each trial to its end): "
+        + (
+            "no set meets the target."
+            if (expect := result["random_expectation"])["trials"] is None
+            else f"the first target set at trial {expect['trials']:.2f} on average, {expect['trial_epochs']:.1f} "
+            f"trial-epochs; reached within {result['num_trials']} trials with probability {expect['reach_share']:.0%}."
+        ),
         "",
         "Trials in the order they ended; trial-epochs = evaluations reported by the trials ended so far; wall = from "
         "the study's first trial start to the end of the first trial that ran to its end within the target. "

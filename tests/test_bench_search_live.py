@@ -27,6 +27,7 @@ from bench.search_live import (
     exhaustive_run,
     markdown,
     planned_runs,
+    random_search_expectation,
     ratios,
     run_command,
     run_state,
@@ -291,14 +292,30 @@ def test_the_analysis_of_run_directories_counts_reaching_studies_and_their_ratio
     assert result["ratios"]["tpe-asha-cut"]["random"]["wall"] == pytest.approx(45 / 19.5)
     assert "tpe-asha" not in result["ratios"]["tpe-asha-cut"]  # not run: no ratio against it
     assert result["rerun_gap_mm"]["max"] == pytest.approx(0.9)
+    targets = sum(value <= result["target_mpjpe"] for value in truth.values())
+    assert result["random_expectation"]["trials"] == pytest.approx(len(truth) / targets)
     assert np.isclose(summary["tpe-asha-cut"]["median_best_mpjpe"], (203.9 + 199.8) / 2)
 
     result |= {"date": "today", "machine": "m", "commit": "c", "command": "x", "load_before": None, "load_after": None}
     text = markdown(json.loads(json.dumps(result)))
     assert "| tpe-asha-cut | 2 | 100% | 5.5 / 5.5 | 20 / 20 | 3.27x / 2.31x | n/a | 201.9 |" in text
     assert "Not finished (left out): tpe-asha-cut-s2." in text
+    assert f"the first target set at trial {len(truth) / targets:.2f} on average" in text
     assert "| within target | pre-filter set score (latent_in_support, mean) |" in text
     assert [s["run"] for s in result["studies"]][:3] == ["random-s0", "random-s1", "random-s2"]
+
+
+def test_random_searchs_expectation_is_geometric_in_the_share_of_target_sets():
+    expect = random_search_expectation(sets=21, targets=4, evaluations=4, budget=10)
+    assert expect["trials"] == pytest.approx(21 / 4)
+    assert expect["trial_epochs"] == pytest.approx(21)
+    assert expect["reach_share"] == pytest.approx(1 - (17 / 21) ** 10)
+    assert random_search_expectation(sets=5, targets=5, evaluations=3, budget=1) == {
+        "trials": 1.0,
+        "trial_epochs": 3.0,
+        "reach_share": 1.0,
+    }
+    assert random_search_expectation(sets=5, targets=0, evaluations=3, budget=4)["reach_share"] == 0.0
 
 
 def test_the_analysis_needs_the_exhaustive_run(tmp_path: Path):
