@@ -256,9 +256,12 @@ def arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--study-seeds", type=int, default=30, help="independent studies per method")
     parser.add_argument("--keep-fractions", type=float, nargs="+", default=[0.25, 0.5])
     parser.add_argument(
-        "--score", default="latent", choices=CANDIDATES, help="the relation score the pre-filter variants rank by"
+        "--score",
+        default=PrefilterSpec.score,
+        choices=CANDIDATES,
+        help="the relation score the pre-filter variants rank by (default: the shipped spaces', %(default)s)",
     )
-    parser.add_argument("--aggregate", default="mean")
+    parser.add_argument("--aggregate", default=PrefilterSpec.aggregate)
     parser.add_argument("--tolerance", type=float, default=0.02, help="target: within this share of the best")
     parser.add_argument("--startup", type=int, default=10, help="TPE's random start-up trials")
     parser.add_argument(
