@@ -205,6 +205,30 @@ def decide(
     ]
 
 
+def warmup_sets(decisions: list[SetDecision], rule: PrefilterSpec) -> list[SetDecision]:
+    """The sets the search runs first (``prefilter.warmup``): the best-scoring kept ones; none when the pre-filter is
+    off."""
+    if not rule.enabled:
+        return []
+    return sorted((d for d in decisions if d.kept), key=lambda d: -d.score)[: rule.warmup]
+
+
+def rule_text(rule: PrefilterSpec) -> str:
+    """The pre-filter's rule in words, for the plan: what ranks the sets, which it keeps, which run first."""
+    if not rule.enabled:
+        return f"off: every set is scored by {score_label(rule.score, rule.aggregate)} and kept, none run first"
+    if rule.keep_fraction is None:
+        cut = f"keep the sets scoring at least {rule.threshold}"
+    elif rule.keep_fraction >= 1:
+        cut = "keep every set"
+    else:
+        cut = f"keep the best {rule.keep_fraction:.0%}"
+    first = (
+        f"; the {rule.warmup} best-scoring kept sets run first, knobs mid-range (the warm-up)" if rule.warmup else ""
+    )
+    return f"rank by {score_label(rule.score, rule.aggregate)}, {cut}{first}"
+
+
 def save_prefilter(path: Path, record: PrefilterRecord) -> None:
     """The pre-filter's inputs and verdicts as JSON, so a resumed search offers Optuna the very same sets."""
     payload = {

@@ -45,14 +45,16 @@ from search.prefilter import (
     SetDecision,
     decide,
     load_prefilter,
+    rule_text,
     save_prefilter,
     score_label,
     score_relations,
     score_relations_here,
+    warmup_sets,
 )
 from search.resources import Node, autoscaling, cluster_nodes, this_machine, trials_at_once, unplaceable
 from search.run_dir import RunDir, RunDirError
-from search.space import ACCURACY_METRICS, SearchSpec, SpaceError, load_space
+from search.space import ACCURACY_METRICS, PrefilterSpec, SearchSpec, SpaceError, load_space
 from search.stages import StageJobError, ensure_stages, missing_stages, unreadable_stages
 from search.trainable import make_trainable
 from search.trials import (
@@ -252,6 +254,7 @@ def dry_run(spec: SearchSpec, cache: StageCache, address: str | None) -> None:
     print(f"[plan] space {spec.name} ({spec.path}{changed}), digest {spec.digest}; stage cache {cache.root}")
     print(f"[plan] stages to train: {', '.join(missing)}" if missing else "[plan] every stage is cached")
     print(f"[plan] {len(sets)} candidate relation sets from {len(spec.relations.candidates)} relations")
+    print(f"[plan] pre-filter: {rule_text(spec.prefilter)}")
     if missing:
         print("[plan] reference lines and stage quality are measured once the stages are trained")
     else:
@@ -266,7 +269,7 @@ def dry_run(spec: SearchSpec, cache: StageCache, address: str | None) -> None:
         root, clip_len = str(cache.root), spec.stages.world.clip_len
         scores = score_relations_here(root, keys, spec.relations.candidates, clip_len, spec.searcher.seed)
         decisions = decide(sets, scores, spec.prefilter, str(spec.path))
-        print_decisions(decisions, score_label(spec.prefilter.score, spec.prefilter.aggregate))
+        print_decisions(decisions, score_label(spec.prefilter.score, spec.prefilter.aggregate), spec.prefilter)
     print_parameters(spec, decisions)
     adapt = spec.adapt_config((), {})
     steps = max(num_evaluations(spec) * adapt.eval_every, adapt.steps)
@@ -321,12 +324,15 @@ def report_stages(
     return references, quality
 
 
-def print_decisions(decisions: list[SetDecision], label: str) -> None:
-    """The verdicts, best score first; ``label`` names the score that ranked them (``score_label``)."""
+def print_decisions(decisions: list[SetDecision], label: str, rule: PrefilterSpec) -> None:
+    """The verdicts, best score first; ``label`` names the score that ranked them (``score_label``), and the
+    warm-up's sets are named last."""
     kept, count = sum(d.kept for d in decisions), len(decisions)
     print(f"[prefilter] {count} relation sets ranked by {label}: {kept} kept, {count - kept} rejected")
     for d in sorted(decisions, key=lambda d: -d.score):
         print(f"  {'keep  ' if d.kept else 'reject'} {d.score:6.3f}  {d.label}", flush=True)
+    if first := warmup_sets(decisions, rule):
+        print(f"[prefilter] warm-up: the first trials run {', '.join(d.label for d in first)}, knobs mid-range")
 
 
 def prefilter(spec: SearchSpec, cache: StageCache, keys: StageKeys, run_dir: RunDir) -> PrefilterRecord:
@@ -341,7 +347,7 @@ def prefilter(spec: SearchSpec, cache: StageCache, keys: StageKeys, run_dir: Run
         decisions = decide(spec.relations.sets(), scores, spec.prefilter, str(spec.path))
         record = PrefilterRecord(spec.prefilter.score, scores, decisions)
         save_prefilter(path, record)
-    print_decisions(record.decisions, score_label(record.score, spec.prefilter.aggregate))
+    print_decisions(record.decisions, score_label(record.score, spec.prefilter.aggregate), spec.prefilter)
     return record
 
 

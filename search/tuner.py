@@ -18,7 +18,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from search.export import trials_table, write_trials
 from search.loggers import logger_callbacks
-from search.prefilter import SetDecision
+from search.prefilter import SetDecision, warmup_sets
 from search.run_dir import RunDir
 from search.space import ObjectiveSpec, SearchSpec
 from search.trainable import RELATIONS_KEY
@@ -45,11 +45,8 @@ def search_distributions(
 def warmup_points(spec: SearchSpec, decisions: list[SetDecision]) -> list[dict[str, Any]]:
     """The trials the search runs first (``prefilter.warmup``): the best-scoring kept sets, each knob at the middle
     of its range."""
-    if not spec.prefilter.enabled or spec.prefilter.warmup == 0:
-        return []
-    kept = sorted((d for d in decisions if d.kept), key=lambda d: -d.score)[: spec.prefilter.warmup]
     knobs = {param.name: param.middle() for param in spec.params}
-    return [{RELATIONS_KEY: d.label, **knobs} for d in kept]
+    return [{RELATIONS_KEY: d.label, **knobs} for d in warmup_sets(decisions, spec.prefilter)]
 
 
 class NSGAIISampler(optuna.samplers.NSGAIISampler):
