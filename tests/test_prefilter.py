@@ -17,11 +17,13 @@ from search.prefilter import (
     decide,
     load_prefilter,
     parse_set_label,
+    rule_text,
     save_prefilter,
     score_label,
     score_relations,
     score_relations_here,
     set_label,
+    warmup_sets,
 )
 from search.space import PrefilterSpec, RelationsSpec, SpaceError, parse_space
 from tests.conftest import TINY_SPACE
@@ -90,6 +92,30 @@ def test_threshold_rule_and_a_threshold_that_keeps_nothing():
     assert [d.kept for d in decide(sets, _scores(a=0.4, b=0.6), rule, "s.yaml")] == [False, True, True]
     with pytest.raises(SpaceError, match=r"s.yaml: prefilter.threshold: 0.9 rejects every relation set"):
         decide(sets, _scores(a=0.4, b=0.6), PrefilterSpec(keep_fraction=None, threshold=0.9), "s.yaml")
+
+
+def test_the_warm_up_runs_the_best_scoring_kept_sets_and_none_when_the_pre_filter_is_off():
+    sets = [("a",), ("b",), ("c",), ("a", "b")]
+    scores = _scores(a=0.2, b=0.8, c=0.5)
+    decisions = decide(sets, scores, PrefilterSpec(keep_fraction=0.5, warmup=2), "s.yaml")
+    assert [d.label for d in warmup_sets(decisions, PrefilterSpec(keep_fraction=0.5, warmup=2))] == ["b", "c"]
+    wide = PrefilterSpec(keep_fraction=0.5, warmup=9)  # never more than the kept sets
+    assert [d.label for d in warmup_sets(decisions, wide)] == ["b", "c"]
+    assert warmup_sets(decisions, PrefilterSpec(keep_fraction=0.5)) == []
+    off = PrefilterSpec(enabled=False, warmup=2)
+    assert warmup_sets(decide(sets, scores, off, "s.yaml"), off) == []
+
+
+def test_the_rule_in_words_names_the_score_the_cut_and_the_warm_up():
+    assert rule_text(PrefilterSpec(keep_fraction=0.5, warmup=2)) == (
+        "rank by set score (latent_in_support, mean), keep the best 50%; the 2 best-scoring kept sets run first, "
+        "knobs mid-range (the warm-up)"
+    )
+    assert rule_text(PrefilterSpec(keep_fraction=None, threshold=0.4, score="latent", aggregate="max")) == (
+        "rank by set score (latent, max), keep the sets scoring at least 0.4"
+    )
+    assert "keep every set; the 3 best-scoring" in rule_text(PrefilterSpec(keep_fraction=1.0, warmup=3))
+    assert rule_text(PrefilterSpec(enabled=False)).startswith("off: every set is scored")
 
 
 def test_the_chosen_score_ranks_the_sets():

@@ -225,6 +225,7 @@ def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path, capsys):
     plan = capsys.readouterr().out
     assert "stages to train: world, prior, motion, source" in plan
     assert "6 candidate relation sets from 3 relations" in plan
+    assert "[plan] pre-filter: rank by set score (latent_in_support, mean), keep the best 50%\n" in plan
     assert "4 trials with tpe, at most 2 at once" in plan and "adaptation steps" in plan
     assert "stage quality are measured once the stages are trained" in plan
     assert "[plan] tuned parameters (Optuna's distributions):" in plan
@@ -232,7 +233,7 @@ def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path, capsys):
     assert "[plan]   lr_nonlocal  float, log-uniform on [1e-05, 0.001]" in plan
     assert "[plan]   tau          choice of 0.07, 0.1" in plan
     assert "[plan]   stages: 7 to train; not estimated (no figures measured for small_cnn at 32 px on CPU)" in plan
-    assert "[plan]   search: at least 30 s: 4 trials, 2 at a time" in plan and "add up to 6 steps per trial" in plan
+    assert "[plan]   search: at least 20 s: 4 trials, 2 at a time" in plan and "add up to 6 steps per trial" in plan
     assert not (tmp_path / "results").exists()
 
 
