@@ -58,7 +58,7 @@ def reports_taken(session: Any = None, poll_s: float = 0.02, settle_s: float = R
     closes the window; a Ray without these queues (another version) waits for nothing."""
     session = session or get_session()
     queues = [getattr(session, "_inter_actor_queue", None), getattr(session, "result_queue", None)]
-    if session is None or any(q is None for q in queues):
+    if any(q is None for q in queues):
         return
     quiet_since = None
     while True:
