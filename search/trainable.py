@@ -18,7 +18,6 @@ import ray.train
 import torch
 from ray import tune
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-from ray.train._internal.session import get_session
 from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -40,36 +39,6 @@ RELATIONS_KEY = "relations"
 #: started while the worker starts on the same cores; it lets Train wait out a node's drain notice, and without it
 #: a preempted node is a lost worker, which ``failure.worker_restarts`` retries.
 TRAIN_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
-
-
-#: How long Tune's side of a trial must have held no Train report before the trial function returns (``reports_taken``).
-REPORTS_SETTLE_S = 0.25
-
-
-def reports_taken(session: Any = None, poll_s: float = 0.02, settle_s: float = REPORTS_SETTLE_S) -> None:
-    """Return once the trial's Tune actor has taken every report its ``TorchTrainer`` passed it.
-
-    In Ray 2.60 a ``TorchTrainer`` inside a Tune function trainable hands each report to the trial actor's main
-    thread through a one-slot queue between actors, which that thread empties only when Tune asks the trial for its
-    next result.  When the trial function returns, Tune's wrapper reports a last "duplicate" result into the actor's
-    one-slot result queue.  If a Train report is still waiting at that moment, the main thread later takes it and
-    blocks for ever putting it behind the duplicate: the trial never ends and the search hangs.  Slow driver callbacks
-    (the W&B and MLflow loggers) made that likely.  Waiting until both queues have stayed empty for ``settle_s``
-    closes the window; a Ray without these queues (another version) waits for nothing."""
-    session = session or get_session()
-    queues = [getattr(session, "_inter_actor_queue", None), getattr(session, "result_queue", None)]
-    if any(q is None for q in queues):
-        return
-    quiet_since = None
-    while True:
-        now = time.monotonic()
-        if all(q.empty() for q in queues):
-            quiet_since = now if quiet_since is None else quiet_since
-            if now - quiet_since >= settle_s:
-                return
-        else:
-            quiet_since = None
-        time.sleep(poll_s)
 
 
 class DivergedTrialError(RuntimeError):
@@ -207,7 +176,6 @@ def make_trainable(
             ),
         )
         trainer.fit()
-        reports_taken()
         reason = reports.diverged(trial_id)
         if reason is not None:
             raise DivergedTrialError(reason)
