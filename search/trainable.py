@@ -2,11 +2,12 @@
 
 This is the pattern Ray recommends since Train V2: the Tune trial holds a sliver of CPU and only
 coordinates; the Train worker holds the real resources and runs ``nlrd.train.adapt``.  Metrics reach
-Tune (and so ASHA and Optuna) through ``TuneReportCallback``.
+Tune (and so ASHA and Optuna) through ``search.report_relay``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -19,12 +20,12 @@ import torch
 from ray import tune
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
-from ray.tune.integration.ray_train import TuneReportCallback
 
 from nlrd.pipeline import StageCache, StageKeys, load_stages, load_world
 from nlrd.train.adapt import STATE_FILE, AdaptConfig, adapt, adapt_state_step
 from search.launch_marks import LaunchMarks
 from search.prefilter import parse_set_label
+from search.report_relay import ReportRelay, relay_fit
 from search.run_dir import RunDir
 from search.space import SearchSpec
 from search.space_spec import TRIAL_COORDINATOR_CPU
@@ -39,6 +40,9 @@ RELATIONS_KEY = "relations"
 #: started while the worker starts on the same cores; it lets Train wait out a node's drain notice, and without it
 #: a preempted node is a lost worker, which ``failure.worker_restarts`` retries.
 TRAIN_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
+#: File in each checkpoint holding the report it was made with: a retried trial restored at its last step has
+#: nothing left to train, and reports that again (Tune needs a result from every attempt).
+LAST_REPORT_FILE = "report.json"
 
 
 class DivergedTrialError(RuntimeError):
@@ -62,6 +66,16 @@ def __getattr__(name: str) -> Any:
 
         return TrialReports
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def report_again(checkpoint_dir: Path, resumed_from: int, steps: int) -> dict[str, Any] | None:
+    """The report to make again when a trial is restored at its last step (``resumed_from`` of ``steps``): it
+    has nothing left to train, and a Tune attempt that reports nothing ends without the objective.  None when
+    there are steps left, or the checkpoint predates ``LAST_REPORT_FILE``."""
+    saved = checkpoint_dir / LAST_REPORT_FILE
+    if resumed_from < steps or not saved.exists():
+        return None
+    return {**json.loads(saved.read_text()), "resumed_from_step": resumed_from}
 
 
 def adapt_loop(config: dict[str, Any]) -> None:
@@ -98,8 +112,14 @@ def adapt_loop(config: dict[str, Any]) -> None:
                 "resumed_from_step": resumed_from,
                 **marks.first_report_fields(),
             }
-            ray.train.report({**metrics, **extra}, checkpoint=Checkpoint.from_directory(checkpoint_dir))
+            full = {**metrics, **extra}
+            (Path(checkpoint_dir) / LAST_REPORT_FILE).write_text(json.dumps(full))
+            ray.train.report(full, checkpoint=Checkpoint.from_directory(checkpoint_dir))
 
+        again = report_again(Path(checkpoint_dir), resumed_from, adapt_config.steps)
+        if again is not None:
+            ray.train.report(again, checkpoint=Checkpoint.from_directory(checkpoint_dir))
+            return
         try:
             adapt(
                 adapt_config,
@@ -149,6 +169,7 @@ def make_trainable(
         marks.mark("train_launch")
         for name, value in TRAIN_ENV.items():
             os.environ.setdefault(name, value)
+        relay = ReportRelay()
         trainer = TorchTrainer(
             adapt_loop,
             train_loop_config={
@@ -170,12 +191,12 @@ def make_trainable(
             run_config=RunConfig(
                 name=run_dir.trial_run(trial_id),
                 storage_path=run_dir.storage_path,
-                callbacks=[TuneReportCallback()],
+                callbacks=[relay],
                 checkpoint_config=CheckpointConfig(num_to_keep=1),
                 failure_config=FailureConfig(max_failures=spec.failure.worker_restarts),
             ),
         )
-        trainer.fit()
+        relay_fit(trainer.fit, relay, tune.report)
         reason = reports.diverged(trial_id)
         if reason is not None:
             raise DivergedTrialError(reason)
