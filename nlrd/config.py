@@ -8,7 +8,24 @@ field, so the space checker can point at ``stages.source.steps`` or ``params.tau
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import asdict, fields, is_dataclass
 from typing import Any
+
+#: Field metadata of a stage config field added after stage caches existed: at its default the field stays out of
+#: the stage's cache key (``key_payload``), so configs that leave it alone keep their keys and their cached stages.
+KEY_OMITS_DEFAULT = "key_omits_default"
+
+
+def key_payload(config: Any) -> Any:
+    """What a stage's cache key hashes of ``config``: its fields, less any marked ``KEY_OMITS_DEFAULT`` that holds
+    its default.  A config that is not a dataclass is hashed as it is."""
+    if not is_dataclass(config):
+        return config
+    payload = asdict(config)
+    for f in fields(config):
+        if f.metadata.get(KEY_OMITS_DEFAULT) and getattr(config, f.name) == f.default:
+            del payload[f.name]
+    return payload
 
 
 class ConfigError(ValueError):

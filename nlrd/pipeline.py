@@ -17,7 +17,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from nlrd.atomic import write_atomic
+from nlrd.config import key_payload
 from nlrd.core import ClipSet, Report, Stages, World
 from nlrd.data import DataConfig
 from nlrd.data_stage import build_data, fresh_source_clips
@@ -69,8 +70,9 @@ class StageKeys:
 
 def stage_key(stage: str, config: Any, inputs: Sequence[str] = ()) -> str:
     """``"<stage>-<16 hex>"`` from the stage name, its config (a dataclass or JSON-able) and its inputs' keys."""
-    payload = asdict(config) if is_dataclass(config) else config
-    text = json.dumps({"stage": stage, "config": payload, "inputs": list(inputs)}, sort_keys=True, default=str)
+    text = json.dumps(
+        {"stage": stage, "config": key_payload(config), "inputs": list(inputs)}, sort_keys=True, default=str
+    )
     return f"{stage}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 

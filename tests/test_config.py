@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nlrd.config import ConfigError, check_ranges
+from nlrd.config import KEY_OMITS_DEFAULT, ConfigError, check_ranges, key_payload
 from nlrd.train.adapt import AdaptConfig
 from nlrd.train.motion import MotionConfig
 from nlrd.train.prior import PriorConfig
@@ -96,3 +96,16 @@ def test_every_config_refuses_a_field_out_of_range(cls, change, field):
         cls(**change)
     assert caught.value.field == field
     assert str(caught.value).startswith(f"{cls.__name__}.{field} ")
+
+
+@dataclasses.dataclass
+class _Later:
+    steps: int = 3
+    added: bool = dataclasses.field(default=True, metadata={KEY_OMITS_DEFAULT: True})
+
+
+def test_key_payload_leaves_out_a_marked_field_at_its_default_only():
+    assert key_payload(_Later()) == {"steps": 3}
+    assert key_payload(_Later(added=False)) == {"steps": 3, "added": False}
+    assert key_payload({"plain": 1}) == {"plain": 1}
+    assert "flip_augment" not in key_payload(SourceConfig())

@@ -43,6 +43,17 @@ def test_keys_follow_configs_and_inputs():
     assert stage_key("x", {"a": 1}) != stage_key("x", {"a": 1}, ["input"])
 
 
+def test_a_field_added_later_leaves_the_keys_of_its_default_unchanged():
+    """``SourceConfig.flip_augment`` came after caches existed: at its default every key is what it was before
+    (the literal is ``TINY``'s source key before the field), and only a changed value makes a new key."""
+    keys = stage_keys(TINY, ["flip"])
+    assert keys.source == "source-0d05bb670496beed"
+    no_flip = dataclasses.replace(TINY, source=dataclasses.replace(TINY.source, flip_augment=False))
+    changed = stage_keys(no_flip, ["flip"])
+    assert changed.source != keys.source
+    assert (changed.world, changed.prior, changed.motion) == (keys.world, keys.prior, keys.motion)
+
+
 def test_heldout_mocap_is_disjoint_from_training_mocap():
     mocap = torch.arange(10.0)[:, None, None, None].expand(10, 4, 17, 3)
     train, held = split_mocap(mocap)

@@ -521,3 +521,18 @@ def test_resume_refuses_a_checkpoint_of_another_config(stages, target, tmp_path)
     other = dataclasses.replace(cfg, relations=("flip",), steps=4)
     with pytest.raises(ValueError, match="cannot resume adaptation from .*adapt_state.pt: .*optimisers saved"):
         adapt(other, stages, *target, resume_from=tmp_path)
+
+
+def test_source_augmentation_without_the_flip_keeps_every_pose_and_the_other_draws():
+    from nlrd.train.source import augment_labelled
+
+    images = torch.rand(64, 3, 16, 16)
+    poses = torch.randn(64, 17, 3) * 100
+    torch.manual_seed(0)
+    flipped_images, flipped_poses = augment_labelled(images, poses)
+    torch.manual_seed(0)
+    kept_images, kept_poses = augment_labelled(images, poses, flip=False)
+    assert torch.equal(kept_poses, poses)
+    changed = ~torch.isclose(flipped_poses, poses).flatten(1).all(1)
+    assert 0 < changed.sum() < 64  # about half are flipped with the flip
+    assert torch.equal(flipped_images[~changed], kept_images[~changed])  # the same zoom, colour and noise draws

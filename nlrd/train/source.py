@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import torch
@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nlrd import skeleton
-from nlrd.config import check_ranges
+from nlrd.config import KEY_OMITS_DEFAULT, check_ranges
 from nlrd.core import ClipSet, Report
 from nlrd.device import autocast
 from nlrd.models import IMAGE_ENCODERS, PosePrior, build_image_encoder
@@ -23,7 +23,9 @@ class SourceConfig:
     """``encoder``: a name for ``nlrd.models.build_image_encoder``; ``width``: its base channel count.
 
     ``augment``: label-preserving augmentation of every batch (see ``augment_labelled``); without it the encoder
-    overfits the source's exact colours and scale and is worse than the mean pose on the target.  The learning
+    overfits the source's exact colours and scale and is worse than the mean pose on the target.  ``flip_augment``:
+    whether that augmentation includes the horizontal flip; with it the encoder learns to be mirror-equivariant on
+    the source, so on the target it makes few of the mirror-breaking errors the flip relations can see.  The learning
     rate follows a one-cycle schedule (warm-up over the first ``warmup_fraction``, then cosine decay).  ``bf16``:
     bf16 autocast of the forward pass (CUDA only; a no-op on the CPU).
     """
@@ -38,6 +40,7 @@ class SourceConfig:
     report_every: int = 50
     seed: int = 0
     bf16: bool = False
+    flip_augment: bool = field(default=True, metadata={KEY_OMITS_DEFAULT: True})
 
     def __post_init__(self) -> None:
         check_ranges(
@@ -56,16 +59,17 @@ ZOOM = 1.2
 SATURATION = 0.5
 
 
-def augment_labelled(images: torch.Tensor, poses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def augment_labelled(images: torch.Tensor, poses: torch.Tensor, flip: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Random label-preserving changes, one draw per image: ``(B, 3, H, W)`` in [0, 1] and ``(B, 17, 3)`` mm.
 
-    Horizontal flip with the pose flipped (exact: the renderer commutes with the flip), zoom about the centre
+    Horizontal flip with the pose flipped (exact: the renderer commutes with the flip; left out without ``flip``,
+    with the same random draws for the rest), zoom about the centre
     (the root-relative pose does not depend on the camera distance), any hue rotation, saturation, brightness,
     contrast, per-channel gain and pixel noise.  None of them reads the target domain: they widen the source
     so that the encoder learns limb shapes rather than the source's exact palette and scale.
     """
     b, device = images.shape[0], images.device
-    flipped = torch.rand(b, device=device) < 0.5
+    flipped = torch.rand(b, device=device) < (0.5 if flip else 0.0)
     images = torch.where(flipped[:, None, None, None], images.flip(-1), images)
     poses = torch.where(flipped[:, None, None], skeleton.flip(poses), poses)
     zoom = torch.exp((2 * torch.rand(b, device=device) - 1) * math.log(ZOOM))
@@ -85,14 +89,15 @@ def augment_labelled(images: torch.Tensor, poses: torch.Tensor) -> tuple[torch.T
 
 
 def labelled_batch(
-    source: ClipSet, batch_size: int, device: torch.device, augment: bool = True
+    source: ClipSet, batch_size: int, device: torch.device, augment: bool = True, flip: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``batch_size`` random labelled frames of ``source`` on ``device``: images ``(B, 3, H, W)`` in [0, 1] and
-    poses ``(B, 17, 3)`` mm, through ``augment_labelled`` when ``augment``.  Drawn from the global generator."""
+    poses ``(B, 17, 3)`` mm, through ``augment_labelled`` (with its ``flip``) when ``augment``.  Drawn from the
+    global generator."""
     idx = torch.randint(source.frames.shape[0] * source.frames.shape[1], (batch_size,))
     images = source.frames.flatten(0, 1)[idx].to(device).float() / 255.0
     poses = source.poses.flatten(0, 1)[idx].to(device, torch.float32)
-    return augment_labelled(images, poses) if augment else (images, poses)
+    return augment_labelled(images, poses, flip) if augment else (images, poses)
 
 
 def one_cycle(step: int, steps: int, warmup: float) -> float:
@@ -124,7 +129,7 @@ def train_source(
         factor = partial(one_cycle, steps=cfg.steps, warmup=cfg.warmup_fraction)
         schedule = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         for step in range(1, cfg.steps + 1):
-            images, targets = labelled_batch(source, cfg.batch_size, device, cfg.augment)
+            images, targets = labelled_batch(source, cfg.batch_size, device, cfg.augment, cfg.flip_augment)
             with autocast(device, cfg.bf16):
                 loss = pose_l1(prior.decode(encoder(images)).float(), targets)
             descend(opt, loss, "source", step)
