@@ -19,10 +19,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ray.train.v2.api.callback import UserCallback
+from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY  # the metric naming a report's checkpoint, as Ray's
 from ray.util.queue import Empty, Queue
 
-#: Metric holding the path of the checkpoint Train persisted with a report (the key ``TuneReportCallback`` used).
-CHECKPOINT_PATH_KEY = "checkpoint_path"
 #: How long the relay waits for a report before looking again whether ``fit()`` has returned.
 POLL_S = 0.2
 
