@@ -19,12 +19,12 @@ from nlrd.train.adapt import (
     STATE_FILE,
     AdaptConfig,
     _pose_loss,
-    _readouts,
     _Step,
     adapt,
     adapt_state_step,
     loss_scales,
     loss_weights,
+    readouts,
     term_name,
 )
 from nlrd.train.evaluate import evaluate
@@ -388,7 +388,7 @@ def test_pose_level_nonlocal_loss_compares_latents_or_decoded_poses(stages, targ
     flip = Relation("flip", "pose", spatial="flip")
     torch.manual_seed(0)
     step = _Step(stages.encoder, target[0].images()[:2], T)
-    readout = _readouts(space, stages.prior, stages.motion, T)["pose"]
+    readout = readouts(space, stages.prior, stages.motion, T)["pose"]
     loss = _pose_loss(step, flip, torch.nn.Identity(), readout)
     frames = step.view[:, :T].flatten(0, 1)
     with torch.no_grad():

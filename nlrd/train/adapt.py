@@ -262,7 +262,7 @@ def _motion_loss(
     return (readout(transformer(motion.encode(step.encode_frames(anchor)))) - target).abs().mean()
 
 
-def _readouts(space: str, prior: nn.Module, motion: nn.Module, clip_len: int) -> dict[str, Readout]:
+def readouts(space: str, prior: nn.Module, motion: nn.Module, clip_len: int) -> dict[str, Readout]:
     """What the non-local losses compare, per relation level: latents as they are, or decoded poses (metres)."""
     if space == "latent":
         return {"pose": nn.Identity(), "motion": nn.Identity()}
@@ -317,9 +317,9 @@ def _terms(
         ),
         "source": (cfg.lr_source, partial(_source_loss, source=source, prior=prior), []),
     }
-    readouts = _readouts(cfg.nonlocal_space, prior, motion, clip_len)
+    by_level = readouts(cfg.nonlocal_space, prior, motion, clip_len)
     for r in relations:
-        transformer, readout = transformers[r.name], readouts[r.level]
+        transformer, readout = transformers[r.name], by_level[r.level]
         if r.level == "pose":
             both = cfg.nonlocal_grad == "both"
             fn = partial(_pose_loss, relation=r, transformer=transformer, readout=readout, through_counterpart=both)
