@@ -123,13 +123,18 @@ class Relation:
     def poses(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``raw`` ``(..., 17, 3)`` (pose) or ``(..., window, 17, 3)`` (motion) -> (anchor, counterpart)."""
         anchor, counterpart = self._split(raw, time_dim=-3)
+        return anchor, self.map_pose(counterpart)
+
+    def map_pose(self, poses: torch.Tensor) -> torch.Tensor:
+        """The relation's spatial map of poses ``(..., 17, 3)`` (any unit): the flip, the rotation, or the poses
+        as they are.  Linear, so it maps an error as it maps the pose."""
         if self.spatial == "flip":
-            counterpart = skeleton.flip(counterpart)
-        elif self.spatial == "rotate" and self.tilt_deg == 0:
-            counterpart = skeleton.rotate_in_plane(counterpart, self.degrees)
-        elif self.spatial == "rotate":
-            counterpart = rotate_about_optical_axis(counterpart, self.degrees, self.tilt_deg)
-        return anchor, counterpart
+            return skeleton.flip(poses)
+        if self.spatial == "rotate" and self.tilt_deg == 0:
+            return skeleton.rotate_in_plane(poses, self.degrees)
+        if self.spatial == "rotate":
+            return rotate_about_optical_axis(poses, self.degrees, self.tilt_deg)
+        return poses
 
     def images(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``raw`` ``(..., 3, H, W)`` (pose) or ``(..., window, 3, H, W)`` (motion) -> (anchor, counterpart)."""

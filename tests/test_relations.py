@@ -91,6 +91,17 @@ def test_time_indexing_is_the_same_for_poses_and_images(name):
         torch.testing.assert_close(pose_side[..., 0, 1], image_side[..., 0, 0, 0])
 
 
+@pytest.mark.parametrize("name", ["flip", "inplane30", "inplane5_tilt18", "backward"])
+def test_map_pose_is_the_counterparts_spatial_map_and_linear(name):
+    r = get_relation(name, T)
+    raw = random_poses((4,)) if r.level == "pose" else random_poses((4, r.window))
+    counterpart = r.poses(raw)[1]
+    unmapped = raw if r.level == "pose" else raw[:, list(r.counterpart_index)]
+    torch.testing.assert_close(counterpart, r.map_pose(unmapped))
+    a, b = random_poses((4,)), random_poses((4,))
+    torch.testing.assert_close(r.map_pose(a - 2 * b), r.map_pose(a) - 2 * r.map_pose(b))  # maps an error as a pose
+
+
 def test_flip_twice_is_identity():
     poses = random_poses((5,))
     images = torch.rand(5, 3, 8, 8)

@@ -398,6 +398,28 @@ def test_pose_level_nonlocal_loss_compares_latents_or_decoded_poses(stages, targ
     assert loss.item() == pytest.approx((anchor - counterpart).abs().mean().item(), rel=1e-5)
 
 
+def test_the_exact_pose_map_replaces_the_transformer_of_pose_level_losses(stages, target):
+    class Unused(torch.nn.Module):
+        def forward(self, z):
+            raise AssertionError("the exact pose map must not read the transformer")
+
+    flip = Relation("flip", "pose", spatial="flip")
+    torch.manual_seed(0)
+    step = _Step(stages.encoder, target[0].images()[:2], T)
+    readout = readouts("pose", stages.prior, stages.motion, T)["pose"]
+    loss = _pose_loss(step, flip, Unused(), readout, exact=True)
+    frames = step.view[:, :T].flatten(0, 1)
+    with torch.no_grad():
+        anchor = stages.prior.decode(stages.encoder(frames)) / 1000.0
+        counterpart = stages.prior.decode(stages.encoder(frames.flip(-1))) / 1000.0
+    assert loss.item() == pytest.approx((skeleton.flip(anchor) - counterpart).abs().mean().item(), rel=1e-5)
+    cfg = AdaptConfig(relations=RELATIONS, steps=2, batch_clips=2, nonlocal_space="pose", exact_pose_map=True)
+    changed = adapt(cfg, stages, *target).state_dict()
+    assert any(not torch.equal(v, stages.encoder.state_dict()[k]) for k, v in changed.items())
+    with pytest.raises(ConfigError, match="exact_pose_map maps decoded poses: it needs nonlocal_space pose"):
+        AdaptConfig(exact_pose_map=True)
+
+
 def test_adapt_in_pose_space_trains_every_relation_level(stages, target):
     cfg = AdaptConfig(relations=RELATIONS, steps=3, batch_clips=2, w_lcr=0.0, w_hcr=0.0, nonlocal_space="pose")
     encoder = adapt(cfg, stages, *target)

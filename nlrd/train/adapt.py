@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nlrd.atomic import write_atomic
-from nlrd.config import check_ranges
+from nlrd.config import ConfigError, check_ranges
 from nlrd.core import ClipSet, Report, Stages
 from nlrd.device import autocast
 from nlrd.models import ProjectionHead, set_trainable
@@ -66,6 +66,10 @@ class AdaptConfig:
     ``nonlocal_space="latent"``: the paper's non-local losses, L1 between latents (z, or v at motion level).
     ``"pose"``: both sides are first decoded to poses by the frozen decoders (``D_p``, or ``D_p D_m``) and
     compared in metres, so each latent direction counts by how much it moves the joints.
+    ``exact_pose_map`` (pose space only; not in the paper, which distils every relation into a transformer): the
+    pose-level losses compare the relation's exact spatial map (``Relation.map_pose``: the flip, the in-plane
+    rotation) of the decoded anchor with the decoded counterpart, instead of the decoded ``T_r`` of the anchor's
+    latent, so no transformer error enters them (they are 0 on the truth); motion-level losses keep ``T_r``.
     ``w_source`` (not in the paper, 0 = off): a supervised source term in the objective, L1 of ``D_p(G(x))``
     against the true pose on ``batch_clips * T`` augmented labelled source frames, at ``lr_source`` under
     round robin.  It anchors G to the poses it learnt while the unlabelled losses act, so that more of the
@@ -108,6 +112,7 @@ class AdaptConfig:
     nonlocal_grad: str = "anchor"
     lcr_head_input: str = "latent"
     positive_hue: float = 0.0
+    exact_pose_map: bool = False
 
     def __post_init__(self) -> None:
         check_ranges(
@@ -123,6 +128,8 @@ class AdaptConfig:
                 "lcr_head_input": LCR_HEAD_INPUTS,
             },
         )
+        if self.exact_pose_map and self.nonlocal_space != "pose":
+            raise ConfigError("AdaptConfig", "exact_pose_map", "maps decoded poses: it needs nonlocal_space pose")
 
 
 def photometric(clips: torch.Tensor) -> torch.Tensor:
@@ -238,17 +245,24 @@ Readout = Callable[[torch.Tensor], torch.Tensor]
 
 
 def _pose_loss(
-    step: _Step, relation: Relation, transformer: nn.Module, readout: Readout, through_counterpart: bool = False
+    step: _Step,
+    relation: Relation,
+    transformer: nn.Module,
+    readout: Readout,
+    through_counterpart: bool = False,
+    exact: bool = False,
 ) -> torch.Tensor:
     """``mean |R(T_r(G(a))) - R(G(c))|`` over the frames of the first T of every clip; ``G(c)`` is a fixed target
-    unless ``through_counterpart`` (``AdaptConfig.nonlocal_grad="both"``).
+    unless ``through_counterpart`` (``AdaptConfig.nonlocal_grad="both"``).  ``exact``
+    (``AdaptConfig.exact_pose_map``): ``mean |map_r(R(G(a))) - R(G(c))|`` with the relation's own pose map.
 
     ``readout`` R: the identity (latent space) or the frozen pose decoder in metres (pose space).
     """
     anchor, counterpart = relation.images(step.view[:, : step.clip_len].flatten(0, 1))
     with torch.set_grad_enabled(through_counterpart and torch.is_grad_enabled()):
         target = readout(step.encoder(counterpart))
-    return (readout(transformer(step.encoder(anchor))) - target).abs().mean()
+    mapped = relation.map_pose(readout(step.encoder(anchor))) if exact else readout(transformer(step.encoder(anchor)))
+    return (mapped - target).abs().mean()
 
 
 def _motion_loss(
@@ -321,8 +335,14 @@ def _terms(
     for r in relations:
         transformer, readout = transformers[r.name], by_level[r.level]
         if r.level == "pose":
-            both = cfg.nonlocal_grad == "both"
-            fn = partial(_pose_loss, relation=r, transformer=transformer, readout=readout, through_counterpart=both)
+            fn = partial(
+                _pose_loss,
+                relation=r,
+                transformer=transformer,
+                readout=readout,
+                through_counterpart=cfg.nonlocal_grad == "both",
+                exact=cfg.exact_pose_map,
+            )
         else:
             fn = partial(_motion_loss, relation=r, motion=motion, transformer=transformer, readout=readout)
         made[term_name(r)] = (cfg.lr_nonlocal, fn, [])
