@@ -10,7 +10,8 @@ of clips into
   frame, so it commutes with every reordering of frames (reversal, subsampling): a motion relation's loss is only
   nonzero where the sequence of predictions is not a motion the motion embedding and its transformer agree on.  A
   per-clip offset or a slow drift leaves a smooth motion; jitter faster than the motions themselves does not.  The
-  fast share is what time relations can see;
+  fast share is what time relations could see at best: through the motion embedding they see little of it
+  (``bench/loss_sight.py``);
 - **mirror**: the share of the error that is not symmetric under the pose flip, given G's predictions on the
   mirrored frames.  With ``a = pred - gt`` and ``b = flip(pred_mirror) - gt`` (the mirrored prediction mapped back),
   the error splits into a symmetric part ``(a + b) / 2`` and a mirror-breaking part ``(a - b) / 2`` whose squares
