@@ -6,10 +6,10 @@ This trains, or reads from ``--cache``, the smoke space's world, pose prior and 
 relation is adapted here).  The source part of the world is the same whatever its ``gap``, so one encoder per seed
 meets the target of each ``WorldConfig.gap`` (``nlrd.world.GAPS``): the target validation clips of the world with
 that gap (and ``--target-seed``, by default the space's world seed).  It predicts them and their horizontally mirrored
-frames, and splits the error with ``nlrd.error_shares``: the share constant within
-a clip (offset), slower and faster than ``--cutoff-hz`` (fast: what time relations could see at best), the mirror-breaking
-share (what pose-flip can see), and the frames nearer the depth-reversed or left/right-swapped truth.  Beside them:
-MPJPE of source only and of the mean pose (``nlrd.reference.mean_pose_metrics``, the line of
+frames, and splits the error with ``nlrd.error_shares``: the share constant within a clip (offset), slower and
+faster than ``--cutoff-hz`` (fast: what time relations could see at best), the mirror-breaking share (what
+pose-flip can see), and the frames nearer the depth-reversed or left/right-swapped truth.  Beside them: MPJPE of
+source only and of the mean pose (``nlrd.reference.mean_pose_metrics``, the line of
 ``nlrd.pipeline.mean_pose_line``), and the same on fresh source clips (the encoder's in-domain error, the floor under
 the gap).  A diagnosis: target labels are read, nothing here chooses a setting of the method.  Writes
 ``<out>/gap_shares.md`` and ``<out>/gap_shares.json``.
