@@ -137,6 +137,7 @@ def mocap_windows(mocap: torch.Tensor, length: int, count: int, generator: torch
     return mocap[sequence[:, None], start[:, None] + torch.arange(length)]
 
 
+@torch.no_grad()
 def sight(
     prior: nn.Module,
     motion: nn.Module,
