@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from bench import cli
-from bench.stage_quality import apply_overrides
+from bench.stage_quality import add_space_flags, space_stages
 from nlrd.error_shares import dct_matrix
 from nlrd.pipeline import (
     StageCache,
@@ -48,7 +48,6 @@ from nlrd.pipeline import (
 from nlrd.relations import RELATION_NAMES, Relation, get_relation
 from nlrd.train.adapt import NONLOCAL_SPACES, POSE_SCALE_MM, Readout, readouts
 from nlrd.train.relation import relation_latents
-from search.space import SpaceError, load_space
 
 #: Temporal kinds of error a frame-wise, equivariant encoder makes, and the one it would make if it did not commute.
 KINDS = ("offset", "slow", "fast", "independent")
@@ -60,7 +59,6 @@ BISECTIONS = 16
 
 def arg_parser() -> argparse.ArgumentParser:
     parser = cli.script_parser("bench.loss_sight", __doc__)
-    parser.add_argument("--space", type=Path, default=Path("spaces/smoke.yaml"))
     parser.add_argument("--cache", type=Path, default=Path("bench/out/stage_cache"))
     parser.add_argument("--out", type=Path, default=Path("bench/out/loss_sight"))
     parser.add_argument("--relations", nargs="+", choices=RELATION_NAMES, help="default: the space's candidates")
@@ -68,7 +66,7 @@ def arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--nonlocal-space", choices=NONLOCAL_SPACES, default="pose", help="the losses' readout")
     parser.add_argument("--windows", type=int, default=256, help="held-out mocap windows per relation")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="STAGE.FIELD=VALUE")
+    add_space_flags(parser)
     return parser
 
 
@@ -125,8 +123,9 @@ def relation_loss(
     pose level: every frame of them)."""
     if relation.level == "pose":
         anchor_side, counterpart_side = anchor_side.flatten(0, 1), counterpart_side.flatten(0, 1)
-    anchor = relation_latents(prior, motion, relation, anchor_side)[0]
-    counterpart = relation_latents(prior, motion, relation, counterpart_side)[1]
+    anchor, counterpart = relation_latents(prior, motion, relation, anchor_side)
+    if counterpart_side is not anchor_side:
+        counterpart = relation_latents(prior, motion, relation, counterpart_side)[1]
     return scale * (readout(transformer(anchor)) - readout(counterpart)).abs().mean().item()
 
 
@@ -197,11 +196,7 @@ def main() -> None:
     parser = arg_parser()
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    try:
-        spec = load_space(args.space)
-        configs = apply_overrides(spec.stages, args.overrides)
-    except (SpaceError, ValueError) as exc:
-        parser.exit(2, f"error: {exc}\n")
+    spec, configs = space_stages(parser, args)
     names = args.relations or spec.relations.candidates
     cache = StageCache(args.cache)
     start = time.perf_counter()

@@ -25,7 +25,7 @@ from nlrd.config import ConfigError
 from nlrd.pipeline import StageCache, StageConfigs, reference_lines, stage_quality, train_stages
 from nlrd.quality import checked_figures, warnings
 from nlrd.relations import RELATION_NAMES
-from search.space import SpaceError, load_space
+from search.space import SearchSpec, SpaceError, load_space
 
 #: The stage sections ``--set`` may change, as ``StageConfigs`` names them.
 STAGES = ("world", "prior", "motion", "relation", "source")
@@ -33,11 +33,17 @@ STAGES = ("world", "prior", "motion", "relation", "source")
 
 def arg_parser() -> argparse.ArgumentParser:
     parser = cli.script_parser("bench.stage_quality", __doc__)
-    parser.add_argument("--space", type=Path, default=Path("spaces/smoke.yaml"))
     parser.add_argument("--cache", type=Path, default=Path("bench/out/stage_cache"))
     parser.add_argument("--out", type=Path, default=Path("bench/out/stage_quality"))
     parser.add_argument("--all-relations", action="store_true", help="every catalogue relation, not the space's")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    add_space_flags(parser)
+    return parser
+
+
+def add_space_flags(parser: argparse.ArgumentParser) -> None:
+    """``--space`` (default the smoke space) and the repeatable ``--set STAGE.FIELD=VALUE`` of its stages."""
+    parser.add_argument("--space", type=Path, default=Path("spaces/smoke.yaml"))
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -46,7 +52,16 @@ def arg_parser() -> argparse.ArgumentParser:
         metavar="STAGE.FIELD=VALUE",
         help=f"a stage config field ({', '.join(STAGES)}), e.g. relation.steps=1000 (repeatable)",
     )
-    return parser
+
+
+def space_stages(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[SearchSpec, StageConfigs]:
+    """The space of ``--space`` and its stages with every ``--set`` applied; a bad file or item exits with status 2
+    and the error, as argparse does for a bad flag."""
+    try:
+        spec = load_space(args.space)
+        return spec, apply_overrides(spec.stages, args.overrides)
+    except (SpaceError, ValueError) as exc:
+        parser.exit(2, f"error: {exc}\n")
 
 
 def apply_overrides(configs: StageConfigs, items: list[str]) -> StageConfigs:
@@ -72,11 +87,7 @@ def main() -> None:
     parser = arg_parser()
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    try:
-        spec = load_space(args.space)
-        configs = apply_overrides(spec.stages, args.overrides)
-    except (SpaceError, ValueError) as exc:
-        parser.exit(2, f"error: {exc}\n")
+    spec, configs = space_stages(parser, args)
     relations = RELATION_NAMES if args.all_relations else spec.relations.candidates
     cache = StageCache(args.cache)
     timer = StageTimer()
