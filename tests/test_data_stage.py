@@ -36,6 +36,8 @@ def test_sample_windows_are_turned_contiguous_windows() -> None:
     assert windows.shape == (5, 4, 17, 3)
     again = sample_windows(motion, 5, 4, generator=torch.Generator().manual_seed(1))
     assert torch.equal(windows, again)
+    unturned = sample_windows(motion, 5, 4, heading_deg=(0.0, 1e-6), generator=torch.Generator().manual_seed(1))
+    assert any(torch.allclose(unturned[0], motion[m, s : s + 4], atol=1e-3) for m in range(3) for s in range(7))
     for window in windows:  # heights and distances from the vertical axis survive a turn about it
         signature = torch.cat([window[..., 2:], window[..., :2].norm(dim=-1, keepdim=True)], dim=-1)
         found = [

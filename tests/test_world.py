@@ -249,6 +249,31 @@ def test_face_marker_mirrors_and_shows_facing() -> None:
     assert (front - back).abs().amax() > 0.3
 
 
+def test_a_heading_range_turns_the_people_it_draws() -> None:
+    narrow = sample_sequences(8, 3, heading_deg=(0.0, 1e-6), generator=gen(11))
+    turned = sample_sequences(8, 3, heading_deg=(90.0, 90.0 + 1e-6), generator=gen(11))
+    quarter = skeleton.rotation_z(torch.tensor(math.pi / 2))
+    torch.testing.assert_close(turned, narrow @ quarter.T, atol=1e-3, rtol=0)
+    assert (facing_direction(narrow)[..., 1] < -0.8).all(), "heading 0 faces the camera (-y)"
+    assert (facing_direction(turned)[..., 0] > 0.8).all(), "heading 90 faces image right (+x)"
+    full = sample_sequences(8, 3, generator=gen(11))
+    torch.testing.assert_close(sample_sequences(8, 3, heading_deg=(0.0, 360.0), generator=gen(11)), full)
+    with pytest.raises(ValueError, match="heading_deg"):
+        sample_sequences(2, 2, heading_deg=(10.0, 5.0), generator=gen(11))
+
+
+def test_a_domain_can_show_some_views_and_not_their_mirrors() -> None:
+    half = dataclasses.replace(SOURCE, heading_deg=(0, 180))
+    assert half.heading_deg == (0.0, 180.0) and half.mirrored().heading_deg == (-180.0, 0.0)
+    assert not half.mirror_symmetric and dataclasses.replace(SOURCE, heading_deg=(-90.0, 90.0)).mirror_symmetric
+    for bad in ((10.0, 5.0), (0.0, 400.0)):
+        with pytest.raises(ValueError, match="source: heading_deg"):
+            dataclasses.replace(SOURCE, heading_deg=bad)
+    frontal = dataclasses.replace(SOURCE, heading_deg=(-1e-6, 1e-6))
+    _, poses = world_module.sample_clips(4, 2, frontal, SIZE, gen(12), gen(13))
+    assert (facing_direction(poses)[..., 1] < -0.8).all(), "labels in the camera frame face the camera"
+
+
 def test_reversed_clip_renders_as_reversed_frames() -> None:
     seqs = sample_sequences(3, 10, generator=gen(4))
     look = sample_appearance(3, TARGET, SIZE, gen(5))

@@ -101,10 +101,16 @@ def sample_clips(
     ``motion`` ``(M, L, 17, 3)`` (real mocap) when it is given."""
     if motion is None:
         poses = sample_sequences(
-            n, length, families=domain.families, fps=fps, amplitude=domain.amplitude, generator=motion_gen
+            n,
+            length,
+            families=domain.families,
+            fps=fps,
+            amplitude=domain.amplitude,
+            heading_deg=domain.heading_deg,
+            generator=motion_gen,
         )
     else:
-        poses = sample_windows(motion, n, length, generator=motion_gen)
+        poses = sample_windows(motion, n, length, heading_deg=domain.heading_deg, generator=motion_gen)
     look = sample_appearance(n, domain, image_size, look_gen, length)
     frames = torch.cat(
         [

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from nlrd.world.motion import check_families
+from nlrd.world.motion import FULL_TURN, check_families, check_heading_range
 
 RGB = tuple[float, float, float]
 
@@ -76,7 +76,10 @@ class Domain:
     keep both.  ``side_colors``: colours of one side's bones (``l_upper_arm``, ``r_shin``...) where they differ from
     ``bone_colors``; ``background_side``: added to the backdrop at the image's right edge and subtracted at its left
     (linear between); ``light_side``: relative brightening of every limb's right flank and darkening of its left
-    (light from the right; negative: from the left); ``frame``: per-frame variation inside a clip.
+    (light from the right; negative: from the left); ``frame``: per-frame variation inside a clip;
+    ``heading_deg``: the range the people's headings are drawn from (0 faces the camera, 90 faces image right and
+    shows the right side, 180 the back; a mirror image turns heading h into -h), so a domain can show some views
+    and not their mirrors.
     """
 
     name: str
@@ -95,9 +98,14 @@ class Domain:
     background_side: RGB = (0.0, 0.0, 0.0)
     light_side: float = 0.0
     frame: FrameVariation = FrameVariation()
+    heading_deg: tuple[float, float] = FULL_TURN
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "families", check_families(self.families))
+        try:
+            object.__setattr__(self, "heading_deg", check_heading_range(self.heading_deg))
+        except ValueError as err:
+            raise ValueError(f"{self.name}: {err}") from None
         object.__setattr__(self, "bone_colors", MappingProxyType(dict(self.bone_colors)))
         object.__setattr__(self, "side_colors", MappingProxyType(dict(self.side_colors)))
         if set(self.bone_colors) != set(BONE_TYPES):
@@ -126,10 +134,13 @@ class Domain:
     @property
     def mirror_symmetric(self) -> bool:
         """Whether a mirrored image of this domain is again an image of it (given the mirrored pose)."""
-        return not self.side_colors and not any(self.background_side) and not self.light_side
+        lo, hi = self.heading_deg
+        symmetric_views = (lo + hi) % 360.0 == 0.0
+        return symmetric_views and not self.side_colors and not any(self.background_side) and not self.light_side
 
     def mirrored(self) -> Domain:
-        """The domain of this one's mirrored images: sides' colours swapped, side backdrop and side light reversed.
+        """The domain of this one's mirrored images: sides' colours swapped, side backdrop and side light reversed,
+        headings negated.
         Rendering mirrored poses in it (with ``Appearance.flipped``) equals flipping this domain's images."""
         swap = {"l": "r", "r": "l"}
         return replace(
@@ -138,6 +149,7 @@ class Domain:
             side_colors={f"{swap[k[0]]}{k[1:]}": v for k, v in self.side_colors.items()},
             background_side=tuple(-c for c in self.background_side),
             light_side=-self.light_side,
+            heading_deg=(-self.heading_deg[1], -self.heading_deg[0]),
         )
 
 

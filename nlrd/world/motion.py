@@ -253,6 +253,24 @@ def angles_to_directions(angles: torch.Tensor, heading_rad: torch.Tensor) -> tor
     return torch.stack([dirs[j] for j in range(1, skeleton.NUM_JOINTS)], dim=-2)
 
 
+#: Every heading: the default range of ``heading_deg``.
+FULL_TURN = (0.0, 360.0)
+
+
+def check_heading_range(heading_deg: tuple[float, float]) -> tuple[float, float]:
+    """A heading range ``(lo, hi)`` in degrees with ``lo < hi <= lo + 360``, as a tuple of floats."""
+    lo, hi = (float(v) for v in heading_deg)
+    if not lo < hi <= lo + 360.0:
+        raise ValueError(f"heading_deg must be (lo, hi) degrees with lo < hi <= lo + 360, got {heading_deg}")
+    return lo, hi
+
+
+def _headings(n: int, heading_deg: tuple[float, float], generator: torch.Generator) -> torch.Tensor:
+    """``n`` headings (rad) uniform in ``heading_deg``; the full turn draws exactly what ``2 pi U`` draws."""
+    lo, hi = check_heading_range(heading_deg)
+    return math.radians(lo) + math.radians(hi - lo) * torch.rand(n, generator=generator)
+
+
 def sample_sequences(
     n: int,
     length: int,
@@ -260,13 +278,15 @@ def sample_sequences(
     families: Sequence[str] = FAMILIES,
     fps: float = 30.0,
     amplitude: tuple[float, float] = (0.8, 1.2),
+    heading_deg: tuple[float, float] = FULL_TURN,
     generator: torch.Generator,
 ) -> torch.Tensor:
     """Sample ``n`` motion sequences of ``length`` frames at ``fps``: ``(n, length, 17, 3)`` float32 mm.
 
     Per sequence: a family drawn uniformly from ``families``, a cycle frequency uniform in the family's
-    range, a uniform phase and heading (azimuth about z in [0, 2pi)), an amplitude factor uniform in
-    ``amplitude`` and a small static posture jitter.  Poses are root-relative with canonical bone lengths.
+    range, a uniform phase and heading (azimuth about z, uniform in ``heading_deg``; heading 0 faces -y, 90 faces
+    +x), an amplitude factor uniform in ``amplitude`` and a small static posture jitter.  Poses are root-relative
+    with canonical bone lengths.
     """
     families = check_families(families)
     if n < 0 or length < 1 or fps <= 0:
@@ -274,7 +294,7 @@ def sample_sequences(
     kind = torch.randint(len(families), (n,), generator=generator)
     speed_u = torch.rand(n, generator=generator)
     phase0 = 2 * math.pi * torch.rand(n, generator=generator)
-    heading = 2 * math.pi * torch.rand(n, generator=generator)
+    heading = _headings(n, heading_deg, generator)
     amp = amplitude[0] + (amplitude[1] - amplitude[0]) * torch.rand(n, 1, generator=generator)
     uniforms = torch.rand(n, _NUM_UNIFORMS, generator=generator)
     jitter = _JITTER_DEG * (2 * torch.rand(n, 1, len(CHANNELS), generator=generator) - 1)
@@ -295,12 +315,19 @@ def sample_sequences(
     return skeleton.from_bone_directions(directions).float()
 
 
-def sample_windows(motion: torch.Tensor, n: int, length: int, *, generator: torch.Generator) -> torch.Tensor:
+def sample_windows(
+    motion: torch.Tensor,
+    n: int,
+    length: int,
+    *,
+    heading_deg: tuple[float, float] = FULL_TURN,
+    generator: torch.Generator,
+) -> torch.Tensor:
     """``n`` random ``length``-frame windows of real motion ``(M, L, 17, 3)`` mm -> ``(n, length, 17, 3)`` float32.
 
-    Per window: a uniform sequence, a uniform start inside it, and a uniform heading (azimuth about z in
-    [0, 2pi)) applied about the pelvis, as procedural motion has; so the world renders recorded motion (e.g.
-    BVH mocap through ``nlrd.data``) the same way it renders its own.
+    Per window: a uniform sequence, a uniform start inside it, and a turn about z uniform in ``heading_deg``
+    applied about the pelvis, as procedural motion has; so the world renders recorded motion (e.g. BVH mocap
+    through ``nlrd.data``) the same way it renders its own.  The turn adds to the recording's own heading.
     """
     if motion.dim() != 4 or tuple(motion.shape[2:]) != (skeleton.NUM_JOINTS, 3) or motion.shape[0] < 1:
         raise ValueError(f"motion must be (M, L, 17, 3) with M >= 1, got {tuple(motion.shape)}")
@@ -308,7 +335,7 @@ def sample_windows(motion: torch.Tensor, n: int, length: int, *, generator: torc
         raise ValueError(f"need n >= 0 and 1 <= length <= {motion.shape[1]}, got n={n}, length={length}")
     sequence = torch.randint(motion.shape[0], (n,), generator=generator)
     start = torch.randint(motion.shape[1] - length + 1, (n,), generator=generator)
-    heading = 2 * math.pi * torch.rand(n, generator=generator)
+    heading = _headings(n, heading_deg, generator)
     frames = start[:, None] + torch.arange(length)
     windows = motion[sequence[:, None], frames].float()
     return windows @ skeleton.rotation_z(heading)[:, None].transpose(-1, -2)
