@@ -5,7 +5,7 @@ CPU, side by side in one run (needs Ray)::
     nice -n 10 .venv/bin/python -m bench.throughput --out bench/out/throughput
 
 runs the same loop of adaptation steps (smoke scale: ``small_cnn``, 64 px, 4 clips x 16 frames, ``block3``
-trainable, one thread) in this process and inside a Ray Train ``TorchTrainer`` with one worker (local Ray,
+trainable, one thread) in this process and inside a one-worker Ray Train run as a trial launches it (local Ray,
 ``ray.init(num_cpus=2)``, dashboard on), alternating ``--repeats`` times so that load from other users of the
 machine falls on both; the ratio is Ray Train's images/s over bare PyTorch's.
 
@@ -183,15 +183,16 @@ def ray_train_loop(config: dict[str, Any]) -> None:
 
 
 def measure_in_ray_train(cfg: StepConfig, storage: Path, name: str) -> tuple[dict[str, Any], float]:
-    """The measurement inside a one-worker ``TorchTrainer``; also the ``fit()`` wall time (launch included)."""
+    """The measurement inside a one-worker Train run, the trainer a trial uses; also the ``fit()`` wall time
+    (launch included)."""
     from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
+    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
     from bench.throughput import ray_train_loop as loop  # by reference, also when this file runs as __main__
 
     result_path = (storage / f"{name}.json").resolve()
     result_path.parent.mkdir(parents=True, exist_ok=True)
-    trainer = TorchTrainer(
+    trainer = DataParallelTrainer(
         loop,
         train_loop_config={**asdict(cfg), "result_path": str(result_path)},
         scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": cfg.threads}),
@@ -219,7 +220,7 @@ def cpu_side_by_side(cfg: StepConfig, repeats: int, out: Path) -> dict[str, Any]
             ratio = inside[-1]["images_per_s"] / bare[-1]["images_per_s"]
             print(
                 f"repeat {r}: bare {bare[-1]['images_per_s']:.0f} img/s, Ray Train {inside[-1]['images_per_s']:.0f} "
-                f"img/s ({ratio:.1%}); TorchTrainer.fit {seconds:.1f} s",
+                f"img/s ({ratio:.1%}); fit {seconds:.1f} s",
                 flush=True,
             )
     finally:

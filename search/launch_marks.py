@@ -1,7 +1,7 @@
 """Wall-clock marks of a trial's launch, from the Tune trial's process to its first adaptation step.
 
 A trial pays for a Ray Train launch (Tune trial actor, Train controller, placement group, worker process and its
-imports, process group, loading the stages and the world) before it trains.  The marks travel with the trial's
+imports, loading the stages and the world) before it trains.  The marks travel with the trial's
 first report as ``launch_<mark>`` fields (epoch seconds, one clock per machine), so every real search records where
 its trials' time went; ``phase_seconds`` turns them into the phases ``bench/trial_overhead.py`` tabulates.
 """
@@ -19,9 +19,9 @@ PREFIX = "launch_"
 MARKS = (
     "trial_process",  # the Tune trial actor's process started
     "trial_entered",  # the trial function began
-    "train_launch",  # the trial builds its TorchTrainer and calls fit()
+    "train_launch",  # the trial builds its Train trainer and calls fit()
     "worker_process",  # the Train worker's process started (earlier than train_launch when Ray had it idle)
-    "loop_entered",  # the training function began (Train context and process group set up)
+    "loop_entered",  # the training function began (Train context set up)
     "stages_loaded",  # the frozen stages loaded
     "world_loaded",  # the world file loaded
     "ready",  # the models built: the first adaptation step begins
@@ -33,8 +33,8 @@ MARKS = (
 PHASES = {
     "trial_entered": "Tune trial actor start, trainable imports",
     "train_launch": "trial setup",
-    "worker_process": "TorchTrainer: Train controller, placement group, worker process spawn",
-    "loop_entered": "worker imports, Train context, process group",
+    "worker_process": "Train controller, placement group, worker process spawn",
+    "loop_entered": "worker imports, Train context",
     "stages_loaded": "load cached stages",
     "world_loaded": "load world file",
     "ready": "build models and optimisers",

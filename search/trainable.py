@@ -1,8 +1,14 @@
-"""One search trial: a Tune function trainable that launches a Ray Train ``TorchTrainer``.
+"""One search trial: a Tune function trainable that launches a one-worker Ray Train run.
 
 This is the pattern Ray recommends since Train V2: the Tune trial holds a sliver of CPU and only
 coordinates; the Train worker holds the real resources and runs ``nlrd.train.adapt``.  Metrics reach
 Tune (and so ASHA and Optuna) through ``search.report_relay``.
+
+The run is Train V2's ``DataParallelTrainer``, the base of ``TorchTrainer`` without its torch backend: a trial has
+one worker and no DistributedDataParallel, so the gloo/NCCL process group ``TorchTrainer`` sets up on every launch
+would connect that worker to nobody (about 0.5 s of a smoke trial's launch on 2 cores, ``bench/RESULTS.md``
+section 6).
+Train's controller, worker placement, checkpoints, failure retries and report callbacks are the same.
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ import ray.train
 import torch
 from ray import tune
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-from ray.train.torch import TorchTrainer
+from ray.train.torch import get_device
+from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
 from nlrd.pipeline import StageCache, StageKeys, load_stages, load_world
 from nlrd.train.adapt import STATE_FILE, AdaptConfig, adapt, adapt_state_step
@@ -32,7 +39,7 @@ from search.space_spec import TRIAL_COORDINATOR_CPU
 
 #: Tune config key of the relation set; the other keys are AdaptConfig fields.
 RELATIONS_KEY = "relations"
-#: Ray Train settings of a trial's ``TorchTrainer`` (``ray.train.v2._internal.constants``), set in the trial's
+#: Ray Train settings of a trial's Train run (``ray.train.v2._internal.constants``), set in the trial's
 #: process unless the user set them; Train passes them on to its controller and worker.  The controller polls the
 #: worker every ``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S`` (default 2 s), and a report or the end of training waits for
 #: that poll before it reaches Tune; a poll that misses it is no failure (only one hanging for
@@ -89,7 +96,7 @@ def adapt_loop(config: dict[str, Any]) -> None:
     cache = StageCache(config["cache_root"])
     keys = StageKeys(**config["keys"])
     adapt_config: AdaptConfig = config["adapt"]  # built once, by the trial from the space
-    device = ray.train.torch.get_device()
+    device = get_device()
     stages = load_stages(cache, keys, adapt_config.relations, device)
     marks.mark("stages_loaded")
     world = load_world(cache, keys.world, mmap=True)
@@ -170,7 +177,7 @@ def make_trainable(
         for name, value in TRAIN_ENV.items():
             os.environ.setdefault(name, value)
         relay = ReportRelay()
-        trainer = TorchTrainer(
+        trainer = DataParallelTrainer(
             adapt_loop,
             train_loop_config={
                 "adapt": adapt_config,

@@ -12,7 +12,7 @@ from search.report_relay import CHECKPOINT_PATH_KEY, ReportRelay, relay_fit
 
 
 def _training(relay: ReportRelay, count: int, pause_s: float = 0.0):
-    """A stand-in for ``TorchTrainer.fit``: Train's controller calls the callback once per report."""
+    """A stand-in for a Train trainer's ``fit``: Train's controller calls the callback once per report."""
 
     def fit() -> str:
         for step in range(1, count + 1):
