@@ -266,6 +266,7 @@ def test_a_domain_can_show_some_views_and_not_their_mirrors() -> None:
     half = dataclasses.replace(SOURCE, heading_deg=(0, 180))
     assert half.heading_deg == (0.0, 180.0) and half.mirrored().heading_deg == (-180.0, 0.0)
     assert not half.mirror_symmetric and dataclasses.replace(SOURCE, heading_deg=(-90.0, 90.0)).mirror_symmetric
+    assert dataclasses.replace(SOURCE, heading_deg=(10.0, 370.0)).mirror_symmetric
     for bad in ((10.0, 5.0), (0.0, 400.0)):
         with pytest.raises(ValueError, match="source: heading_deg"):
             dataclasses.replace(SOURCE, heading_deg=bad)

@@ -135,7 +135,7 @@ class Domain:
     def mirror_symmetric(self) -> bool:
         """Whether a mirrored image of this domain is again an image of it (given the mirrored pose)."""
         lo, hi = self.heading_deg
-        symmetric_views = (lo + hi) % 360.0 == 0.0
+        symmetric_views = hi - lo == 360.0 or (lo + hi) % 360.0 == 0.0
         return symmetric_views and not self.side_colors and not any(self.background_side) and not self.light_side
 
     def mirrored(self) -> Domain:
