@@ -9,6 +9,10 @@ one worker and no DistributedDataParallel, so the gloo/NCCL process group ``Torc
 would connect that worker to nobody (about 0.5 s of a smoke trial's launch on 2 cores, ``bench/RESULTS.md``
 section 6).
 Train's controller, worker placement, checkpoints, failure retries and report callbacks are the same.
+
+The trial's own process needs no torch: the trial function holds plain values (the space's adaptation fields, the
+cache's root, the stage keys) and the Train worker builds the ``AdaptConfig`` and imports torch and ``nlrd``.  A
+Tune trial actor thus skips torch's import (over a second on 2 cores) and its memory.
 """
 
 from __future__ import annotations
@@ -19,23 +23,20 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray.train
-import torch
 from ray import tune
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-from ray.train.torch import get_device
 from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
-from nlrd.pipeline import StageCache, StageKeys, load_stages, load_world
-from nlrd.train.adapt import STATE_FILE, AdaptConfig, adapt, adapt_state_step
 from search.launch_marks import LaunchMarks
-from search.prefilter import parse_set_label
 from search.report_relay import ReportRelay, relay_fit
-from search.run_dir import RunDir
-from search.space import SearchSpec
-from search.space_spec import TRIAL_COORDINATOR_CPU
+
+if TYPE_CHECKING:
+    from nlrd.pipeline import StageCache, StageKeys
+    from search.run_dir import RunDir
+    from search.space import SearchSpec
 
 #: Tune config key of the relation set; the other keys are AdaptConfig fields.
 RELATIONS_KEY = "relations"
@@ -90,12 +91,22 @@ def adapt_loop(config: dict[str, Any]) -> None:
     relation set's pre-filter score (as ``nonlocalness``), the cost so far and a checkpoint of the encoder."""
     marks = LaunchMarks(config["launch_marks"])
     marks.mark_process_start("worker_process")
+    import torch
+    from ray.train.torch import get_device
+
+    from nlrd.pipeline import StageCache, StageKeys, load_stages, load_world
+    from nlrd.train.adapt import STATE_FILE, adapt, adapt_state_step
+    from search.prefilter import parse_set_label
+    from search.space_spec import trial_adapt_config
+
     marks.mark("loop_entered")
     torch.set_num_threads(max(1, int(config["cpus"])))
     start = time.monotonic()
     cache = StageCache(config["cache_root"])
     keys = StageKeys(**config["keys"])
-    adapt_config: AdaptConfig = config["adapt"]  # built once, by the trial from the space
+    adapt_config = trial_adapt_config(
+        config["encoder"], config["fixed"], parse_set_label(config["relation_set"]), config["sampled"]
+    )
     device = get_device()
     stages = load_stages(cache, keys, adapt_config.relations, device)
     marks.mark("stages_loaded")
@@ -141,7 +152,7 @@ def adapt_loop(config: dict[str, Any]) -> None:
                 on_phase=marks.mark,
             )
         except FloatingPointError as exc:  # deterministic: ending the run normally keeps Train from retrying it
-            config["run_dir"].reports.mark_diverged(config["trial_id"], f"FloatingPointError: {exc}")
+            config["reports"].mark_diverged(config["trial_id"], f"FloatingPointError: {exc}")
 
 
 def make_trainable(
@@ -150,9 +161,17 @@ def make_trainable(
     """The Tune trainable for ``spec``, with its resources declared.  ``set_scores``: each relation set's
     pre-filter score by label (``SetDecision.score``: the space's ``prefilter.score`` under its ``aggregate``, as the
     sets were ranked), reported by the trial as ``nonlocalness``, the metric name the spaces' objectives use."""
-    resources = spec.resources
+    from search.space_spec import TRIAL_COORDINATOR_CPU
 
+    resources = spec.resources
+    # What the trial function holds: plain values and the torch-free TrialReports (see the module's docstring).
     reports = run_dir.reports
+    storage_path = run_dir.storage_path
+    run_name = run_dir.trial_run("{trial_id}")
+    encoder, fixed = spec.stages.source.encoder, dict(spec.adapt)
+    worker_restarts = spec.failure.worker_restarts
+    trial_cpus, trial_gpus, worker_cpus = resources.trial_cpus, resources.trial_gpus, resources.trial_worker_cpus
+    cache_root, stage_keys = str(cache.root), keys.as_dict()
 
     inject_errors = int(os.environ.get(INJECT_ERRORS_ENV, "0") or 0)  # read on the driver, shipped with `trial`
 
@@ -172,7 +191,6 @@ def make_trainable(
         if reports.new_attempt(trial_id) <= inject_errors:
             raise InjectedTrialError(f"injected error ({INJECT_ERRORS_ENV}={inject_errors})")
         sampled = {name: value for name, value in config.items() if name != RELATIONS_KEY}
-        adapt_config = spec.adapt_config(parse_set_label(config[RELATIONS_KEY]), sampled)
         marks.mark("train_launch")
         for name, value in TRAIN_ENV.items():
             os.environ.setdefault(name, value)
@@ -180,27 +198,30 @@ def make_trainable(
         trainer = DataParallelTrainer(
             adapt_loop,
             train_loop_config={
-                "adapt": adapt_config,
-                "keys": keys.as_dict(),
-                "cache_root": str(cache.root),
-                "cpus": resources.trial_cpus,
-                "devices": resources.trial_gpus or resources.trial_cpus,
+                "encoder": encoder,
+                "fixed": fixed,
+                "relation_set": config[RELATIONS_KEY],
+                "sampled": sampled,
+                "keys": stage_keys,
+                "cache_root": cache_root,
+                "cpus": trial_cpus,
+                "devices": trial_gpus or trial_cpus,
                 "nonlocalness": set_scores[config[RELATIONS_KEY]],
-                "run_dir": run_dir,
+                "reports": reports,
                 "trial_id": trial_id,
                 "launch_marks": marks.marks,
             },
             scaling_config=ScalingConfig(
                 num_workers=1,
-                use_gpu=resources.trial_gpus > 0,
-                resources_per_worker={"CPU": resources.trial_worker_cpus, "GPU": resources.trial_gpus},
+                use_gpu=trial_gpus > 0,
+                resources_per_worker={"CPU": worker_cpus, "GPU": trial_gpus},
             ),
             run_config=RunConfig(
-                name=run_dir.trial_run(trial_id),
-                storage_path=run_dir.storage_path,
+                name=run_name.format(trial_id=trial_id),
+                storage_path=storage_path,
                 callbacks=[relay],
                 checkpoint_config=CheckpointConfig(num_to_keep=1),
-                failure_config=FailureConfig(max_failures=spec.failure.worker_restarts),
+                failure_config=FailureConfig(max_failures=worker_restarts),
             ),
         )
         relay_fit(trainer.fit, relay, tune.report)
