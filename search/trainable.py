@@ -91,6 +91,7 @@ def adapt_loop(config: dict[str, Any]) -> None:
     relation set's pre-filter score (as ``nonlocalness``), the cost so far and a checkpoint of the encoder."""
     marks = LaunchMarks(config["launch_marks"])
     marks.mark_process_start("worker_process")
+    # Imported here, in the worker: the trial's process imports this module and needs none of them.
     import torch
     from ray.train.torch import get_device
 
