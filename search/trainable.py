@@ -168,7 +168,7 @@ def make_trainable(
     # What the trial function holds: plain values and the torch-free TrialReports (see the module's docstring).
     reports = run_dir.reports
     storage_path = run_dir.storage_path
-    run_name = run_dir.trial_run("{trial_id}")
+    run_name = run_dir.trial_run("{trial_id}")  # RunDir's naming as a template, filled in by each trial
     encoder, fixed = spec.stages.source.encoder, dict(spec.adapt)
     worker_restarts = spec.failure.worker_restarts
     trial_cpus, trial_gpus, worker_cpus = resources.trial_cpus, resources.trial_gpus, resources.trial_worker_cpus
