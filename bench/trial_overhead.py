@@ -11,8 +11,11 @@ time before the first step (from the moment Tune marks the trial running), the m
 its last report reaching Tune) and their ratio; and, for ``spaces/default.yaml`` on a GPU, the same ratio with the
 median trial computed as its median ASHA rung x steps per rung x ``--gpu-step-s`` (an assumption: no GPU step time
 of that space has been measured) against the launch overhead measured here.  ``--analyse RUN_DIR`` re-reads a
-finished run instead of running one.  The load average before and after the run is written beside every figure:
-on a shared machine the launch phases stretch with other users' load.
+finished run instead of running one.  ``--import-floor`` runs no search: it times, in fresh Python processes, the
+imports each of a trial's three processes makes before the launch can go on (``LAUNCH_IMPORTS``), with and without
+this project's modules (what is left is a floor under the launch that no change here removes), and writes
+``import_floor.md`` and ``import_floor.json``.  The load average before and after the run is written beside every
+figure: on a shared machine the launch phases stretch with other users' load.
 """
 
 from __future__ import annotations
@@ -44,6 +47,24 @@ GOAL_BEFORE_FIRST_STEP_S = 4.0
 GOAL_GPU_SHARE = 0.05
 #: The machine's load average before and after the search, kept in its run directory.
 LOAD_FILE = "loadavg.json"
+#: What each of a trial's processes imports before the launch can go on, in launch order: the Tune trial actor
+#: (Tune's function trainable and this project's), Ray Train's controller actor, and the Train worker (Train's worker
+#: actor, what ``search.trainable.adapt_loop`` imports, and ``torch._dynamo``, which ``torch.optim`` imports on an
+#: optimiser's first call).  Each process is created by the one before it, so their imports add up.
+LAUNCH_IMPORTS = {
+    "Tune trial actor": ("ray.tune.trainable.function_trainable", "search.trainable"),
+    "Train controller": ("ray.train.v2._internal.execution.controller.controller",),
+    "Train worker": (
+        "ray.train.v2._internal.execution.worker_group.worker",
+        "torch",
+        "torch._dynamo",
+        "ray.train.torch",
+        "nlrd.pipeline",
+        "nlrd.train.adapt",
+        "search.prefilter",
+        "search.space_spec",
+    ),
+}
 
 
 def run_search(space: Path, out: Path, name: str, overrides: list[str]) -> RunDir:
@@ -190,6 +211,73 @@ def markdown(header: str, rows: dict[str, dict[str, float]], summary: dict[str, 
     return "\n".join(lines) + "\n"
 
 
+def import_once(modules: tuple[str, ...]) -> float:
+    """Seconds of a fresh Python process that imports ``modules`` and exits (process start included)."""
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", "; ".join(f"import {name}" for name in modules)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"importing {', '.join(modules)} failed: {done.stderr.strip().splitlines()[-1]}")
+    return time.perf_counter() - start
+
+
+#: Top-level packages of this project: their share of a process's imports is what this project could still cut.
+PROJECT_PACKAGES = ("nlrd", "search", "bench")
+
+
+def _is_project(module: str) -> bool:
+    return module.split(".")[0] in PROJECT_PACKAGES
+
+
+def import_floor(imports: dict[str, tuple[str, ...]], repeats: int) -> dict[str, dict[str, float]]:
+    """Per process, the fastest of ``repeats`` fresh processes importing all its modules and those outside this
+    project (alternated, so that a change in the machine's load falls on both), and their sums as ``"all three"``."""
+    variants = {
+        process: {"all": modules, "outside": tuple(m for m in modules if not _is_project(m))}
+        for process, modules in imports.items()
+    }
+    times: dict[tuple[str, ...], list[float]] = {m: [] for kinds in variants.values() for m in kinds.values()}
+    for _ in range(repeats):  # each distinct set of modules once per round (a process with none of this project's)
+        for modules, seen in times.items():
+            seen.append(import_once(modules))
+    seconds = {process: {kind: min(times[m]) for kind, m in kinds.items()} for process, kinds in variants.items()}
+    seconds["all three"] = {kind: sum(row[kind] for row in seconds.values()) for kind in ("all", "outside")}
+    return seconds
+
+
+def import_floor_markdown(
+    header: str, imports: dict[str, tuple[str, ...]], seconds: dict[str, dict[str, float]]
+) -> str:
+    def row(process: str, label: str, modules: str) -> str:
+        whole, outside = seconds[process]["all"], seconds[process]["outside"]
+        return f"| {label} | {modules} | {whole:.2f} | {outside:.2f} | {whole - outside:.2f} |"
+
+    total = seconds["all three"]
+    lines = [
+        header,
+        "",
+        "Seconds a fresh Python process takes to import what each of a trial's processes imports before the launch "
+        "can go on (fastest of the repeats, process start included), and the same without this project's modules "
+        f"({', '.join(PROJECT_PACKAGES)}). Each process is started by the one before it, so the sums add up: the "
+        "imports outside this project are a floor under the time before the first step that no change to this "
+        "project removes.",
+        "",
+        "| process | imports | seconds | outside this project | this project's share |",
+        "|---|---|---|---|---|",
+        *(row(process, process, ", ".join(f"`{m}`" for m in modules)) for process, modules in imports.items()),
+        row("all three", "**all three**", ""),
+        "",
+        f"- Goal before the first step on this machine: {GOAL_BEFORE_FIRST_STEP_S:.0f} s; the imports take "
+        f"{total['all']:.2f} s ({total['all'] / GOAL_BEFORE_FIRST_STEP_S:.0%} of it), those outside this project "
+        f"{total['outside']:.2f} s ({total['outside'] / GOAL_BEFORE_FIRST_STEP_S:.0%}).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def _load(values: list[float]) -> str:
     return ", ".join(f"{v:.2f}" for v in values)
 
@@ -202,13 +290,32 @@ def arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
     parser.add_argument("--gpu-step-s", type=float, default=ASSUMED_GPU_STEP_S, help="assumed default-space GPU step")
     parser.add_argument("--analyse", type=Path, default=None, metavar="RUN_DIR", help="read a finished run")
+    parser.add_argument("--import-floor", action="store_true", help="time the launch's imports instead of a search")
+    parser.add_argument("--repeats", type=int, default=5, help="fresh processes per --import-floor figure")
     return parser
+
+
+def _header(parser: argparse.ArgumentParser) -> str:
+    return (
+        f"{time.strftime('%Y-%m-%d %H:%M %Z')}; {os.cpu_count()} CPU cores, Python {platform.python_version()}; "
+        f"`{cli.command(parser)}`"
+    )
 
 
 def main() -> None:
     parser = arg_parser()
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.import_floor:
+        load = os.getloadavg()
+        seconds = import_floor(LAUNCH_IMPORTS, args.repeats)
+        header = f"{_header(parser)}; load average (1, 5, 15 min) before {_load(load)}"
+        text = import_floor_markdown(header, LAUNCH_IMPORTS, seconds)
+        record = {"header": header, "imports": LAUNCH_IMPORTS, "seconds": seconds}
+        (args.out / "import_floor.json").write_text(json.dumps(record, indent=1))
+        (args.out / "import_floor.md").write_text(text)
+        print(text)
+        return
     if args.analyse is None:
         before = os.getloadavg()
         run_dir = run_search(args.space, args.out, f"{args.label}-{time.strftime('%Y%m%d-%H%M%S')}", args.overrides)
@@ -222,10 +329,8 @@ def main() -> None:
     rows = {t: trial_breakdown(starts[t], tune_times[t], reports[t]) for t in sorted(reports) if t in tune_times}
     tuner_to_first = min(starts.values()) - tuner_start if starts and tuner_start else None
     summary = summarise(rows, tuner_to_first, default_space_trial(args.gpu_step_s))
-    header = (
-        f"{time.strftime('%Y-%m-%d %H:%M %Z')}; {os.cpu_count()} CPU cores, Python {platform.python_version()}; "
-        f"`{cli.command(parser)}`; run {run_dir.path}; load average (1, 5, 15 min) "
-        + (f"before {_load(load['before'])}, after {_load(load['after'])}" if load else "not recorded")
+    header = f"{_header(parser)}; run {run_dir.path}; load average (1, 5, 15 min) " + (
+        f"before {_load(load['before'])}, after {_load(load['after'])}" if load else "not recorded"
     )
     text = markdown(header, rows, summary)
     record = {"header": header, "marks": list(MARKS), "trials": rows, **summary}

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
 import math
 
 import pytest
 
-from bench.trial_overhead import default_space_trial, markdown, summarise, trial_breakdown, trial_starts
+from bench.trial_overhead import (
+    LAUNCH_IMPORTS,
+    default_space_trial,
+    import_floor,
+    import_floor_markdown,
+    markdown,
+    summarise,
+    trial_breakdown,
+    trial_starts,
+)
 from search.launch_marks import MARKS, PREFIX
+from search.trainable import adapt_loop
 
 
 def _first_report(start: float) -> dict[str, float]:
@@ -53,3 +65,26 @@ def test_a_trial_without_marks_is_left_out_of_the_medians():
     rows = {"a": {"trial wall": 10.0}}
     summary = summarise(rows, tuner_to_first=None, gpu=default_space_trial(step_s=0.05))
     assert math.isnan(summary["medians"]["before first step"])
+
+
+def test_the_import_floor_times_each_process_with_and_without_this_projects_modules():
+    imports = {"first": ("json",), "second": ("json", "nlrd.atomic")}
+    seconds = import_floor(imports, repeats=1)
+    assert set(seconds) == {"first", "second", "all three"}
+    assert min(min(row.values()) for row in seconds.values()) > 0
+    for kind in ("all", "outside"):
+        assert seconds["all three"][kind] == pytest.approx(seconds["first"][kind] + seconds["second"][kind])
+    text = import_floor_markdown("header", imports, seconds)
+    assert "`nlrd.atomic`" in text and "| **all three** |" in text and f"{seconds['all three']['all']:.2f}" in text
+
+
+def test_an_import_that_fails_names_its_modules():
+    with pytest.raises(RuntimeError, match="no_such_module_here"):
+        import_floor({"p": ("json", "no_such_module_here")}, repeats=1)
+
+
+def test_the_worker_floor_imports_everything_the_train_loop_imports():
+    tree = ast.parse(inspect.getsource(adapt_loop).lstrip())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert imported and imported <= set(LAUNCH_IMPORTS["Train worker"])
