@@ -11,9 +11,18 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+# PyPI's Linux torch wheels bundle CUDA (gigabytes); PyTorch's CPU index serves the CPU build.  Where that index
+# does not answer (offline, behind a mirror), torch==2.13.0 comes from pip's configured indexes and find-links.
+cpu_index=${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}
+answers() {
+  .venv/bin/python -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + '/torch/', timeout=10)" \
+    "${1%/}" 2>/dev/null
+}
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     "${pip[@]}" torch
+  elif answers "$cpu_index"; then
+    "${pip[@]}" --index-url "$cpu_index" "torch==2.13.0"
   else
     "${pip[@]}" "torch==2.13.0"
   fi

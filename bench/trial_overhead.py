@@ -42,7 +42,7 @@ GPU_SPACE = REPO / "spaces" / "default.yaml"
 #: Assumed seconds of one adaptation step of ``spaces/default.yaml`` on a GPU (small CNN, 128 px, 8 clips x 30
 #: frames, a quarter of the GPU): an assumption, not a measurement; ``--gpu-step-s`` changes it.
 ASSUMED_GPU_STEP_S = 0.05
-#: The issue's goals: seconds before the first step on 2 cores, and overhead share of the median GPU trial.
+#: The project's goals: seconds before the first step on 2 cores, and overhead share of the median GPU trial.
 GOAL_BEFORE_FIRST_STEP_S = 4.0
 GOAL_GPU_SHARE = 0.05
 #: The machine's load average before and after the search, kept in its run directory.

@@ -89,7 +89,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--out", type=Path, default=Path("results"), help="parent of run directories (default: %(default)s)"
     )
     parser.add_argument(
-        "--address", default=None, help="Ray cluster address, e.g. 'auto' on a head node (default: start a local Ray)"
+        "--address",
+        default=None,
+        help="Ray cluster address, e.g. 'auto' on a head node (default: $RAY_ADDRESS, else start a local Ray)",
     )
     parser.add_argument("--name", default=None, help="run directory name (default: <space name>-<timestamp>)")
     parser.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue an interrupted search")
