@@ -6,7 +6,10 @@ For the source encoder G of ``bench/ablation.py`` (seed ``--seed``) on source fr
 validation frames: MPJPE, the flip loss as the paper computes it (``mean |T_flip(G(x)) - G(flip x)|`` on latents),
 the same pair decoded by ``D_p`` (per-frame MPJPE between ``D_p(T_flip(G(x)))`` and ``D_p(G(flip x))``), and the
 exact pose flip ``flip(D_p(G(x)))`` against ``D_p(G(flip x))``; each with its Pearson correlation with the frame's
-MPJPE.  Also the relation transformers' own error on held-out mocap, in latent L1 and decoded (mm).  A diagnosis:
+MPJPE; and the MPJPE and PA-MPJPE of the symmetrised prediction ``(p + flip(p_flipped)) / 2``, the source encoder
+made flip-consistent without any training: what flip consistency, and nothing else, gives.  ``--target-seed N``
+reads the target validation clips of the world with seed ``N``, as ``bench.ablation`` does.  Also the relation
+transformers' own error on held-out mocap, in latent L1 and decoded (mm).  A diagnosis:
 target labels are read, so nothing here may choose a setting.  Writes ``<out>/signal.md``.
 """
 
@@ -19,10 +22,10 @@ from pathlib import Path
 import torch
 
 from bench import cli
-from bench.ablation import RELATIONS, SPACE_DEFAULT, add_stages_space_flag, smoke_configs
+from bench.ablation import RELATIONS, SPACE_DEFAULT, add_stages_space_flag, dev_target, smoke_configs
 from nlrd import skeleton
 from nlrd.core import ClipSet, Stages
-from nlrd.metrics import mpjpe
+from nlrd.metrics import mpjpe, pa_mpjpe
 from nlrd.pipeline import StageCache, heldout_mocap, load_stages, load_world, train_stages
 from nlrd.relations import get_relation
 from nlrd.train.common import augment_poses
@@ -37,6 +40,7 @@ def arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--frames", type=int, default=384, help="frames per domain")
     parser.add_argument("--source-steps", type=int, help=SPACE_DEFAULT)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--target-seed", type=int, default=None, help="target validation clips of this world seed")
     add_stages_space_flag(parser)
     return parser
 
@@ -57,8 +61,13 @@ def domain_row(name: str, stages: Stages, clips: ClipSet, frames: int) -> str:
     latent = (flip_t(z) - z_flipped).abs().mean(-1)
     decoded = (prior.decode(flip_t(z)) - pose_flipped).norm(dim=-1).mean(-1)
     exact = (skeleton.flip(pose) - pose_flipped).norm(dim=-1).mean(-1)
-    symmetrised = mpjpe(0.5 * (pose + skeleton.flip(pose_flipped)), y).item()
-    cells = [f"{error.mean():.1f}", f"{symmetrised:.1f}"] + [
+    symmetrised = 0.5 * (pose + skeleton.flip(pose_flipped))
+    cells = [
+        f"{error.mean():.1f}",
+        f"{mpjpe(symmetrised, y).item():.1f}",
+        f"{pa_mpjpe(pose, y).item():.1f}",
+        f"{pa_mpjpe(symmetrised, y).item():.1f}",
+    ] + [
         f"{v.mean():.3f} ({_corr(v, error):+.2f})" if i == 0 else f"{v.mean():.1f} ({_corr(v, error):+.2f})"
         for i, v in enumerate((latent, decoded, exact))
     ]
@@ -100,15 +109,23 @@ def main() -> None:
     stages = load_stages(cache, keys, RELATIONS)
     world = load_world(cache, keys.world)
     clip_len = configs.world.clip_len
+    if args.target_seed is None:
+        target_name, target_val = "target validation", world.target_val
+    else:
+        target_name, target_val = (
+            f"target validation, world seed {args.target_seed}",
+            dev_target(configs, args.target_seed)[1],
+        )
     lines = [
         f"Flip-consistency signal of source encoder seed {args.seed} (`{command}`); in brackets the",
         "Pearson correlation with the frame's MPJPE.",
         "",
-        "| frames | MPJPE (mm) | MPJPE of 0.5(p + flip(p_flipped)) | latent L1 T(z) vs z_flipped (the paper's loss) "
-        "| decoded via T (mm) | exact pose flip (mm) |",
-        "|---|---|---|---|---|---|",
+        "| frames | MPJPE (mm) | MPJPE of 0.5(p + flip(p_flipped)) | PA-MPJPE (mm) | PA-MPJPE of 0.5(p + "
+        "flip(p_flipped)) | latent L1 T(z) vs z_flipped (the paper's loss) | decoded via T (mm) "
+        "| exact pose flip (mm) |",
+        "|---|---|---|---|---|---|---|---|",
         domain_row("source (training clips)", stages, world.source, args.frames),
-        domain_row("target validation", stages, world.target_val, args.frames),
+        domain_row(target_name, stages, target_val, args.frames),
         "",
         "| relation transformer (held-out mocap) | latent L1, T(a) vs c | latent L1, a vs c | decoded, T(a) vs c (mm) "
         "| decoded, a vs c (mm) |",

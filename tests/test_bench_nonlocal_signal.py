@@ -1,0 +1,59 @@
+"""``bench.nonlocal_signal``'s readouts of one domain: the symmetrised prediction is the flip-consistent encoder."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bench.nonlocal_signal import domain_row
+from nlrd import skeleton
+from nlrd.core import ClipSet, Stages
+
+
+class _FlatPrior(nn.Module):
+    """Latents are the flattened pose: decoding only reshapes."""
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return z.view(-1, 17, 3)
+
+
+class _MarkedEncoder(nn.Module):
+    """Reads the truth plus ``error`` on frames whose marker pixel is on the left; on flipped frames (marker on the
+    right) the flipped truth plus the flip of ``mirrored_error``."""
+
+    def __init__(self, truth: torch.Tensor, error: torch.Tensor, mirrored_error: torch.Tensor) -> None:
+        super().__init__()
+        self.truth, self.error, self.mirrored_error = truth, error, mirrored_error
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        left = x[:, 0, 0, 0] > 0.5
+        plain = self.truth + self.error
+        flipped = skeleton.flip(self.truth + self.mirrored_error)
+        return torch.where(left[:, None, None], plain, flipped).flatten(1)
+
+
+def _clips(n: int) -> tuple[ClipSet, torch.Tensor]:
+    frames = torch.zeros(1, n, 3, 4, 4, dtype=torch.uint8)
+    frames[:, :, 0, 0, 0] = 255  # the marker, top left
+    poses = torch.randn(1, n, 17, 3, generator=torch.Generator().manual_seed(0)) * 200
+    return ClipSet(frames=frames, poses=poses), poses[0]
+
+
+def _cells(row: str) -> list[float]:
+    return [float(cell.split()[0]) for cell in row.strip("|").split("|")[1:]]
+
+
+def test_an_error_that_the_flip_reverses_is_removed_by_symmetrising():
+    clips, truth = _clips(6)
+    error = torch.randn(6, 17, 3, generator=torch.Generator().manual_seed(1)) * 30
+    stages = Stages(_FlatPrior(), nn.Identity(), {"flip": nn.Identity()}, _MarkedEncoder(truth, error, -error))
+    mpjpe, symmetrised, pa, pa_symmetrised = _cells(domain_row("d", stages, clips, frames=6))[:4]
+    assert mpjpe > 10 and pa > 1 and symmetrised < 0.05 and pa_symmetrised < 0.05
+
+
+def test_an_error_made_the_same_way_on_both_sides_stays():
+    clips, truth = _clips(6)
+    error = torch.randn(6, 17, 3, generator=torch.Generator().manual_seed(1)) * 30
+    stages = Stages(_FlatPrior(), nn.Identity(), {"flip": nn.Identity()}, _MarkedEncoder(truth, error, error))
+    mpjpe, symmetrised, pa, pa_symmetrised = _cells(domain_row("d", stages, clips, frames=6))[:4]
+    assert symmetrised == mpjpe and pa_symmetrised == pa
