@@ -302,6 +302,13 @@ def _header(parser: argparse.ArgumentParser) -> str:
     )
 
 
+def _write(out: Path, stem: str, record: dict[str, Any], text: str) -> None:
+    """``<stem>.json`` and ``<stem>.md`` in ``out``; the text is printed too."""
+    (out / f"{stem}.json").write_text(json.dumps(record, indent=1))
+    (out / f"{stem}.md").write_text(text)
+    print(text)
+
+
 def main() -> None:
     parser = arg_parser()
     args = parser.parse_args()
@@ -311,10 +318,7 @@ def main() -> None:
         seconds = import_floor(LAUNCH_IMPORTS, args.repeats)
         header = f"{_header(parser)}; load average (1, 5, 15 min) before {_load(load)}"
         text = import_floor_markdown(header, LAUNCH_IMPORTS, seconds)
-        record = {"header": header, "imports": LAUNCH_IMPORTS, "seconds": seconds}
-        (args.out / "import_floor.json").write_text(json.dumps(record, indent=1))
-        (args.out / "import_floor.md").write_text(text)
-        print(text)
+        _write(args.out, "import_floor", {"header": header, "imports": LAUNCH_IMPORTS, "seconds": seconds}, text)
         return
     if args.analyse is None:
         before = os.getloadavg()
@@ -333,10 +337,7 @@ def main() -> None:
         f"before {_load(load['before'])}, after {_load(load['after'])}" if load else "not recorded"
     )
     text = markdown(header, rows, summary)
-    record = {"header": header, "marks": list(MARKS), "trials": rows, **summary}
-    (args.out / f"{args.label}.json").write_text(json.dumps(record, indent=1))
-    (args.out / f"{args.label}.md").write_text(text)
-    print(text)
+    _write(args.out, args.label, {"header": header, "marks": list(MARKS), "trials": rows, **summary}, text)
 
 
 if __name__ == "__main__":
