@@ -64,8 +64,10 @@ CPU_2CORE = Figures(
     faster=114.0 / 335.0,
 )
 
-#: The shared stages' Ray Train jobs (``search.stages.STAGE_JOBS``) and the stages each trains.
+#: The shared stages' Ray Train jobs and the stages each trains: ``search.stages.STAGE_JOBS`` where the cluster holds
+#: two stage jobs at once, ``search.stages.ONE_STAGE_JOB`` where it holds one.
 STAGE_JOBS = {"world+prior": ("world", "prior"), "motion+relations": ("motion", "relation"), "source": ("source",)}
+ONE_STAGE_JOB = {"all": ("world", "prior", "motion", "relation", "source")}
 
 
 def duration(seconds: float) -> str:
@@ -127,9 +129,12 @@ def search_seconds(
     return max(longest, work / concurrency), high
 
 
-def stage_seconds(spec: SearchSpec, missing: Sequence[str], figures: Figures) -> tuple[float, float] | None:
+def stage_seconds(
+    spec: SearchSpec, missing: Sequence[str], figures: Figures, side_by_side: bool = True
+) -> tuple[float, float] | None:
     """(low, high) seconds to train the ``missing`` stages (``search.stages.missing_stages`` names: ``world``,
-    ``relation flip``, ...) one after the other, plus a launch per Ray Train job; (0, 0) when all are cached, None
+    ``relation flip``, ...) one after the other, plus a launch per Ray Train job (``side_by_side``: the cluster
+    holds two stage jobs at once, so they run as ``STAGE_JOBS``, else as one); (0, 0) when all are cached, None
     when the figures were not measured for this setting (another encoder or image size, a GPU, real data to read).
     The figures are one thread's: the low end lets the job's ``resources.stage_cpus`` threads share the work
     perfectly, on the faster CPU."""
@@ -149,18 +154,22 @@ def stage_seconds(spec: SearchSpec, missing: Sequence[str], figures: Figures) ->
         config = getattr(configs, kind)
         per_step, batch = figures.stage_step_s[kind]
         seconds += kinds.count(kind) * config.steps * per_step * config.batch_size / batch
-    jobs = sum(any(kind in stages for kind in kinds) for stages in STAGE_JOBS.values())
+    plan = STAGE_JOBS if side_by_side else ONE_STAGE_JOB
+    jobs = sum(any(kind in stages for kind in kinds) for stages in plan.values())
     threads = max(1.0, spec.resources.stage_cpus)
     return seconds * figures.faster / threads + jobs * figures.launch_s[0], seconds + jobs * figures.launch_s[1]
 
 
-def estimate_lines(spec: SearchSpec, missing: Sequence[str], figures: Figures = CPU_2CORE) -> list[str]:
-    """The estimate and what it assumes, one line each, for ``--dry-run`` to print."""
+def estimate_lines(
+    spec: SearchSpec, missing: Sequence[str], figures: Figures = CPU_2CORE, side_by_side: bool = True
+) -> list[str]:
+    """The estimate and what it assumes, one line each, for ``--dry-run`` to print (``side_by_side``: as
+    ``stage_seconds``)."""
     lines = [
         f"time estimate, scaled from {figures.source}: low ends at the faster CPU's speed, high ends at the slower's "
         f"(a loaded machine is several times slower still)"
     ]
-    stages = stage_seconds(spec, missing, figures)
+    stages = stage_seconds(spec, missing, figures, side_by_side)
     if not missing:
         lines.append("  stages: every stage is cached: 0 s")
     elif stages is None:

@@ -79,13 +79,21 @@ def trials_at_once(resources: ResourcesSpec, nodes: Sequence[Node]) -> int:
     """How many trials ``nodes`` hold at the same time: each node fits as many whole trials (worker and
     coordinator together, ``trial_cpus``) as its CPUs and GPUs allow.  A lower bound: a coordinator may also sit on
     another node's leftover CPU."""
-    count = 0
-    for node in nodes:
-        fit = math.floor(node.get("CPU", 0.0) / resources.trial_cpus + 1e-9)
-        if resources.trial_gpus > 0:
-            fit = min(fit, math.floor(node.get("GPU", 0.0) / resources.trial_gpus + 1e-9))
-        count += fit
-    return count
+    return sum(_bundles(node, resources.trial_cpus, resources.trial_gpus) for node in nodes)
+
+
+def stage_jobs_at_once(resources: ResourcesSpec, nodes: Sequence[Node]) -> int:
+    """How many shared-stage jobs ``nodes`` hold at the same time, each a worker of ``stage_cpus`` and
+    ``stage_gpus`` (its controller holds none): the stage graph's two branches run side by side only from 2."""
+    return sum(_bundles(node, resources.stage_cpus, resources.stage_gpus) for node in nodes)
+
+
+def _bundles(node: Node, cpus: float, gpus: float) -> int:
+    """How many bundles of ``cpus`` (positive) and ``gpus`` one node holds at once."""
+    fit = math.floor(node.get("CPU", 0.0) / cpus + 1e-9)
+    if gpus > 0:
+        fit = min(fit, math.floor(node.get("GPU", 0.0) / gpus + 1e-9))
+    return fit
 
 
 def this_machine() -> list[Node]:

@@ -52,7 +52,15 @@ from search.prefilter import (
     score_relations_here,
     warmup_sets,
 )
-from search.resources import Node, autoscaling, cluster_nodes, this_machine, trials_at_once, unplaceable
+from search.resources import (
+    Node,
+    autoscaling,
+    cluster_nodes,
+    stage_jobs_at_once,
+    this_machine,
+    trials_at_once,
+    unplaceable,
+)
 from search.run_dir import RunDir, RunDirError
 from search.space import ACCURACY_METRICS, PrefilterSpec, SearchSpec, SpaceError, load_space
 from search.stages import StageJobError, ensure_stages, missing_stages, unreadable_stages
@@ -241,12 +249,13 @@ def check_resources(spec: SearchSpec, where: str, nodes: list[Node], autoscaled:
 
 def dry_run(spec: SearchSpec, cache: StageCache, address: str | None) -> None:
     """Print what a run would do, scoring the relation sets only when the stages they need are cached."""
+    side_by_side = True
     if cluster_address(address)[0] is None:
         check_resources(spec, "this machine (a local Ray)", this_machine(), autoscaled=False)
         at_once = trials_at_once(spec.resources, this_machine())
-        print(
-            f"[plan] resources: this machine can place the stage job and {at_once} trial{'s' * (at_once != 1)} at once"
-        )
+        side_by_side = stage_jobs_at_once(spec.resources, this_machine()) >= 2
+        jobs = "two stage jobs side by side" if side_by_side else "one stage job at a time (one job trains them all)"
+        print(f"[plan] resources: this machine can place {jobs} and {at_once} trial{'s' * (at_once != 1)} at once")
     else:
         print("[plan] resources: checked against the cluster when the run joins it")
     keys = stage_keys(spec.stages, spec.relations.candidates)
@@ -287,7 +296,7 @@ def dry_run(spec: SearchSpec, cache: StageCache, address: str | None) -> None:
         f"a Ray Train launch per trial; each trial holds {spec.resources.trial_cpus} CPU and "
         f"{spec.resources.trial_gpus} GPU"
     )
-    for line in estimate_lines(spec, missing):
+    for line in estimate_lines(spec, missing, side_by_side=side_by_side):
         print(f"[plan] {line}")
 
 
@@ -391,13 +400,16 @@ def run(args: argparse.Namespace) -> int:
     start_ray(args.address)  # before anything is written: a cluster that does not answer leaves no run behind
     # A local Ray this run started has the size it has; only a cluster it joined may grow.
     joined = cluster_address(args.address)[0] is not None
-    check_resources(spec, "this cluster", cluster_nodes(), joined and autoscaling())
+    nodes, autoscaled = cluster_nodes(), joined and autoscaling()
+    check_resources(spec, "this cluster", nodes, autoscaled)
+    # Nodes an autoscaler adds can run the stage graph's two branches side by side; a fixed cluster must hold both.
+    side_by_side = autoscaled or stage_jobs_at_once(spec.resources, nodes) >= 2
     if not resuming:
         run_dir.create(spec, cache)
     where = cluster_address(args.address)[1]
     print(f"[run] {spec.name}: {'resuming' if resuming else 'results in'} {run_dir.path} (Ray: {where})", flush=True)
     try:
-        keys = ensure_stages(spec.stages, spec.relations.candidates, cache, spec.resources, run_dir)
+        keys = ensure_stages(spec.stages, spec.relations.candidates, cache, spec.resources, run_dir, side_by_side)
         references, quality = report_stages(spec, cache, keys)
         write_stage_quality(run_dir, quality, references)
         record = prefilter(spec, cache, keys, run_dir)

@@ -1,9 +1,10 @@
 """Train the shared stages once, each group a Ray Train job, and fill the stage cache.
 
-The graph is world -> prior -> (motion -> relation transformers) and prior -> source encoder, so three
-jobs cover it: ``world+prior`` first, then ``motion+relations`` and ``source`` side by side.  Grouping
-keeps launches few (a Train job costs seconds to start) while the two independent branches run in
-parallel when the cluster has room.  A graph already in the cache launches nothing, and the cache's
+The graph is world -> prior -> (motion -> relation transformers) and prior -> source encoder, so on a
+cluster that holds two stage jobs at once three jobs cover it: ``world+prior`` first, then ``motion+relations`` and
+``source`` side by side.  On one that holds a single stage job (a laptop, the smoke space on 2 cores) the branches
+could only take turns, so one job trains the whole graph.  Grouping keeps launches few (a Train job costs seconds
+to start).  A graph already in the cache launches nothing, and the cache's
 per-key locks make concurrent runs sharing a cache train each stage once.  Workers send their progress
 through a Ray queue; the driver prints it.
 """
@@ -32,12 +33,17 @@ class StageJobError(RuntimeError):
     the message holds the innermost error."""
 
 
-#: Jobs in launch order, with the jobs each waits for.
-STAGE_JOBS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+#: A plan of stage jobs: each job's name, the stages it trains and the jobs it waits for, in launch order.
+StagePlan = dict[str, tuple[tuple[str, ...], tuple[str, ...]]]
+#: The plan on a cluster that holds two stage jobs at once: the graph's two branches side by side.
+STAGE_JOBS: StagePlan = {
     "world+prior": (("world", "prior"), ()),
     "motion+relations": (("motion", "relations"), ("world+prior",)),
     "source": (("source",), ("world+prior",)),
 }
+#: The plan on a cluster that holds one at a time: the branches would run one after the other anyway, so one job
+#: trains the whole graph and pays one launch instead of three (``bench/RESULTS.md``, "Smoke search, end to end").
+ONE_STAGE_JOB: StagePlan = {"all": (("world", "prior", "motion", "relations", "source"), ())}
 
 
 def _stages_loop(config: dict[str, Any]) -> None:
@@ -99,23 +105,28 @@ def ensure_stages(
     cache: StageCache,
     resources: ResourcesSpec,
     run_dir: RunDir,
+    side_by_side: bool = True,
 ) -> StageKeys:
     """Keys of the stage graph for ``relations``, training the missing stages first; the jobs' Ray Train runs are
-    folders of ``run_dir``."""
+    folders of ``run_dir``.  ``side_by_side``: whether the cluster holds two stage jobs at once
+    (``search.resources.stage_jobs_at_once``), which picks ``STAGE_JOBS`` over ``ONE_STAGE_JOB``."""
     keys = stage_keys(configs, relations)
     missing = missing_stages(cache, keys)
     if not missing:
         print(f"[stages] all {len(keys.relations) + 4} stages found in the cache {cache.root}", flush=True)
         return keys
-    jobs = [name for name, (stages, _) in STAGE_JOBS.items() if _missing_in(stages, missing)]
-    print(f"[stages] training {', '.join(missing)} ({len(jobs)} Ray Train jobs: {', '.join(jobs)})", flush=True)
+    plan = STAGE_JOBS if side_by_side else ONE_STAGE_JOB
+    jobs = [name for name, (stages, _) in plan.items() if _missing_in(stages, missing)]
+    why = "" if side_by_side else "; the cluster holds one stage job at a time"
+    count = f"{len(jobs)} Ray Train job{'s' * (len(jobs) != 1)}"
+    print(f"[stages] training {', '.join(missing)} ({count}: {', '.join(jobs)}{why})", flush=True)
     start = time.monotonic()
     progress = Queue(actor_options={"num_cpus": 0})
-    done: dict[str, threading.Event] = {name: threading.Event() for name in STAGE_JOBS}
+    done: dict[str, threading.Event] = {name: threading.Event() for name in plan}
     errors: dict[str, BaseException] = {}
 
     def run_job(name: str) -> None:
-        stages, after = STAGE_JOBS[name]
+        stages, after = plan[name]
         try:
             for dependency in after:
                 done[dependency].wait()
@@ -128,7 +139,7 @@ def ensure_stages(
         finally:
             done[name].set()
 
-    threads = [threading.Thread(target=run_job, args=(name,), daemon=True) for name in STAGE_JOBS]
+    threads = [threading.Thread(target=run_job, args=(name,), daemon=True) for name in plan]
     for thread in threads:
         thread.start()
     while any(thread.is_alive() for thread in threads) or not progress.empty():

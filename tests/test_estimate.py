@@ -90,6 +90,16 @@ def test_cached_stages_count_zero_and_each_missing_stage_its_steps():
     assert two == pytest.approx(2 * stage_seconds(spec, ["relation flip"], CPU_2CORE)[1] - 2 * CPU_2CORE.launch_s[1])
 
 
+def test_a_cluster_holding_one_stage_job_launches_one_for_the_whole_graph():
+    spec = parse_space(_tiny(), "s.yaml")
+    every = ["world", "prior", "motion", "source", "relation flip"]
+    three = stage_seconds(spec, every, CPU_2CORE)
+    one = stage_seconds(spec, every, CPU_2CORE, side_by_side=False)
+    assert three[1] - one[1] == pytest.approx(2 * CPU_2CORE.launch_s[1])
+    assert three[0] - one[0] == pytest.approx(2 * CPU_2CORE.launch_s[0])
+    assert stage_seconds(spec, ["source"], CPU_2CORE, side_by_side=False) == stage_seconds(spec, ["source"], CPU_2CORE)
+
+
 def test_the_estimate_says_what_it_assumes():
     spec = parse_space(_tiny(), "s.yaml")
     text = "\n".join(estimate_lines(spec, []))

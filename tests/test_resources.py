@@ -62,6 +62,20 @@ def test_trials_at_once_counts_whole_trials_per_node(resources, nodes, expected)
     assert resources_module.trials_at_once(resources, nodes) == expected
 
 
+@pytest.mark.parametrize(
+    "resources, nodes, expected",
+    [
+        (ResourcesSpec(stage_cpus=2), CPU_ONLY, 1),  # the smoke space on two cores: one job trains every stage
+        (ResourcesSpec(stage_cpus=1), CPU_ONLY, 2),
+        (ResourcesSpec(stage_cpus=4, stage_gpus=1), [{"CPU": 16.0, "GPU": 1.0}], 1),  # one GPU: one at a time
+        (ResourcesSpec(stage_cpus=4, stage_gpus=1), [{"CPU": 8.0, "GPU": 1.0}, {"CPU": 8.0, "GPU": 4.0}], 3),
+        (ResourcesSpec(stage_cpus=1, stage_gpus=0.5), [{"CPU": 8.0, "GPU": 1.0}], 2),
+    ],
+)
+def test_stage_jobs_at_once_counts_stage_workers_per_node(resources, nodes, expected):
+    assert resources_module.stage_jobs_at_once(resources, nodes) == expected
+
+
 def test_a_space_asking_more_trials_at_once_than_fit_is_told_so(capsys):
     spec = load_space(REPO / "spaces" / "smoke.yaml")
     run_module.check_resources(spec, "this machine", CPU_ONLY, autoscaled=False)

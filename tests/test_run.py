@@ -172,6 +172,7 @@ def test_search_runs_end_to_end(tmp_path, ray_cluster):
     assert (run_dir / "pareto.png").stat().st_size > 10_000
     assert (run_dir / "study.log").stat().st_size > 0
     assert list((tmp_path / "results" / "cache").glob("prior-*.pt"))
+    assert [p.name for p in run_dir.glob("stages-*")] == ["stages-all"]  # 2 CPUs hold one stage_cpus-2 job at once
 
 
 def test_multi_objective_search_reads_its_front_from_the_study(tmp_path, ray_cluster, tiny_stages):
