@@ -169,6 +169,12 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+def _short(value: Any) -> str:
+    """A knob's value for prose: three significant digits for a float (``best.yaml`` keeps every digit)."""
+    value = _plain(value)
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
 def write_best(run_dir: RunDir, spec: SearchSpec, table: pd.DataFrame) -> pd.Series | None:
     """``best.yaml`` (re-run with ``search/run.py --space``) and ``best_encoder.pt`` (the adapted encoder's
     state dict, from the trial's last checkpoint); returns the best row, or None when no trial finished."""
@@ -343,7 +349,7 @@ def write_summary(
     if best is None:
         lines.append("No trial finished, so there is no best configuration.")
     else:
-        knobs = ", ".join(f"{c[6:]}={_plain(best[c])}" for c in table.columns if c.startswith("param_"))
+        knobs = ", ".join(f"{c[6:]}={_short(best[c])}" for c in table.columns if c.startswith("param_"))
         lines += [
             f"Best trial `{best['trial_id']}` ({spec.objective.metric}, {spec.objective.mode}): relation set "
             f"`{best['relation_set']}` ({score_name} {best[SCORE]:.3f}){', ' + knobs if knobs else ''}: target MPJPE "

@@ -148,6 +148,18 @@ def test_summary_names_the_best_trial_by_its_objective(tmp_path):
     assert "Best trial `t2` (pck150, max): relation set `b`" in text and "target PCK@150mm 70.0%" in text
 
 
+def test_summary_gives_the_best_trials_knobs_in_three_digits(tmp_path):
+    spec = parse_space(TINY_SPACE, "tiny.yaml")
+    table = _pck_table()
+    table["param_lr_nonlocal"] = np.float64(0.00027592052977704)
+    table["param_tau"] = 0.07
+    best = best_row(table, spec.objective)
+    best["trial_id"] = "t3"
+    references = {"source_only": {"mpjpe": 150.0, "pa_mpjpe": 120.0}, "mean_pose": {"mpjpe": 240.0, "pa_mpjpe": 180.0}}
+    write_summary(RunDir(tmp_path), spec, table, references, None, best, 1.0)
+    assert "lr_nonlocal=0.000276, tau=0.07:" in (tmp_path / "summary.md").read_text()
+
+
 def test_first_error_line_finds_the_innermost_error():
     trace = (
         "Traceback (most recent call last):\n  File x\nray.train.TrainingFailedError: Training failed\n"
