@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from search.export import set_size_baseline  # noqa: E402
 from search.space import ObjectiveSpec  # noqa: E402
 from search.trials import FINISHED, METRIC_COLUMNS, OBJECTIVE, REFERENCE_LINES, REJECTED, SCORE, STOPPED  # noqa: E402
 
+#: Characters per line of the pre-filter plot's title at its font size: what its 6-inch width holds.
+TITLE_CHARS = 70
 #: How each reference line is drawn across the Pareto plot.
 REFERENCE_STYLES = {"mean_pose": {"c": "0.35", "ls": ":"}, "source_only": {"c": "tab:blue", "ls": "--"}}
 
@@ -136,8 +139,10 @@ def prefilter_plot(
         text = "too few finished trials for rank correlations"
     ax.set_xlabel(f"relation-{score_name} (pre-filter)")
     ax.set_ylabel("trained target MPJPE (mm)" if y == OBJECTIVE else "target MPJPE at the first evaluation (mm)")
-    # The correlations under the title, outside the data: a text box inside covered points.
-    ax.set_title(f"{title or 'Does the pre-filter predict training?'}\n{text}", fontsize=10)
+    # The correlations under the title, outside the data (a text box inside covered points), wrapped to the figure's
+    # width (a long line was cut at both edges).
+    lines = [wrapped for line in text.split("\n") for wrapped in textwrap.wrap(line, TITLE_CHARS)]
+    ax.set_title("\n".join([title or "Does the pre-filter predict training?", *lines]), fontsize=10)
     ax.grid(alpha=0.3)
     _legend_below(ax)
     fig.tight_layout()

@@ -274,5 +274,9 @@ def test_plots_keep_rejected_sets_and_legends_off_the_data(tmp_path, monkeypatch
         legend = ax.get_legend()
         assert legend.get_bbox_to_anchor().transformed(ax.transAxes.inverted()).y1 < 0  # under the axes
     assert "Spearman" in prefilter_ax.get_title() and not prefilter_ax.texts
+    for fig, ax in zip(figures, (pareto_ax, prefilter_ax), strict=True):
+        fig.canvas.draw()
+        title = ax.title.get_window_extent()
+        assert fig.bbox.x0 <= title.x0 and title.x1 <= fig.bbox.x1  # the title is not cut at the figure's edges
     for fig in figures:
         plots.plt.close(fig)
