@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import platform
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
 
@@ -18,6 +23,21 @@ def script_parser(module: str, doc: str | None) -> argparse.ArgumentParser:
 def command(parser: argparse.ArgumentParser) -> str:
     """This run's command line: the script's ``python -m bench.<name>`` and the arguments given."""
     return " ".join([parser.prog, *sys.argv[1:]])
+
+
+def run_header(parser: argparse.ArgumentParser) -> str:
+    """When, on what and by which command a result was measured: the line a result file starts with."""
+    return (
+        f"{time.strftime('%Y-%m-%d %H:%M %Z')}; {os.cpu_count()} CPU cores, Python {platform.python_version()}; "
+        f"`{command(parser)}`"
+    )
+
+
+def write_result(out: Path, stem: str, record: dict[str, Any], text: str) -> None:
+    """``<stem>.json`` (``record``) and ``<stem>.md`` (``text``) in ``out``; the text is printed too."""
+    (out / f"{stem}.json").write_text(json.dumps(record, indent=1))
+    (out / f"{stem}.md").write_text(text)
+    print(text)
 
 
 def field_value(text: str, current: Any) -> Any:

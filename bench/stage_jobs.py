@@ -16,10 +16,9 @@ runs can be checked to have trained the same stages.  Writes ``stage_jobs.json``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
-import json
 import os
-import platform
 import re
 import shutil
 import sys
@@ -75,7 +74,7 @@ def gaps(spans: dict[str, dict[str, Any]]) -> dict[str, float]:
 
 def measure(space: Path, plan: str, folder: Path) -> dict[str, Any]:
     """Train ``space``'s stages into a fresh cache in ``folder`` with ``plan`` (``one`` or ``three``) on the Ray
-    this process is connected to; the run's record."""
+    this process is connected to; the run's record.  The caller deletes ``folder``."""
     from nlrd.pipeline import StageCache
     from search.run_dir import RunDir
     from search.space import load_space
@@ -86,13 +85,9 @@ def measure(space: Path, plan: str, folder: Path) -> dict[str, Any]:
     run_dir.path.mkdir(parents=True)
     start = time.monotonic()
     timed = TimedLines(start, sys.stdout)
-    stdout, sys.stdout = sys.stdout, timed
-    try:
+    with contextlib.redirect_stdout(timed):
         ensure_stages(spec.stages, spec.relations.candidates, cache, spec.resources, run_dir, plan == "three")
-    finally:
-        sys.stdout = stdout
     seconds = time.monotonic() - start
-    shutil.rmtree(cache.root)
     spans = stage_spans(timed.lines)
     return {"plan": plan, "seconds": seconds, "stages": spans, "gaps": gaps(spans)}
 
@@ -130,10 +125,7 @@ def main() -> None:
     parser = arg_parser()
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    header = (
-        f"{time.strftime('%Y-%m-%d %H:%M %Z')}; {os.cpu_count()} CPU cores, Python {platform.python_version()}; "
-        f"load average {os.getloadavg()[0]:.2f}; `{cli.command(parser)}`"
-    )
+    header = f"{cli.run_header(parser)}; load average {os.getloadavg()[0]:.2f} before"
     start_ray(None)
     runs = []
     for round_ in range(args.repeats):
@@ -142,10 +134,7 @@ def main() -> None:
             shutil.rmtree(folder, ignore_errors=True)
             runs.append(measure(args.space, plan, folder))
             shutil.rmtree(folder)
-    text = markdown(header, runs)
-    (args.out / "stage_jobs.json").write_text(json.dumps({"header": header, "runs": runs}, indent=1))
-    (args.out / "stage_jobs.md").write_text(text)
-    print(text)
+    cli.write_result(args.out, "stage_jobs", {"header": header, "runs": runs}, markdown(header, runs))
 
 
 if __name__ == "__main__":

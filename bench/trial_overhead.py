@@ -24,7 +24,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -295,20 +294,6 @@ def arg_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _header(parser: argparse.ArgumentParser) -> str:
-    return (
-        f"{time.strftime('%Y-%m-%d %H:%M %Z')}; {os.cpu_count()} CPU cores, Python {platform.python_version()}; "
-        f"`{cli.command(parser)}`"
-    )
-
-
-def _write(out: Path, stem: str, record: dict[str, Any], text: str) -> None:
-    """``<stem>.json`` and ``<stem>.md`` in ``out``; the text is printed too."""
-    (out / f"{stem}.json").write_text(json.dumps(record, indent=1))
-    (out / f"{stem}.md").write_text(text)
-    print(text)
-
-
 def main() -> None:
     parser = arg_parser()
     args = parser.parse_args()
@@ -316,9 +301,11 @@ def main() -> None:
     if args.import_floor:
         load = os.getloadavg()
         seconds = import_floor(LAUNCH_IMPORTS, args.repeats)
-        header = f"{_header(parser)}; load average (1, 5, 15 min) before {_load(load)}"
+        header = f"{cli.run_header(parser)}; load average (1, 5, 15 min) before {_load(load)}"
         text = import_floor_markdown(header, LAUNCH_IMPORTS, seconds)
-        _write(args.out, "import_floor", {"header": header, "imports": LAUNCH_IMPORTS, "seconds": seconds}, text)
+        cli.write_result(
+            args.out, "import_floor", {"header": header, "imports": LAUNCH_IMPORTS, "seconds": seconds}, text
+        )
         return
     if args.analyse is None:
         before = os.getloadavg()
@@ -333,11 +320,11 @@ def main() -> None:
     rows = {t: trial_breakdown(starts[t], tune_times[t], reports[t]) for t in sorted(reports) if t in tune_times}
     tuner_to_first = min(starts.values()) - tuner_start if starts and tuner_start else None
     summary = summarise(rows, tuner_to_first, default_space_trial(args.gpu_step_s))
-    header = f"{_header(parser)}; run {run_dir.path}; load average (1, 5, 15 min) " + (
+    header = f"{cli.run_header(parser)}; run {run_dir.path}; load average (1, 5, 15 min) " + (
         f"before {_load(load['before'])}, after {_load(load['after'])}" if load else "not recorded"
     )
     text = markdown(header, rows, summary)
-    _write(args.out, args.label, {"header": header, "marks": list(MARKS), "trials": rows, **summary}, text)
+    cli.write_result(args.out, args.label, {"header": header, "marks": list(MARKS), "trials": rows, **summary}, text)
 
 
 if __name__ == "__main__":
