@@ -88,6 +88,12 @@ def stage_jobs_at_once(resources: ResourcesSpec, nodes: Sequence[Node]) -> int:
     return sum(_bundles(node, resources.stage_cpus, resources.stage_gpus) for node in nodes)
 
 
+def stage_branches_side_by_side(resources: ResourcesSpec, nodes: Sequence[Node], autoscaled: bool) -> bool:
+    """Whether the stage graph's two branches run as jobs side by side (``search.stages.STAGE_JOBS``): ``nodes``
+    hold two stage jobs at once, or an autoscaler adds nodes that may."""
+    return autoscaled or stage_jobs_at_once(resources, nodes) >= 2
+
+
 def _bundles(node: Node, cpus: float, gpus: float) -> int:
     """How many bundles of ``cpus`` (positive) and ``gpus`` one node holds at once."""
     fit = math.floor(node.get("CPU", 0.0) / cpus + 1e-9)

@@ -56,7 +56,7 @@ from search.resources import (
     Node,
     autoscaling,
     cluster_nodes,
-    stage_jobs_at_once,
+    stage_branches_side_by_side,
     this_machine,
     trials_at_once,
     unplaceable,
@@ -253,7 +253,7 @@ def dry_run(spec: SearchSpec, cache: StageCache, address: str | None) -> None:
     if cluster_address(address)[0] is None:
         check_resources(spec, "this machine (a local Ray)", this_machine(), autoscaled=False)
         at_once = trials_at_once(spec.resources, this_machine())
-        side_by_side = stage_jobs_at_once(spec.resources, this_machine()) >= 2
+        side_by_side = stage_branches_side_by_side(spec.resources, this_machine(), autoscaled=False)
         jobs = "two stage jobs side by side" if side_by_side else "one stage job at a time (one job trains them all)"
         print(f"[plan] resources: this machine can place {jobs} and {at_once} trial{'s' * (at_once != 1)} at once")
     else:
@@ -402,8 +402,7 @@ def run(args: argparse.Namespace) -> int:
     joined = cluster_address(args.address)[0] is not None
     nodes, autoscaled = cluster_nodes(), joined and autoscaling()
     check_resources(spec, "this cluster", nodes, autoscaled)
-    # Nodes an autoscaler adds can run the stage graph's two branches side by side; a fixed cluster must hold both.
-    side_by_side = autoscaled or stage_jobs_at_once(spec.resources, nodes) >= 2
+    side_by_side = stage_branches_side_by_side(spec.resources, nodes, autoscaled)
     if not resuming:
         run_dir.create(spec, cache)
     where = cluster_address(args.address)[1]

@@ -109,7 +109,7 @@ def ensure_stages(
 ) -> StageKeys:
     """Keys of the stage graph for ``relations``, training the missing stages first; the jobs' Ray Train runs are
     folders of ``run_dir``.  ``side_by_side``: whether the cluster holds two stage jobs at once
-    (``search.resources.stage_jobs_at_once``), which picks ``STAGE_JOBS`` over ``ONE_STAGE_JOB``."""
+    (``search.resources.stage_branches_side_by_side``), which picks ``STAGE_JOBS`` over ``ONE_STAGE_JOB``."""
     keys = stage_keys(configs, relations)
     missing = missing_stages(cache, keys)
     if not missing:

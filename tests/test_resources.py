@@ -74,6 +74,9 @@ def test_trials_at_once_counts_whole_trials_per_node(resources, nodes, expected)
 )
 def test_stage_jobs_at_once_counts_stage_workers_per_node(resources, nodes, expected):
     assert resources_module.stage_jobs_at_once(resources, nodes) == expected
+    side_by_side = resources_module.stage_branches_side_by_side(resources, nodes, autoscaled=False)
+    assert side_by_side == (expected >= 2)
+    assert resources_module.stage_branches_side_by_side(resources, nodes, autoscaled=True)  # nodes may join
 
 
 def test_a_space_asking_more_trials_at_once_than_fit_is_told_so(capsys):
