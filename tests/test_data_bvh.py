@@ -406,3 +406,155 @@ def test_too_short_for_a_clip(tmp_path: Path) -> None:
     seq = load_bvh(write(tmp_path, good_text(), "short.bvh"), fps=None)
     with pytest.raises(DatasetError, match=r"short.bvh: 3 frames, shorter than a clip of 8"):
         seq.windows(8)
+
+
+def z_up_skeleton() -> J:
+    """The common skeleton with its offsets turned so that it stands along +z (a z-up file)."""
+    turn = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])
+    root = common_skeleton()
+    for j in joints_of(root):
+        j.offset = tuple(turn @ np.array(j.offset))
+        j.end = None if j.end is None else tuple(turn @ np.array(j.end))
+    return root
+
+
+def test_a_z_up_file_read_as_y_up_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, bvh_text(z_up_skeleton(), [{"Hips": {"Zposition": 95.0}}] * 2))
+    message = r"take.bvh: the figure does not stand along the file's y axis \(up: y\).* \+z axis .*pass up: z"
+    with pytest.raises(DatasetError, match=message):
+        load_bvh(path, units="cm")  # named units: without the check it loaded a figure lying on the floor
+    with pytest.raises(DatasetError, match=message):
+        load_bvh(path)
+    assert load_bvh(path, up="z").joints[0, index("head_top"), 2] == pytest.approx(800.0, abs=1e-3)
+    upside_down = write(tmp_path, bvh_text(common_skeleton(), [{"Hips": {"Xrotation": 180.0}}]), "flipped.bvh")
+    load_bvh(upside_down, units="cm")  # its rest pose stands: a take may stand on its head
+    for j in joints_of(root := common_skeleton()):
+        j.offset, j.end = tuple(-v for v in j.offset), None if j.end is None else tuple(-v for v in j.end)
+    with pytest.raises(DatasetError, match=r"along the file's -y axis .*reads figures that stand along \+y"):
+        load_bvh(write(tmp_path, bvh_text(root, [{}]), "down.bvh"), units="cm")
+
+
+def test_a_take_lying_down_loads_and_infers_its_units(tmp_path: Path) -> None:
+    """Its rest pose stands; its frames lie on the floor (the root turned 90 degrees about x)."""
+    lying = {"Hips": {"Yposition": 10.0, "Xrotation": 90.0}}
+    seq = load_bvh(write(tmp_path, bvh_text(common_skeleton(), [lying] * 3)), fps=None)
+    explicit = load_bvh(write(tmp_path, bvh_text(common_skeleton(), [lying] * 3), "cm.bvh"), fps=None, units="cm")
+    assert torch.allclose(seq.joints, explicit.joints)  # cm inferred, though the figure is never upright
+    assert abs(seq.joints[0, index("head_top"), 2]) < 1.0
+
+
+def test_units_come_from_the_rest_pose_when_the_take_crouches(tmp_path: Path) -> None:
+    """A CMU-sized figure (about 1.3 m in CMU units) that crouches throughout: its frames alone read below 1.2 m."""
+    scale = 130 / 165 * 0.45 / 2.54
+    crouch = {
+        "Hips": {"Yposition": 60.0 * scale},
+        "Spine": {"Xrotation": 40.0},
+        **{f"{s}UpLeg": {"Xrotation": -60.0} for s in ("Left", "Right")},
+        **{f"{s}Leg": {"Xrotation": 90.0} for s in ("Left", "Right")},
+    }
+    path = write(tmp_path, bvh_text(common_skeleton(scale), [crouch] * 3))
+    seq = load_bvh(path, fps=None)
+    frames = seq.joints.numpy()
+    between = frames[:, index("head_top")] - frames[:, [index("l_ankle"), index("r_ankle")]].mean(axis=1)
+    assert np.linalg.norm(between, axis=-1).max() < 1200.0  # what a frame-based stature would have read
+    assert torch.allclose(seq.joints, load_bvh(path, fps=None, units="cmu").joints)
+
+
+def test_units_come_from_the_frames_when_the_rest_pose_is_degenerate(tmp_path: Path) -> None:
+    """Every joint's OFFSET 0 and its bone in position channels (some exporters write rigs so): the rest pose is a
+    point but for the End Sites."""
+    root = common_skeleton()
+    frame: dict[str, dict[str, float]] = {}
+    for j in joints_of(root):
+        frame[j.name] = dict(zip(("Xposition", "Yposition", "Zposition"), j.offset, strict=True))
+        j.offset, j.channels = (0.0, 0.0, 0.0), f"Xposition Yposition Zposition {ROT}"
+    frame["Hips"]["Yposition"] = 95.0
+    seq = load_bvh(write(tmp_path, bvh_text(root, [frame])), fps=None)
+    assert seq.joints[0, index("head_top"), 2] == pytest.approx(800.0, abs=1e-3)  # cm inferred
+
+
+def clavicle_rig(names: dict[str, str], toe: bool = True) -> J:
+    """The common skeleton with clavicles (5 cm from the neck; the shoulder joints at 18 cm, as before), its joints
+    renamed from the generic names used here (``LeftClav``, ``LeftUpper``, ...) by ``names``.  Without ``toe`` the
+    foot has an End Site where the toe joint was."""
+
+    def n(generic: str) -> str:
+        return names.get(generic, generic)
+
+    def side(s: str, sign: float) -> tuple[J, J]:
+        hand = J(n(f"{s}Wrist"), (sign * 24, 0, 0), end=(sign * 8, 0, 0))
+        elbow = J(n(f"{s}Elbow"), (sign * 28, 0, 0), children=[hand])
+        clavicle = J(n(f"{s}Clav"), (sign * 5, 0, 0), children=[J(n(f"{s}Upper"), (sign * 13, 0, 0), children=[elbow])])
+        ankle = J(n(f"{s}Ankle"), (0, -40, 0), end=None if toe else (0, -8, 12))
+        if toe:
+            ankle.children = [J(n(f"{s}Toe"), (0, -8, 12), end=(0, 0, 5))]
+        knee = J(n(f"{s}Knee"), (0, -45, 0), children=[ankle])
+        return J(n(f"{s}Hip"), (sign * 10, 0, 0), children=[knee]), clavicle
+
+    (left_hip, left_clav), (right_hip, right_clav) = side("Left", 1), side("Right", -1)
+    neck = J(n("Neck"), (0, 45, 0), children=[J(n("Head"), (0, 10, 0), end=(0, 15, 0)), left_clav, right_clav])
+    return J(n("Pelvis"), (0, 0, 0), ROOT_CHANNELS, [left_hip, right_hip, J(n("Chest"), (0, 10, 0), children=[neck])])
+
+
+def generic(prefix: tuple[str, str], **parts: str) -> dict[str, str]:
+    """Both sides' names from one side's: ``prefix`` is (left, right), e.g. ("Left", "Right") or ("l", "r")."""
+    return {
+        f"{side}{part}": name.format(s=p, side_dot=side[0].lower())
+        for side, p in zip(("Left", "Right"), prefix, strict=True)
+        for part, name in parts.items()
+    }
+
+
+RIG_NAMINGS = {
+    "unity": {
+        "Pelvis": "Hips",
+        **generic(("Left", "Right"), Clav="{s}Shoulder", Upper="{s}UpperArm", Elbow="{s}LowerArm", Wrist="{s}Hand"),
+        **generic(("Left", "Right"), Hip="{s}UpperLeg", Knee="{s}LowerLeg", Ankle="{s}Foot", Toe="{s}Toes"),
+    },
+    "biovision": {
+        "Pelvis": "Hips",
+        **generic(("Left", "Right"), Clav="{s}Collar", Upper="{s}Shoulder", Elbow="{s}Elbow", Wrist="{s}Wrist"),
+        **generic(("Left", "Right"), Hip="{s}Hip", Knee="{s}Knee", Ankle="{s}Ankle", Toe="{s}Toe"),
+    },
+    "daz": {
+        "Pelvis": "hip",
+        "Chest": "abdomen",
+        "Neck": "neck",
+        "Head": "head",
+        **generic(("l", "r"), Clav="{s}Collar", Upper="{s}Shldr", Elbow="{s}ForeArm", Wrist="{s}Hand"),
+        **generic(("l", "r"), Hip="{s}Thigh", Knee="{s}Shin", Ankle="{s}Foot"),
+    },
+    "makehuman": {
+        "Pelvis": "hip",
+        "Chest": "chest",
+        "Neck": "neck",
+        "Head": "head",
+        **generic(("l", "r"), Clav="{s}collar", Upper="{s}shoulder", Elbow="{s}elbow", Wrist="{s}hand"),
+        **generic(("l", "r"), Hip="{s}hip", Knee="{s}knee", Ankle="{s}foot", Toe="toe3-1.{side_dot}"),
+    },
+}
+
+
+@pytest.mark.parametrize("naming", sorted(RIG_NAMINGS))
+def test_known_rig_namings(tmp_path: Path, naming: str) -> None:
+    root = clavicle_rig(RIG_NAMINGS[naming], toe=naming != "daz")  # Daz's foot ends in an End Site
+    seq = load_bvh(write(tmp_path, bvh_text(root, [STANDING])))
+    j = seq.joints[0].numpy()
+    assert np.allclose(j[index("l_shoulder")], ours_mm([18, 55, 0]), atol=1e-3)  # the shoulder, not the clavicle
+    assert np.allclose(j[index("r_elbow")], ours_mm([-46, 55, 0]), atol=1e-3)
+    assert np.allclose(j[index("l_wrist")], ours_mm([70, 55, 0]), atol=1e-3)
+    assert np.allclose(j[index("neck")], ours_mm([0, 55, 0]), atol=1e-3)
+    assert np.allclose(j[index("head_top")], ours_mm([0, 80, 0]), atol=1e-3)
+    assert np.allclose(j[index("r_hip")], ours_mm([-10, 0, 0]), atol=1e-3)
+    assert np.allclose(j[index("l_knee")], ours_mm([10, -45, 0]), atol=1e-3)
+    assert np.allclose(j[index("r_ankle")], ours_mm([-10, -85, 0]), atol=1e-3)
+    assert np.allclose(j[index("l_foot")], ours_mm([10, -93, 12]), atol=1e-3)
+    assert chirality(seq.joints[0]) > 0
+
+
+def test_a_shoulder_named_beside_no_collar_is_not_taken_for_the_shoulder_joint(tmp_path: Path) -> None:
+    """In CMU, Mixamo and Unity rigs ``*Shoulder`` is the clavicle: a rig whose upper arm has an unknown name must not
+    get its clavicle as the shoulder."""
+    names = {**RIG_NAMINGS["unity"], "LeftUpper": "LeftUpArm", "RightUpper": "RightUpArm"}
+    with pytest.raises(DatasetError, match=r"l_shoulder \(tried LeftArm, LeftUpperArm, lShldr, LeftShoulder beside a "):
+        load_bvh(write(tmp_path, bvh_text(clavicle_rig(names), [STANDING])))

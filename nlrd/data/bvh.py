@@ -10,23 +10,28 @@ rotation ``parent_rot @ local_rot``; a root uses the identity as its parent.  En
 
 Joint mapping to the 17-joint skeleton: the user's ``mapping`` where it names a joint, else the first name of
 :data:`BVH_NAMES` the file has; names match case-insensitively after dropping a namespace prefix (``mixamorig:Hips``).
+The tables cover the CMU conversions, Mixamo, Unity, Daz/Poser, MakeHuman and the classic Biovision names.
 Choices: hip = ``*UpLeg`` (CMU's ``LHipJoint`` sits at the pelvis), knee = ``*Leg``, ankle = ``*Foot``,
-foot = ``*ToeBase``/``*Toe``, shoulder = ``*Arm`` (``*Shoulder`` is the clavicle), elbow = ``*ForeArm``, wrist =
-``*Hand``.  Neck = ``Neck``: our neck is the point the shoulders branch from, and in CMU files ``Neck`` (lower neck)
-starts where the clavicles do while ``Neck1`` is mid-neck.  A rig with no such joint (the arms branch straight from
-the spine, no neck or thorax joint) gets a derived neck, the midpoint of its two shoulders (``*Arm``): an
-approximation, since a rig's shoulder joints need not lie level with the base of its neck, nor on its spine when the
-shoulders shrug or roll forward.  A ``mapping`` that names ``neck`` takes that joint instead (nothing is derived),
-and the joints a mapping does not name still come from the tables.  Head-top = a ``HeadTop_End`` joint (Mixamo),
-else the End Site of ``Head`` when the file has one (approximately the top of the skull), else the ``Head`` joint
-itself (the skull base: a head-top about 10-20 cm low).
+foot = ``*ToeBase``/``*Toe``, else the End Site of ``*Foot`` (toward the toes), shoulder = ``*Arm``, elbow =
+``*ForeArm``, wrist = ``*Hand``, and their counterparts in the other namings.  ``*Shoulder`` is the clavicle in CMU,
+Mixamo and Unity rigs, and the shoulder joint only in a rig whose clavicle is ``*Collar``
+(:data:`CANDIDATE_NEEDS`).  Neck = ``Neck``: our neck is the point the shoulders branch from, and in CMU files
+``Neck`` (lower neck) starts where the clavicles do while ``Neck1`` is mid-neck.  A rig with no such joint (the arms
+branch straight from the spine, no neck or thorax joint) gets a derived neck, the midpoint of its two shoulders
+(``*Arm``): an approximation, since a rig's shoulder joints need not lie level with the base of its neck, nor on its
+spine when the shoulders shrug or roll forward.  A ``mapping`` that names ``neck`` takes that joint instead (nothing
+is derived), and the joints a mapping does not name still come from the tables.  Head-top = a ``HeadTop_End`` joint
+(Mixamo), else the End Site of ``Head`` when the file has one (approximately the top of the skull), else the ``Head``
+joint itself (the skull base: a head-top about 10-20 cm low).
 
 Units: ``units`` (mm, cm, m, inches, or ``cmu`` = 1/0.45 inch, the unit of the CMU ASF/AMC data and of its common
-BVH conversions) or, when None, inferred: the stature (median over frames of head-top height above the mean ankle
-height) must land in 1.2-2.2 m for exactly one unit; the ranges do not overlap, and when none fits the loader asks
-for ``units``.  Axes: ``up="y"`` (the BVH default) maps ``(x, y, z) -> (x, -z, y)``, a proper rotation (det +1, no
-mirroring): a character facing +z with its left at +x ends up facing -y with its left at +x, like
-:func:`nlrd.skeleton.rest_pose_mm`.  ``up="z"`` keeps the axes.
+BVH conversions) or, when None, inferred: the stature (the head-top's distance from the ankles' midpoint, the longer
+of the rig's rest pose, every channel 0, and the median frame: folding the body only shortens it) must land in
+1.2-2.2 m for exactly one unit; the ranges do not overlap, and when none fits the loader asks for ``units``.  Axes:
+``up="y"`` (the BVH default) maps ``(x, y, z) -> (x, -z, y)``, a proper rotation (det +1, no mirroring): a character
+facing +z with its left at +x ends up facing -y with its left at +x, like :func:`nlrd.skeleton.rest_pose_mm`.
+``up="z"`` keeps the axes.  A file whose figure stands along neither ``up`` in its rest pose nor in its median frame
+is refused, naming the axis it stands along.
 """
 
 from __future__ import annotations
@@ -55,30 +60,54 @@ UP_AXES: dict[str, np.ndarray] = {
 }
 
 #: Candidate BVH joint names for each of our joints, in order of preference.  They cover the CMU conversions (Hips,
-#: LHipJoint, LeftUpLeg, LeftLeg, LeftFoot, LeftToeBase, ..., Spine1, Neck, Neck1, Head, LeftShoulder, LeftArm, ...)
-#: and the common (Mixamo-like) naming (Hips, Spine, LeftUpLeg, ..., LeftToe(Base), Neck, Head, HeadTop_End).
+#: LHipJoint, LeftUpLeg, LeftLeg, LeftFoot, LeftToeBase, ..., Spine1, Neck, Neck1, Head, LeftShoulder, LeftArm, ...),
+#: the common (Mixamo-like) naming (Hips, Spine, LeftUpLeg, ..., LeftToe(Base), Neck, Head, HeadTop_End), Unity's
+#: (LeftUpperArm, LeftLowerArm, LeftUpperLeg, LeftLowerLeg, LeftToes), Daz/Poser's (hip, lShldr, lForeArm, lThigh,
+#: lShin, lFoot), MakeHuman's (hip, lcollar, lshoulder, lelbow, lhand, lhip, lknee, lfoot, toe3-1.l) and the classic
+#: Biovision names (LeftCollar, LeftShoulder, LeftElbow, LeftWrist, LeftHip, LeftKnee, LeftAnkle, LeftToe).
 BVH_NAMES: dict[str, tuple[str, ...]] = {
-    "pelvis": ("Hips",),
+    "pelvis": ("Hips", "hip"),
     "neck": ("Neck",),
-    "r_shoulder": ("RightArm",),
-    "r_elbow": ("RightForeArm",),
-    "r_wrist": ("RightHand",),
-    "l_shoulder": ("LeftArm",),
-    "l_elbow": ("LeftForeArm",),
-    "l_wrist": ("LeftHand",),
+    "r_shoulder": ("RightArm", "RightUpperArm", "rShldr", "RightShoulder", "rShoulder"),
+    "r_elbow": ("RightForeArm", "RightLowerArm", "rForeArm", "RightElbow", "rElbow"),
+    "r_wrist": ("RightHand", "rHand", "RightWrist", "rWrist"),
+    "l_shoulder": ("LeftArm", "LeftUpperArm", "lShldr", "LeftShoulder", "lShoulder"),
+    "l_elbow": ("LeftForeArm", "LeftLowerArm", "lForeArm", "LeftElbow", "lElbow"),
+    "l_wrist": ("LeftHand", "lHand", "LeftWrist", "lWrist"),
     "head_top": ("HeadTop_End", "Head_end", "Head"),
-    "r_hip": ("RightUpLeg",),
-    "r_knee": ("RightLeg",),
-    "r_ankle": ("RightFoot",),
-    "r_foot": ("RightToeBase", "RightToe"),
-    "l_hip": ("LeftUpLeg",),
-    "l_knee": ("LeftLeg",),
-    "l_ankle": ("LeftFoot",),
-    "l_foot": ("LeftToeBase", "LeftToe"),
+    "r_hip": ("RightUpLeg", "RightUpperLeg", "rThigh", "RightHip", "rHip"),
+    "r_knee": ("RightLeg", "RightLowerLeg", "rShin", "RightKnee", "rKnee"),
+    "r_ankle": ("RightFoot", "rFoot", "RightAnkle", "rAnkle"),
+    "r_foot": (
+        "RightToeBase",
+        "RightToe",
+        "RightToes",
+        "RightForeFoot",
+        "rToe",
+        "toe3-1.r",
+        "RightFoot_end",
+        "rFoot_end",
+    ),
+    "l_hip": ("LeftUpLeg", "LeftUpperLeg", "lThigh", "LeftHip", "lHip"),
+    "l_knee": ("LeftLeg", "LeftLowerLeg", "lShin", "LeftKnee", "lKnee"),
+    "l_ankle": ("LeftFoot", "lFoot", "LeftAnkle", "lAnkle"),
+    "l_foot": ("LeftToeBase", "LeftToe", "LeftToes", "LeftForeFoot", "lToe", "toe3-1.l", "LeftFoot_end", "lFoot_end"),
+}
+
+#: Table names taken only when the file also has the named joint: a ``*Shoulder`` is the shoulder joint in a rig
+#: that calls its clavicle ``*Collar`` (Biovision, MakeHuman), and the clavicle itself in CMU, Mixamo and Unity rigs.
+CANDIDATE_NEEDS: dict[str, str] = {
+    "RightShoulder": "RightCollar",
+    "LeftShoulder": "LeftCollar",
+    "rShoulder": "rCollar",
+    "lShoulder": "lCollar",
 }
 
 #: Our joints a rig may lack, each derived as the midpoint of two of our other joints when the file has both.
 DERIVED_MIDPOINTS: dict[str, tuple[str, str]] = {"neck": ("l_shoulder", "r_shoulder")}
+
+#: A figure stands along the ``up`` axis when its head-top lies within this angle of straight above its ankles.
+UPRIGHT_DEG = 60.0
 
 _AXIS = {"x": 0, "y": 1, "z": 2}
 _CHANNEL = re.compile(r"^([xyz])(position|rotation)$", re.IGNORECASE)
@@ -277,8 +306,14 @@ def _map_joints(joints: list[_Joint], mapping: dict[str, str], source: str) -> l
     found: dict[str, int] = {}
     tried: dict[str, tuple[str, ...]] = {}
     for ours in JOINT_NAMES:
-        tried[ours] = (mapping[ours],) if ours in mapping else BVH_NAMES[ours]
-        index = next((by_name[_normalise(c)] for c in tried[ours] if _normalise(c) in by_name), None)
+        if ours in mapping:
+            candidates = tried[ours] = (mapping[ours],)
+        else:
+            candidates = tuple(
+                c for c in BVH_NAMES[ours] if c not in CANDIDATE_NEEDS or _normalise(CANDIDATE_NEEDS[c]) in by_name
+            )
+            tried[ours] = tuple(c if c in candidates else f"{c} beside a {CANDIDATE_NEEDS[c]}" for c in BVH_NAMES[ours])
+        index = next((by_name[_normalise(c)] for c in candidates if _normalise(c) in by_name), None)
         if index is not None:
             found[ours] = index
     groups, missing = [], []
@@ -299,17 +334,52 @@ def _map_joints(joints: list[_Joint], mapping: dict[str, str], source: str) -> l
     return groups
 
 
-def _infer_units(positions: np.ndarray, source: str) -> float:
-    """Millimetres per file unit, from the stature of ``(T, 17, 3)`` positions in file units and our (z-up) axes."""
-    height = positions[..., 2]
+def _head_over_ankles(positions: np.ndarray) -> np.ndarray:
+    """``(..., 3)``: the head-top relative to the ankles' midpoint, of ``(..., 17, 3)`` positions."""
     ankles = [JOINT_NAMES.index("r_ankle"), JOINT_NAMES.index("l_ankle")]
-    stature = float(np.median(height[:, JOINT_NAMES.index("head_top")] - height[:, ankles].mean(axis=1)))
+    return positions[..., JOINT_NAMES.index("head_top"), :] - positions[..., ankles, :].mean(axis=-2)
+
+
+def _axis_name(vector: np.ndarray) -> str:
+    """The signed file axis a vector points most along, e.g. ``-z``."""
+    axis = int(np.argmax(np.abs(vector)))
+    return f"{'-' if vector[axis] < 0 else '+'}{'xyz'[axis]}"
+
+
+def _check_upright(rest: np.ndarray, frames: np.ndarray, up: str, source: str) -> None:
+    """Refuse a file whose figure does not stand along ``up``, in its rest pose nor in its median frame.
+
+    ``rest`` ``(3,)`` and ``frames`` ``(T, 3)``: head-top over the ankles in file axes.  Both must disagree: a rest
+    pose may lie on its back while the root's rotation stands every frame up, and a take may lie down while its rest
+    pose stands.  Without the check a z-up file read as y-up loads as a person lying on the floor, and its unit
+    inference can pass on a wrong unit.
+    """
+    median = np.median(frames, axis=0)
+    cos_limit = math.cos(math.radians(UPRIGHT_DEG))
+    upright = [(UP_AXES[up] @ v)[2] > cos_limit * np.linalg.norm(v) for v in (rest, median)]
+    if any(upright):
+        return
+    axis = _axis_name(rest if np.linalg.norm(rest) > 0 else median)
+    hint = {"+y": "up: y", "+z": "up: z"}.get(axis)
+    advice = f"pass {hint}" if hint else "the loader reads figures that stand along +y (up: y) or +z (up: z)"
+    raise DatasetError(
+        f"{source}: the figure does not stand along the file's {up} axis (up: {up}): seen from its ankles, its "
+        f"head-top lies along the file's {axis} axis in the rest pose and in the median frame; {advice}"
+    )
+
+
+def _infer_units(rest: np.ndarray, frames: np.ndarray, source: str) -> float:
+    """Millimetres per file unit, from the stature: the head-top's distance from the ankles (``rest`` ``(3,)`` and
+    ``frames`` ``(T, 3)``, file units), the longer of the rest pose's and the median frame's.  A distance, not a
+    height, so that the file's axes do not matter; the longer of the two because folding the body (a crouch, a
+    seat, a bow) only shortens it, and a take may crouch throughout while a rest pose may be degenerate."""
+    stature = max(float(np.linalg.norm(rest)), float(np.median(np.linalg.norm(frames, axis=-1))))
     low, high = STATURE_RANGE_MM
     fits = [name for name, mm in UNITS_MM.items() if low <= stature * mm <= high]
     if len(fits) != 1:
         readings = ", ".join(f"{stature * mm / 1000:.3g} m in {name}" for name, mm in UNITS_MM.items())
         raise DatasetError(
-            f"{source}: cannot infer the length unit: the stature (head-top above the ankles) reads {readings}; "
+            f"{source}: cannot infer the length unit: the stature (head-top to the ankles) reads {readings}; "
             f"none lies in {low / 1000:g}-{high / 1000:g} m. Pass units= one of {list(UNITS_MM)}"
         )
     return UNITS_MM[fits[0]]
@@ -343,10 +413,16 @@ def load_bvh(
     groups = _map_joints(joints, read_joint_mapping(mapping, source), source)
     num_channels = sum(len(j.channels) for j in joints)
     values, frame_time = _parse_motion(lines[motion_at + 1 :], motion_at + 2, num_channels, source)
-    positions = _forward_kinematics(joints, values)
-    ours = np.stack([positions[:, list(group)].mean(axis=1) for group in groups], axis=1) @ UP_AXES[up].T
-    scale = UNITS_MM[units] if units is not None else _infer_units(ours, source)
-    sequence = PoseSequence.from_positions(ours * scale, fps=1.0 / frame_time, source=source)
+
+    def ours_of(positions: np.ndarray) -> np.ndarray:
+        return np.stack([positions[:, list(group)].mean(axis=1) for group in groups], axis=1)
+
+    ours = ours_of(_forward_kinematics(joints, values))
+    rest = _head_over_ankles(ours_of(_forward_kinematics(joints, np.zeros((1, num_channels)))))[0]
+    frames = _head_over_ankles(ours)
+    _check_upright(rest, frames, up, source)
+    scale = UNITS_MM[units] if units is not None else _infer_units(rest, frames, source)
+    sequence = PoseSequence.from_positions((ours @ UP_AXES[up].T) * scale, fps=1.0 / frame_time, source=source)
     return sequence if fps is None else sequence.resample(fps)
 
 
