@@ -179,7 +179,7 @@ def test_rotation_channels_compose_in_listed_order(tmp_path: Path, order: str, m
     root = common_skeleton()
     root.channels = f"Xposition Yposition Zposition {order}"
     frame = {"Hips": {"Yposition": 95.0, "Zrotation": 30.0, "Xrotation": 40.0, "Yrotation": 50.0}}
-    seq = load_bvh(write(tmp_path, bvh_text(root, [frame])), units="cm")
+    seq = load_bvh(write(tmp_path, bvh_text(root, [frame, STANDING, STANDING])), units="cm")  # upright mostly
     seq_of = order.replace("rotation", "").replace(" ", "")
     assert np.allclose(
         Rotation.from_euler(seq_of, [{"X": 40, "Y": 50, "Z": 30}[a] for a in seq_of], degrees=True).as_matrix(), matrix
@@ -228,7 +228,7 @@ def test_z_up_file_loads_like_the_y_up_file(tmp_path: Path) -> None:
 @given(angles=st.tuples(*[st.floats(-180, 180)] * 3), knee=st.floats(0, 120))
 def test_random_root_rotation_keeps_bone_lengths_and_handedness(tmp_path: Path, angles, knee: float) -> None:
     hips = {"Yposition": 95.0, "Zrotation": angles[0], "Xrotation": angles[1], "Yrotation": angles[2]}
-    frames = [STANDING, {"Hips": hips, "RightLeg": {"Xrotation": knee}}]
+    frames = [STANDING, {"Hips": hips, "RightLeg": {"Xrotation": knee}}, STANDING]  # the median frame stands
     seq = load_bvh(write(tmp_path, bvh_text(common_skeleton(), frames)), units="cm")
     lengths = skeleton.measured_bone_lengths(seq.joints)
     assert torch.allclose(lengths[1], lengths[0], atol=1e-2)
@@ -427,20 +427,25 @@ def test_a_z_up_file_read_as_y_up_is_refused(tmp_path: Path) -> None:
         load_bvh(path)
     assert load_bvh(path, up="z").joints[0, index("head_top"), 2] == pytest.approx(800.0, abs=1e-3)
     upside_down = write(tmp_path, bvh_text(common_skeleton(), [{"Hips": {"Xrotation": 180.0}}]), "flipped.bvh")
-    load_bvh(upside_down, units="cm")  # its rest pose stands: a take may stand on its head
-    for j in joints_of(root := common_skeleton()):
-        j.offset, j.end = tuple(-v for v in j.offset), None if j.end is None else tuple(-v for v in j.end)
     with pytest.raises(DatasetError, match=r"along the file's -y axis .*reads figures that stand along \+y"):
-        load_bvh(write(tmp_path, bvh_text(root, [{}]), "down.bvh"), units="cm")
+        load_bvh(upside_down, units="cm")
 
 
-def test_a_take_lying_down_loads_and_infers_its_units(tmp_path: Path) -> None:
-    """Its rest pose stands; its frames lie on the floor (the root turned 90 degrees about x)."""
+def test_the_frames_decide_the_up_axis_not_the_rest_pose(tmp_path: Path) -> None:
+    """A y-up rest pose that the root's rotation stands along +z in every frame (some files are written so)."""
+    standing_on_z = {"Hips": {"Zposition": 95.0, "Xrotation": 90.0}}
+    path = write(tmp_path, bvh_text(common_skeleton(), [standing_on_z] * 2))
+    with pytest.raises(DatasetError, match=r"the file's \+z axis in the median frame; pass up: z"):
+        load_bvh(path)
+    seq = load_bvh(path, up="z")
+    assert seq.joints[0, index("head_top"), 2] == pytest.approx(800.0, abs=1e-3)  # cm inferred, standing
+    assert chirality(seq.joints[0]) > 0
+
+
+def test_a_take_lying_down_is_refused_with_advice(tmp_path: Path) -> None:
     lying = {"Hips": {"Yposition": 10.0, "Xrotation": 90.0}}
-    seq = load_bvh(write(tmp_path, bvh_text(common_skeleton(), [lying] * 3)), fps=None)
-    explicit = load_bvh(write(tmp_path, bvh_text(common_skeleton(), [lying] * 3), "cm.bvh"), fps=None, units="cm")
-    assert torch.allclose(seq.joints, explicit.joints)  # cm inferred, though the figure is never upright
-    assert abs(seq.joints[0, index("head_top"), 2]) < 1.0
+    with pytest.raises(DatasetError, match=r"or leave the file out if the take lies down"):
+        load_bvh(write(tmp_path, bvh_text(common_skeleton(), [lying] * 3)), units="cm")
 
 
 def test_units_come_from_the_rest_pose_when_the_take_crouches(tmp_path: Path) -> None:

@@ -30,8 +30,8 @@ of the rig's rest pose, every channel 0, and the median frame: folding the body 
 1.2-2.2 m for exactly one unit; the ranges do not overlap, and when none fits the loader asks for ``units``.  Axes:
 ``up="y"`` (the BVH default) maps ``(x, y, z) -> (x, -z, y)``, a proper rotation (det +1, no mirroring): a character
 facing +z with its left at +x ends up facing -y with its left at +x, like :func:`nlrd.skeleton.rest_pose_mm`.
-``up="z"`` keeps the axes.  A file whose figure stands along neither ``up`` in its rest pose nor in its median frame
-is refused, naming the axis it stands along.
+``up="z"`` keeps the axes.  A file whose figure does not stand along ``up`` in its median frame is refused, naming the
+axis it stands along (a take that lies down is refused too).
 """
 
 from __future__ import annotations
@@ -78,20 +78,11 @@ BVH_NAMES: dict[str, tuple[str, ...]] = {
     "r_hip": ("RightUpLeg", "RightUpperLeg", "rThigh", "RightHip", "rHip"),
     "r_knee": ("RightLeg", "RightLowerLeg", "rShin", "RightKnee", "rKnee"),
     "r_ankle": ("RightFoot", "rFoot", "RightAnkle", "rAnkle"),
-    "r_foot": (
-        "RightToeBase",
-        "RightToe",
-        "RightToes",
-        "RightForeFoot",
-        "rToe",
-        "toe3-1.r",
-        "RightFoot_end",
-        "rFoot_end",
-    ),
+    "r_foot": ("RightToeBase", "RightToe", "RightToes", "rToe", "toe3-1.r", "RightFoot_end", "rFoot_end"),
     "l_hip": ("LeftUpLeg", "LeftUpperLeg", "lThigh", "LeftHip", "lHip"),
     "l_knee": ("LeftLeg", "LeftLowerLeg", "lShin", "LeftKnee", "lKnee"),
     "l_ankle": ("LeftFoot", "lFoot", "LeftAnkle", "lAnkle"),
-    "l_foot": ("LeftToeBase", "LeftToe", "LeftToes", "LeftForeFoot", "lToe", "toe3-1.l", "LeftFoot_end", "lFoot_end"),
+    "l_foot": ("LeftToeBase", "LeftToe", "LeftToes", "lToe", "toe3-1.l", "LeftFoot_end", "lFoot_end"),
 }
 
 #: Table names taken only when the file also has the named joint: a ``*Shoulder`` is the shoulder joint in a rig
@@ -106,7 +97,8 @@ CANDIDATE_NEEDS: dict[str, str] = {
 #: Our joints a rig may lack, each derived as the midpoint of two of our other joints when the file has both.
 DERIVED_MIDPOINTS: dict[str, tuple[str, str]] = {"neck": ("l_shoulder", "r_shoulder")}
 
-#: A figure stands along the ``up`` axis when its head-top lies within this angle of straight above its ankles.
+#: A figure stands along the ``up`` axis when its head-top lies within this angle of straight above its ankles in the
+#: median frame.
 UPRIGHT_DEG = 60.0
 
 _AXIS = {"x": 0, "y": 1, "z": 2}
@@ -346,25 +338,25 @@ def _axis_name(vector: np.ndarray) -> str:
     return f"{'-' if vector[axis] < 0 else '+'}{'xyz'[axis]}"
 
 
-def _check_upright(rest: np.ndarray, frames: np.ndarray, up: str, source: str) -> None:
-    """Refuse a file whose figure does not stand along ``up``, in its rest pose nor in its median frame.
+def _check_upright(frames: np.ndarray, up: str, source: str) -> None:
+    """Refuse a file whose figure does not stand along ``up`` in its median frame (``frames`` ``(T, 3)``: head-top
+    over the ankles in file axes).
 
-    ``rest`` ``(3,)`` and ``frames`` ``(T, 3)``: head-top over the ankles in file axes.  Both must disagree: a rest
-    pose may lie on its back while the root's rotation stands every frame up, and a take may lie down while its rest
-    pose stands.  Without the check a z-up file read as y-up loads as a person lying on the floor, and its unit
-    inference can pass on a wrong unit.
+    The frames decide, not the rest pose: some files keep a y-up rest pose and turn every frame to stand along z by
+    the root's rotation.  Without the check such a file, or a z-up file read as y-up, loads as a person lying on the
+    floor, and unit inference can pass on a wrong unit.  A take that lies down is refused too (it cannot be told
+    from a file with another up axis); leave such takes out of the folder.
     """
     median = np.median(frames, axis=0)
-    cos_limit = math.cos(math.radians(UPRIGHT_DEG))
-    upright = [(UP_AXES[up] @ v)[2] > cos_limit * np.linalg.norm(v) for v in (rest, median)]
-    if any(upright):
+    if (UP_AXES[up] @ median)[2] > math.cos(math.radians(UPRIGHT_DEG)) * np.linalg.norm(median):
         return
-    axis = _axis_name(rest if np.linalg.norm(rest) > 0 else median)
+    axis = _axis_name(median)
     hint = {"+y": "up: y", "+z": "up: z"}.get(axis)
     advice = f"pass {hint}" if hint else "the loader reads figures that stand along +y (up: y) or +z (up: z)"
     raise DatasetError(
         f"{source}: the figure does not stand along the file's {up} axis (up: {up}): seen from its ankles, its "
-        f"head-top lies along the file's {axis} axis in the rest pose and in the median frame; {advice}"
+        f"head-top lies along the file's {axis} axis in the median frame; {advice}, or leave the file out if the "
+        "take lies down"
     )
 
 
@@ -420,7 +412,7 @@ def load_bvh(
     ours = ours_of(_forward_kinematics(joints, values))
     rest = _head_over_ankles(ours_of(_forward_kinematics(joints, np.zeros((1, num_channels)))))[0]
     frames = _head_over_ankles(ours)
-    _check_upright(rest, frames, up, source)
+    _check_upright(frames, up, source)
     scale = UNITS_MM[units] if units is not None else _infer_units(rest, frames, source)
     sequence = PoseSequence.from_positions((ours @ UP_AXES[up].T) * scale, fps=1.0 / frame_time, source=source)
     return sequence if fps is None else sequence.resample(fps)
