@@ -7,6 +7,9 @@ could only take turns, so one job trains the whole graph.  Grouping keeps launch
 to start).  A graph already in the cache launches nothing, and the cache's
 per-key locks make concurrent runs sharing a cache train each stage once.  Workers send their progress
 through a Ray queue; the driver prints it.
+
+A job is Train V2's ``DataParallelTrainer`` with one worker, as a trial is (``search.trainable``): nothing is
+distributed, so ``TorchTrainer``'s gloo/NCCL process group would connect the worker to nobody.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from typing import Any
 import ray.train
 import torch
 from ray.train import RunConfig, ScalingConfig
-from ray.train.torch import TorchTrainer
+from ray.train.torch import get_device
+from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 from ray.util.queue import Empty, Queue
 
 from nlrd.pipeline import StageCache, StageConfigs, StageKeys, stage_keys, train_stages
@@ -55,7 +59,7 @@ def _stages_loop(config: dict[str, Any]) -> None:
         config["relations"],
         StageCache(config["cache_root"]),
         report=lambda metrics: progress.put(metrics),
-        device=ray.train.torch.get_device(),
+        device=get_device(),
         only=config["only"],
     )
     ray.train.report({"done": 1})
@@ -171,7 +175,7 @@ def _fit(
     run_dir: RunDir,
     progress: Queue,
 ) -> None:
-    TorchTrainer(
+    DataParallelTrainer(
         _stages_loop,
         train_loop_config={
             "configs": configs,
