@@ -30,7 +30,7 @@ from nlrd.core import ClipSet, Report, Stages, World
 from nlrd.data import DataConfig
 from nlrd.data_stage import build_data, fresh_source_clips
 from nlrd.models import MotionAE, PosePrior, RelationTransformer, build_image_encoder
-from nlrd.quality import StageQuality, measure_stages
+from nlrd.quality import MEASURE_VERSION, StageQuality, measure_stages
 from nlrd.reference import mean_pose_metrics
 from nlrd.relations import get_relation
 from nlrd.train.common import freeze
@@ -360,7 +360,9 @@ def load_transformers(
 def quality_key(keys: StageKeys) -> str:
     """Cache key of a stage graph's quality report: it reads every stage, so it hashes all their keys."""
     return stage_key(
-        "quality", {}, [keys.world, keys.prior, keys.motion, keys.source, *sorted(keys.relations.values())]
+        "quality",
+        {"measure": MEASURE_VERSION},
+        [keys.world, keys.prior, keys.motion, keys.source, *sorted(keys.relations.values())],
     )
 
 

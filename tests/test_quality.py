@@ -4,7 +4,9 @@ import pytest
 import torch
 from torch import nn
 
+from nlrd import skeleton
 from nlrd.core import ClipSet, Stages
+from nlrd.metrics import mpjpe
 from nlrd.models import MotionAE, PosePrior
 from nlrd.pipeline import (
     StageCache,
@@ -82,6 +84,34 @@ def test_measure_stages_reports_every_figure_without_fresh_source():
     assert quality.relations == {"flip": 1.0, "flip_backward": 1.0}
     assert quality.target_mm > 0 and quality.target_mean_pose_mm > 0
     assert quality.source_mm is None and quality.source_mean_pose_mm is None
+
+
+class _CanonicalProportions(nn.Module):
+    """A stand-in prior that keeps every bone's direction and gives it the canonical length, as a perfect prior's
+    decoder would: the latent is the 16 bone directions."""
+
+    def encode(self, poses: torch.Tensor) -> torch.Tensor:
+        return skeleton.to_bone_directions(poses).flatten(-2)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return skeleton.from_bone_directions(z.unflatten(-1, (16, 3)), skeleton.bone_lengths_mm())
+
+    def forward(self, poses: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(poses))
+
+
+def test_prior_and_motion_figures_do_not_count_the_performers_proportions():
+    """Mocap of a person 20% shorter than the canonical skeleton, read by a prior that loses nothing but the
+    proportions: 0 mm, where plain MPJPE would charge the prior for the skeleton's canonical bone lengths."""
+    torch.manual_seed(0)
+    directions = skeleton.to_bone_directions(rest_pose_mm() + torch.randn(6, 8, 17, 3) * 60.0)
+    mocap = skeleton.from_bone_directions(directions, 0.8 * skeleton.bone_lengths_mm())
+    prior = _CanonicalProportions()
+    stages = Stages(prior, _Exact(lambda z: z), {}, nn.Identity())
+    unlabelled = ClipSet(torch.zeros(1, 4, 3, 8, 8, dtype=torch.uint8))
+    quality = measure_stages(stages, mocap, 4, {}, unlabelled, mocap)
+    assert quality.prior_mm < 1e-3 and quality.motion_mm < 1e-3
+    assert mpjpe(prior(mocap), mocap).item() > 20.0  # what the figures read before
 
 
 def test_stage_quality_and_reference_lines_are_measured_once_and_cached(tmp_path):
