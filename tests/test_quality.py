@@ -71,6 +71,23 @@ def test_warnings_name_each_missed_bar_and_its_knob():
     assert StageQuality.from_dict(bad.as_dict()) == bad
 
 
+def test_a_stage_that_fits_its_training_mocap_but_not_held_out_mocap_is_told_to_get_more_mocap():
+    short_of_data = StageQuality(prior_mm=78.0, motion_mm=50.0, prior_train_mm=55.0, motion_train_mm=45.0)
+    (line,) = warnings(short_of_data)
+    assert line.startswith("pose prior reconstruction of held-out mocap (mm) is 78.00, above the bar 40:")
+    assert "on the mocap it trained on it reads 55.00" in line and "more, or more varied, mocap" in line
+    assert "rather than raise stages.prior.steps" in line
+    undertrained = StageQuality(prior_mm=78.0, motion_mm=90.0, prior_train_mm=70.0, motion_train_mm=85.0)
+    assert warnings(undertrained) == [
+        "pose prior reconstruction of held-out mocap (mm) is 78.00, above the bar 40: raise stages.prior.steps",
+        "motion embedding reconstruction of held-out clips (mm) is 90.00, above the bar 60: raise stages.motion.steps",
+    ]
+    cached_before = StageQuality.from_dict({"prior_mm": 78.0, "motion_mm": 50.0, "relations": {}})
+    assert warnings(cached_before) == [
+        "pose prior reconstruction of held-out mocap (mm) is 78.00, above the bar 40: raise stages.prior.steps"
+    ]
+
+
 def test_measure_stages_reports_every_figure_without_fresh_source():
     prior, motion = _prior_and_motion()
     encoder = nn.Sequential(nn.Flatten(), nn.LazyLinear(8))
@@ -81,6 +98,7 @@ def test_measure_stages_reports_every_figure_without_fresh_source():
     val = ClipSet(torch.zeros(2, clip_len, 3, 8, 8, dtype=torch.uint8), mocap[:2, :clip_len].clone())
     quality = measure_stages(stages, mocap[4:], clip_len, relations, val, mocap[:4])
     assert quality.prior_mm > 0 and quality.motion_mm > 0
+    assert quality.prior_train_mm > 0 and quality.motion_train_mm > 0
     assert quality.relations == {"flip": 1.0, "flip_backward": 1.0}
     assert quality.target_mm > 0 and quality.target_mean_pose_mm > 0
     assert quality.source_mm is None and quality.source_mean_pose_mm is None
