@@ -7,8 +7,10 @@ reads every file of the folder matching ``--pattern`` with :func:`nlrd.data.load
 the up axis it loaded with, its frames, the person's height (median over frames of the head-top above the ankles,
 after unit inference), the share of frames whose joints keep a person's handedness (the left hip, the trunk and the
 left foot in a right-handed frame: a mirrored rig or swapped side names read near 0), or the loader's error.  Check a
-mocap folder with it before a long stage job: a data part checks only its first file.  Writes ``bvh_files.json`` and
-``bvh_files.md`` into ``--out``.
+mocap folder with it before a long stage job: a data part checks only its first few files.  Each file is judged
+alone, so a take that lies down fails on ``up`` (or reads as standing along another axis), where the folder's
+loader takes it as long as most of the folder stands.  Writes ``bvh_files.json`` and ``bvh_files.md`` into
+``--out``.
 """
 
 from __future__ import annotations

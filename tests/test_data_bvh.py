@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
 from nlrd import skeleton
-from nlrd.data import DatasetError, load_bvh, load_bvh_folder
+from nlrd.data import DatasetError, load_bvh, load_bvh_files, load_bvh_folder
+from nlrd.data.bvh import NotUprightError
 
 ROT = "Zrotation Xrotation Yrotation"
 ROOT_CHANNELS = f"Xposition Yposition Zposition {ROT}"
@@ -442,10 +443,32 @@ def test_the_frames_decide_the_up_axis_not_the_rest_pose(tmp_path: Path) -> None
     assert chirality(seq.joints[0]) > 0
 
 
-def test_a_take_lying_down_is_refused_with_advice(tmp_path: Path) -> None:
-    lying = {"Hips": {"Yposition": 10.0, "Xrotation": 90.0}}
-    with pytest.raises(DatasetError, match=r"or leave the file out if the take lies down"):
-        load_bvh(write(tmp_path, bvh_text(common_skeleton(), [lying] * 3)), units="cm")
+LYING = {"Hips": {"Yposition": 10.0, "Xrotation": 90.0}}  # the root turned onto its back: a take on the floor
+
+
+def test_a_take_lying_down_is_refused_alone_and_loads_in_a_folder_that_stands(tmp_path: Path) -> None:
+    folder = tmp_path / "takes"
+    folder.mkdir()
+    lying = write(folder, bvh_text(common_skeleton(), [LYING] * 3), "c_lying.bvh")
+    with pytest.raises(NotUprightError, match=r"c_lying.bvh: .*a take that lies down loads from a folder"):
+        load_bvh(lying)
+    for name in ("a.bvh", "b.bvh"):
+        write(folder, bvh_text(common_skeleton(), [STANDING] * 3), name)
+    a, _, c = load_bvh_folder(folder)  # units inferred for each, the lying take's from its length
+    assert c.source.endswith("c_lying.bvh") and abs(c.joints[0, index("head_top"), 2]) < 1.0
+    assert torch.allclose(a.joints, load_bvh(folder / "a.bvh", units="cm").joints)
+    assert torch.allclose(c.joints, load_bvh_files([lying, folder / "a.bvh"], units="cm")[0].joints)
+
+
+def test_a_folder_that_mostly_does_not_stand_along_up_is_refused_counted(tmp_path: Path) -> None:
+    for k in range(3):
+        write(tmp_path, bvh_text(z_up_skeleton(), [{"Hips": {"Zposition": 95.0}}]), f"z{k}.bvh")
+    write(tmp_path, bvh_text(common_skeleton(), [STANDING]), "z3_y_up.bvh")
+    with pytest.raises(
+        NotUprightError, match=r"^3 of 4 BVH files do not stand along up: y; the first: .*z0.bvh: .*up: z"
+    ):
+        load_bvh_folder(tmp_path)
+    assert len(load_bvh_files(sorted(tmp_path.glob("z[0-2].bvh")), up="z")) == 3
 
 
 def test_units_come_from_the_rest_pose_when_the_take_crouches(tmp_path: Path) -> None:

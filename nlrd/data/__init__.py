@@ -10,7 +10,7 @@ re-exported here.  Every loader raises :class:`DatasetError` with the file and w
 from __future__ import annotations
 
 from nlrd.core import ClipSet
-from nlrd.data.bvh import load_bvh, load_bvh_folder
+from nlrd.data.bvh import load_bvh, load_bvh_files, load_bvh_folder
 from nlrd.data.errors import DatasetError
 from nlrd.data.h36m import load_h36m_clips, load_h36m_poses
 from nlrd.data.images import read_frames, square_box
@@ -22,7 +22,7 @@ from nlrd.data.sources import DataConfig, DataConfigError, DataSource
 
 __all__ = [
     "EVAL_JOINTS_3DHP", "VALID_JOINTS_3DHP", "ClipSet", "DataConfig", "DataConfigError", "DataSource",
-    "DatasetError", "PoseSequence", "load_3dhp_clips",
-    "load_3dhp_test", "load_3dpw", "load_3dpw_clips", "load_bvh", "load_bvh_folder", "load_h36m_clips",
-    "load_h36m_poses", "read_frames", "restricted_load", "square_box", "stack_windows",
+    "DatasetError", "PoseSequence", "load_3dhp_clips", "load_3dhp_test", "load_3dpw", "load_3dpw_clips",
+    "load_bvh", "load_bvh_files", "load_bvh_folder", "load_h36m_clips", "load_h36m_poses",
+    "read_frames", "restricted_load", "square_box", "stack_windows",
 ]  # fmt: skip

@@ -31,14 +31,15 @@ of the rig's rest pose, every channel 0, and the median frame: folding the body 
 ``up="y"`` (the BVH default) maps ``(x, y, z) -> (x, -z, y)``, a proper rotation (det +1, no mirroring): a character
 facing +z with its left at +x ends up facing -y with its left at +x, like :func:`nlrd.skeleton.rest_pose_mm`.
 ``up="z"`` keeps the axes.  A file whose figure does not stand along ``up`` in its median frame is refused, naming the
-axis it stands along (a take that lies down is refused too).
+axis it stands along; in a set of files (:func:`load_bvh_files`, a folder) a take that lies down loads as long as at
+least half of the set stands.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -338,25 +339,29 @@ def _axis_name(vector: np.ndarray) -> str:
     return f"{'-' if vector[axis] < 0 else '+'}{'xyz'[axis]}"
 
 
-def _check_upright(frames: np.ndarray, up: str, source: str) -> None:
-    """Refuse a file whose figure does not stand along ``up`` in its median frame (``frames`` ``(T, 3)``: head-top
-    over the ankles in file axes).
+class NotUprightError(DatasetError):
+    """A BVH figure that does not stand along the ``up`` axis in its median frame."""
+
+
+def _upright_error(frames: np.ndarray, up: str, source: str) -> NotUprightError | None:
+    """Why the figure does not stand along ``up`` in its median frame (``frames`` ``(T, 3)``: head-top over the
+    ankles in file axes), or None when it does.
 
     The frames decide, not the rest pose: some files keep a y-up rest pose and turn every frame to stand along z by
     the root's rotation.  Without the check such a file, or a z-up file read as y-up, loads as a person lying on the
-    floor, and unit inference can pass on a wrong unit.  A take that lies down is refused too (it cannot be told
-    from a file with another up axis); leave such takes out of the folder.
+    floor.  A take that lies down (a crawl, a roll on the floor) cannot be told from a file with another up axis on
+    its own; :func:`load_bvh_files` loads it when most of its folder stands.
     """
     median = np.median(frames, axis=0)
     if (UP_AXES[up] @ median)[2] > math.cos(math.radians(UPRIGHT_DEG)) * np.linalg.norm(median):
-        return
+        return None
     axis = _axis_name(median)
     hint = {"+y": "up: y", "+z": "up: z"}.get(axis)
     advice = f"pass {hint}" if hint else "the loader reads figures that stand along +y (up: y) or +z (up: z)"
-    raise DatasetError(
+    return NotUprightError(
         f"{source}: the figure does not stand along the file's {up} axis (up: {up}): seen from its ankles, its "
-        f"head-top lies along the file's {axis} axis in the median frame; {advice}, or leave the file out if the "
-        "take lies down"
+        f"head-top lies along the file's {axis} axis in the median frame; {advice} (a take that lies down loads "
+        "from a folder where most takes stand)"
     )
 
 
@@ -377,17 +382,14 @@ def _infer_units(rest: np.ndarray, frames: np.ndarray, source: str) -> float:
     return UNITS_MM[fits[0]]
 
 
-def load_bvh(
+def _read_bvh(
     path: str | Path,
-    fps: float | None = 30.0,
-    units: str | None = None,
-    mapping: str | Path | Mapping[str, str] | None = None,
-    up: str = "y",
-) -> PoseSequence:
-    """Read a BVH file as 17-joint poses, root-relative mm, z up, resampled to ``fps`` (None keeps the file's rate).
-
-    ``mapping``: ``{our_joint_name: bvh_joint_name}`` or a YAML file of it, consulted before the built-in tables.
-    """
+    fps: float | None,
+    units: str | None,
+    mapping: str | Path | Mapping[str, str] | None,
+    up: str,
+) -> tuple[PoseSequence, NotUprightError | None]:
+    """The file's poses, and why its figure does not stand along ``up`` (None when it does)."""
     path = Path(path)
     source = str(path)
     if units is not None and units not in UNITS_MM:
@@ -412,18 +414,54 @@ def load_bvh(
     ours = ours_of(_forward_kinematics(joints, values))
     rest = _head_over_ankles(ours_of(_forward_kinematics(joints, np.zeros((1, num_channels)))))[0]
     frames = _head_over_ankles(ours)
-    _check_upright(frames, up, source)
     scale = UNITS_MM[units] if units is not None else _infer_units(rest, frames, source)
     sequence = PoseSequence.from_positions((ours @ UP_AXES[up].T) * scale, fps=1.0 / frame_time, source=source)
-    return sequence if fps is None else sequence.resample(fps)
+    return (sequence if fps is None else sequence.resample(fps)), _upright_error(frames, up, source)
+
+
+def load_bvh(
+    path: str | Path,
+    fps: float | None = 30.0,
+    units: str | None = None,
+    mapping: str | Path | Mapping[str, str] | None = None,
+    up: str = "y",
+) -> PoseSequence:
+    """Read a BVH file as 17-joint poses, root-relative mm, z up, resampled to ``fps`` (None keeps the file's rate).
+
+    ``mapping``: ``{our_joint_name: bvh_joint_name}`` or a YAML file of it, consulted before the built-in tables.
+    Raises :class:`NotUprightError` when the figure does not stand along ``up`` in its median frame.
+    """
+    sequence, not_upright = _read_bvh(path, fps, units, mapping, up)
+    if not_upright is not None:
+        raise not_upright
+    return sequence
+
+
+def load_bvh_files(
+    paths: Sequence[str | Path],
+    fps: float | None = 30.0,
+    units: str | None = None,
+    mapping: str | Path | Mapping[str, str] | None = None,
+    up: str = "y",
+) -> list[PoseSequence]:
+    """Several BVH files of one recording set, as :func:`load_bvh` reads each, but ``up`` is judged by the set: a
+    take that lies down (a crawl, a roll) loads while at least half of the files stand along ``up``; when more than
+    half do not, ``up`` is wrong for the set and the first such file's :class:`NotUprightError` is raised, counted."""
+    read = [_read_bvh(path, fps, units, mapping, up) for path in paths]
+    lying = [error for _, error in read if error is not None]
+    if len(lying) > len(read) / 2:
+        raise NotUprightError(
+            f"{len(lying)} of {len(read)} BVH files do not stand along up: {up}; the first: {lying[0]}"
+        )
+    return [sequence for sequence, _ in read]
 
 
 def load_bvh_folder(folder: str | Path, pattern: str = "**/*.bvh", **kwargs) -> list[PoseSequence]:
-    """Every BVH file under ``folder`` matching ``pattern`` (sorted by path), loaded with :func:`load_bvh`."""
+    """Every BVH file under ``folder`` matching ``pattern`` (sorted by path), loaded with :func:`load_bvh_files`."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetError(f"{folder}: BVH folder not found")
     paths = sorted(p for p in folder.glob(pattern) if p.is_file())
     if not paths:
         raise DatasetError(f"{folder}: no files match {pattern!r}")
-    return [load_bvh(p, **kwargs) for p in paths]
+    return load_bvh_files(paths, **kwargs)

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from nlrd.core import PARTS, ClipSet
-from nlrd.data.bvh import UNITS_MM, UP_AXES, load_bvh, load_bvh_folder, read_joint_mapping
+from nlrd.data.bvh import UNITS_MM, UP_AXES, load_bvh_files, load_bvh_folder, read_joint_mapping
 from nlrd.data.errors import DatasetError
 from nlrd.data.h36m import H36M_FPS, h36m_camera_frames, h36m_recordings, load_h36m_clips, load_h36m_poses
 from nlrd.data.images import Frames, ImageFiles
@@ -119,6 +119,11 @@ class WorldSource(DataSource):
     kind: ClassVar[str] = "world"
 
 
+#: BVH files a check reads in full: one would do for names and units, but the up axis is judged by the set (a take
+#: that lies down is not a wrong axis), so a few.
+BVH_FILES_CHECKED = 3
+
+
 @dataclass(frozen=True)
 class BvhSource(DataSource):
     """A folder of BVH files (``pattern`` under ``path``), read by :func:`nlrd.data.load_bvh` with ``units``, ``up``
@@ -158,8 +163,8 @@ class BvhSource(DataSource):
                 raise DataConfigError("path", f"{path}: cannot read ({exc.strerror or exc})") from None
             if not head or head[0].upper() != "HIERARCHY":
                 raise DataConfigError("path", f"{path}: not a BVH file (expected it to start with HIERARCHY)")
-        try:  # one file in full: joint names, units and axes are the likely mistakes, and they show on any file
-            load_bvh(paths[0], fps=None, units=self.units, mapping=self.mapping, up=self.up)
+        try:  # a few files in full: joint names, units and axes are the likely mistakes, and they show on any file
+            load_bvh_files(paths[:BVH_FILES_CHECKED], fps=None, units=self.units, mapping=self.mapping, up=self.up)
         except DatasetError as exc:
             raise DataConfigError("path", str(exc)) from None
 
