@@ -450,7 +450,7 @@ def test_a_take_lying_down_is_refused_alone_and_loads_in_a_folder_that_stands(tm
     folder = tmp_path / "takes"
     folder.mkdir()
     lying = write(folder, bvh_text(common_skeleton(), [LYING] * 3), "c_lying.bvh")
-    with pytest.raises(NotUprightError, match=r"c_lying.bvh: .*a take that lies down loads from a folder"):
+    with pytest.raises(NotUprightError, match=r"c_lying.bvh: .*a take that lies down, its rest pose standing, loads from a folder"):
         load_bvh(lying)
     for name in ("a.bvh", "b.bvh"):
         write(folder, bvh_text(common_skeleton(), [STANDING] * 3), name)
@@ -460,15 +460,19 @@ def test_a_take_lying_down_is_refused_alone_and_loads_in_a_folder_that_stands(tm
     assert torch.allclose(c.joints, load_bvh_files([lying, folder / "a.bvh"], units="cm")[0].joints)
 
 
-def test_a_folder_that_mostly_does_not_stand_along_up_is_refused_counted(tmp_path: Path) -> None:
-    for k in range(3):
-        write(tmp_path, bvh_text(z_up_skeleton(), [{"Hips": {"Zposition": 95.0}}]), f"z{k}.bvh")
-    write(tmp_path, bvh_text(common_skeleton(), [STANDING]), "z3_y_up.bvh")
-    with pytest.raises(
-        NotUprightError, match=r"^3 of 4 BVH files do not stand along up: y; the first: .*z0.bvh: .*up: z"
-    ):
+def test_a_z_up_file_among_y_up_files_is_refused_and_a_set_that_mostly_lies_is_counted(tmp_path: Path) -> None:
+    for name in ("a.bvh", "b.bvh", "c.bvh"):
+        write(tmp_path, bvh_text(common_skeleton(), [STANDING]), name)
+    z_up = write(tmp_path, bvh_text(z_up_skeleton(), [{"Hips": {"Zposition": 95.0}}]), "d_z_up.bvh")
+    with pytest.raises(NotUprightError, match=r"^\S*d_z_up.bvh: .*pass up: z"):  # its rest pose lies too: other axes
         load_bvh_folder(tmp_path)
-    assert len(load_bvh_files(sorted(tmp_path.glob("z[0-2].bvh")), up="z")) == 3
+    z_up.unlink()
+    standing_on_z = {"Hips": {"Zposition": 95.0, "Xrotation": 90.0}}  # rest pose y-up, every frame turned to z
+    for k in range(4):
+        write(tmp_path, bvh_text(common_skeleton(), [standing_on_z]), f"e{k}.bvh")
+    with pytest.raises(NotUprightError, match=r"^4 of 7 BVH files do not stand along up: y; the first: \S*e0.bvh"):
+        load_bvh_folder(tmp_path)
+    assert len(load_bvh_files(sorted(tmp_path.glob("e*.bvh")), up="z")) == 4
 
 
 def test_units_come_from_the_rest_pose_when_the_take_crouches(tmp_path: Path) -> None:

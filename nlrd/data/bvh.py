@@ -31,8 +31,8 @@ of the rig's rest pose, every channel 0, and the median frame: folding the body 
 ``up="y"`` (the BVH default) maps ``(x, y, z) -> (x, -z, y)``, a proper rotation (det +1, no mirroring): a character
 facing +z with its left at +x ends up facing -y with its left at +x, like :func:`nlrd.skeleton.rest_pose_mm`.
 ``up="z"`` keeps the axes.  A file whose figure does not stand along ``up`` in its median frame is refused, naming the
-axis it stands along; in a set of files (:func:`load_bvh_files`, a folder) a take that lies down loads as long as at
-least half of the set stands.
+axis it stands along; in a set of files (:func:`load_bvh_files`, a folder) a take that lies down loads when its rest
+pose stands and at least half of the set does.
 """
 
 from __future__ import annotations
@@ -343,25 +343,31 @@ class NotUprightError(DatasetError):
     """A BVH figure that does not stand along the ``up`` axis in its median frame."""
 
 
+def _stands(head_over_ankles: np.ndarray, up: str) -> bool:
+    """Whether a head-top-over-the-ankles vector (file axes) points within :data:`UPRIGHT_DEG` of ``up``."""
+    along_up = (UP_AXES[up] @ head_over_ankles)[2]
+    return bool(along_up > math.cos(math.radians(UPRIGHT_DEG)) * np.linalg.norm(head_over_ankles))
+
+
 def _upright_error(frames: np.ndarray, up: str, source: str) -> NotUprightError | None:
     """Why the figure does not stand along ``up`` in its median frame (``frames`` ``(T, 3)``: head-top over the
     ankles in file axes), or None when it does.
 
     The frames decide, not the rest pose: some files keep a y-up rest pose and turn every frame to stand along z by
     the root's rotation.  Without the check such a file, or a z-up file read as y-up, loads as a person lying on the
-    floor.  A take that lies down (a crawl, a roll on the floor) cannot be told from a file with another up axis on
-    its own; :func:`load_bvh_files` loads it when most of its folder stands.
+    floor.  A take that lies down (a crawl, a roll on the floor) cannot be told from those on its own;
+    :func:`load_bvh_files` loads it when its rest pose stands and most of its set does.
     """
     median = np.median(frames, axis=0)
-    if (UP_AXES[up] @ median)[2] > math.cos(math.radians(UPRIGHT_DEG)) * np.linalg.norm(median):
+    if _stands(median, up):
         return None
     axis = _axis_name(median)
     hint = {"+y": "up: y", "+z": "up: z"}.get(axis)
     advice = f"pass {hint}" if hint else "the loader reads figures that stand along +y (up: y) or +z (up: z)"
     return NotUprightError(
         f"{source}: the figure does not stand along the file's {up} axis (up: {up}): seen from its ankles, its "
-        f"head-top lies along the file's {axis} axis in the median frame; {advice} (a take that lies down loads "
-        "from a folder where most takes stand)"
+        f"head-top lies along the file's {axis} axis in the median frame; {advice} (a take that lies down, its rest "
+        "pose standing, loads from a folder where most takes stand)"
     )
 
 
@@ -388,8 +394,9 @@ def _read_bvh(
     units: str | None,
     mapping: str | Path | Mapping[str, str] | None,
     up: str,
-) -> tuple[PoseSequence, NotUprightError | None]:
-    """The file's poses, and why its figure does not stand along ``up`` (None when it does)."""
+) -> tuple[PoseSequence, NotUprightError | None, bool]:
+    """The file's poses, why its figure does not stand along ``up`` (None when it does), and whether its rest pose
+    (every channel 0) stands along ``up``."""
     path = Path(path)
     source = str(path)
     if units is not None and units not in UNITS_MM:
@@ -416,7 +423,8 @@ def _read_bvh(
     frames = _head_over_ankles(ours)
     scale = UNITS_MM[units] if units is not None else _infer_units(rest, frames, source)
     sequence = PoseSequence.from_positions((ours @ UP_AXES[up].T) * scale, fps=1.0 / frame_time, source=source)
-    return (sequence if fps is None else sequence.resample(fps)), _upright_error(frames, up, source)
+    resampled = sequence if fps is None else sequence.resample(fps)
+    return resampled, _upright_error(frames, up, source), _stands(rest, up)
 
 
 def load_bvh(
@@ -431,7 +439,7 @@ def load_bvh(
     ``mapping``: ``{our_joint_name: bvh_joint_name}`` or a YAML file of it, consulted before the built-in tables.
     Raises :class:`NotUprightError` when the figure does not stand along ``up`` in its median frame.
     """
-    sequence, not_upright = _read_bvh(path, fps, units, mapping, up)
+    sequence, not_upright, _ = _read_bvh(path, fps, units, mapping, up)
     if not_upright is not None:
         raise not_upright
     return sequence
@@ -444,16 +452,23 @@ def load_bvh_files(
     mapping: str | Path | Mapping[str, str] | None = None,
     up: str = "y",
 ) -> list[PoseSequence]:
-    """Several BVH files of one recording set, as :func:`load_bvh` reads each, but ``up`` is judged by the set: a
-    take that lies down (a crawl, a roll) loads while at least half of the files stand along ``up``; when more than
-    half do not, ``up`` is wrong for the set and the first such file's :class:`NotUprightError` is raised, counted."""
+    """Several BVH files of one recording set, as :func:`load_bvh` reads each, but a take that lies down (a crawl, a
+    roll) loads: a file whose figure does not stand along ``up`` in its median frame loads when its rest pose does
+    and at least half of the set stands.  A file whose rest pose does not stand either has other axes (its
+    :class:`NotUprightError` is raised), and a set that mostly does not stand is read with the wrong ``up`` (the
+    first such file's error is raised, counted)."""
     read = [_read_bvh(path, fps, units, mapping, up) for path in paths]
-    lying = [error for _, error in read if error is not None]
+    lying = []
+    for _, not_upright, rest_stands in read:
+        if not_upright is not None and not rest_stands:
+            raise not_upright
+        if not_upright is not None:
+            lying.append(not_upright)
     if len(lying) > len(read) / 2:
         raise NotUprightError(
             f"{len(lying)} of {len(read)} BVH files do not stand along up: {up}; the first: {lying[0]}"
         )
-    return [sequence for sequence, _ in read]
+    return [sequence for sequence, _, _ in read]
 
 
 def load_bvh_folder(folder: str | Path, pattern: str = "**/*.bvh", **kwargs) -> list[PoseSequence]:
