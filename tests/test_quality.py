@@ -82,6 +82,11 @@ def test_a_stage_that_fits_its_training_mocap_but_not_held_out_mocap_is_told_to_
         "pose prior reconstruction of held-out mocap (mm) is 78.00, above the bar 40: raise stages.prior.steps",
         "motion embedding reconstruction of held-out clips (mm) is 90.00, above the bar 60: raise stages.motion.steps",
     ]
+    transformer = StageQuality(prior_mm=10.0, motion_mm=20.0, relations={"flip": 0.66}, relations_train={"flip": 0.13})
+    (line,) = warnings(transformer)
+    assert (
+        line.startswith("relation flip: ") and "it reads 0.13" in line and "rather than raise stages.relation" in line
+    )
     cached_before = StageQuality.from_dict({"prior_mm": 78.0, "motion_mm": 50.0, "relations": {}})
     assert warnings(cached_before) == [
         "pose prior reconstruction of held-out mocap (mm) is 78.00, above the bar 40: raise stages.prior.steps"
@@ -99,7 +104,7 @@ def test_measure_stages_reports_every_figure_without_fresh_source():
     quality = measure_stages(stages, mocap[4:], clip_len, relations, val, mocap[:4])
     assert quality.prior_mm > 0 and quality.motion_mm > 0
     assert quality.prior_train_mm > 0 and quality.motion_train_mm > 0
-    assert quality.relations == {"flip": 1.0, "flip_backward": 1.0}
+    assert quality.relations == {"flip": 1.0, "flip_backward": 1.0} == quality.relations_train
     assert quality.target_mm > 0 and quality.target_mean_pose_mm > 0
     assert quality.source_mm is None and quality.source_mean_pose_mm is None
 
