@@ -15,7 +15,7 @@ import yaml
 
 from nlrd.atomic import write_atomic, write_text_atomic
 from nlrd.metrics import PROTOCOLS
-from nlrd.quality import StageQuality, checked_figures
+from nlrd.quality import Bar, StageQuality, checked_figures
 from nlrd.quality import warnings as quality_warnings
 from nlrd.train.adapt import ENCODER_FILE, AdaptConfig
 from search.prefilter import SetDecision, parse_set_label
@@ -268,13 +268,20 @@ def write_stage_quality(run_dir: RunDir, quality: StageQuality, references: dict
 
 def _quality_section(quality: StageQuality) -> list[str]:
     """The stage-quality figures against their bars; a missed bar is a loud line naming the knob to raise."""
+
+    def fitted(bar: Bar) -> str:
+        value = bar.fitted(quality) if bar.fitted is not None else None
+        return "" if value is None else f"{value:.2f}"
+
     lines = [
-        "Stage quality (each stage on data it did not train on; `stage_quality.json`):",
+        "Stage quality (each stage on data it did not train on, and on the mocap it trained on where it has one; "
+        "`stage_quality.json`):",
         "",
-        "| figure | value | bar |",
-        "|---|---|---|",
+        "| figure | value | on its training mocap | bar |",
+        "|---|---|---|---|",
         *(
-            f"| {label} | {value:.2f}{'' if value <= bar.limit else ' **missed**'} | at most {bar.limit:g} |"
+            f"| {label} | {value:.2f}{'' if value <= bar.limit else ' **missed**'} | {fitted(bar)} | "
+            f"at most {bar.limit:g} |"
             for label, value, bar in checked_figures(quality)
         ),
         "",

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from nlrd.quality import StageQuality
 from search import plots
 from search.errors import first_error_line
 from search.export import (
@@ -158,6 +159,25 @@ def test_summary_gives_the_best_trials_knobs_in_three_digits(tmp_path):
     references = {"source_only": {"mpjpe": 150.0, "pa_mpjpe": 120.0}, "mean_pose": {"mpjpe": 240.0, "pa_mpjpe": 180.0}}
     write_summary(RunDir(tmp_path), spec, table, references, None, best, 1.0)
     assert "lr_nonlocal=0.000276, tau=0.07:" in (tmp_path / "summary.md").read_text()
+
+
+def test_summary_shows_each_stage_figure_beside_its_training_figure_and_the_advice(tmp_path):
+    spec = parse_space(TINY_SPACE, "tiny.yaml")
+    quality = StageQuality(
+        prior_mm=78.0,
+        motion_mm=45.0,
+        relations={"flip": 0.66},
+        prior_train_mm=55.6,
+        motion_train_mm=44.9,
+        relations_train={"flip": 0.13},
+    )
+    write_summary(RunDir(tmp_path), spec, _pck_table(), {}, None, None, 1.0, quality)
+    text = (tmp_path / "summary.md").read_text()
+    assert "| figure | value | on its training mocap | bar |" in text
+    assert "| pose prior reconstruction of held-out mocap (mm) | 78.00 **missed** | 55.60 | at most 40 |" in text
+    assert "| motion embedding reconstruction of held-out clips (mm) | 45.00 | 44.90 | at most 60 |" in text
+    assert "as a fraction of the identity gap | 0.66 **missed** | 0.13 | at most 0.2 |" in text
+    assert "give it more, or more varied, mocap" in text
 
 
 def test_first_error_line_finds_the_innermost_error():
