@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
+from bench import stage_quality
 from bench.stage_quality import apply_overrides
+from tests.conftest import TINY_SPACE, write_space
 from tests.test_pipeline import TINY
 
 
@@ -31,3 +35,15 @@ def test_a_bad_override_names_itself(item, message):
     with pytest.raises(ValueError, match=message) as error:
         apply_overrides(TINY, [item])
     assert str(error.value).startswith(f"--set {item!r}")
+
+
+def test_the_report_prints_each_figure_beside_its_training_figure(tmp_path, monkeypatch, capsys):
+    space = write_space(tmp_path / "tiny.yaml", TINY_SPACE)
+    argv = ["stage_quality", "--space", str(space), "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out")]
+    monkeypatch.setattr(sys, "argv", argv)
+    stage_quality.main()
+    lines = capsys.readouterr().out.splitlines()
+    prior = next(line for line in lines if line.endswith(")") and "pose prior reconstruction" in line)
+    assert "(on its training mocap " in prior
+    assert any("relation flip" in line and "(on its training mocap " in line for line in lines)
+    assert (tmp_path / "out" / "stage_quality.json").is_file()

@@ -98,8 +98,8 @@ CANDIDATE_NEEDS: dict[str, str] = {
 #: Our joints a rig may lack, each derived as the midpoint of two of our other joints when the file has both.
 DERIVED_MIDPOINTS: dict[str, tuple[str, str]] = {"neck": ("l_shoulder", "r_shoulder")}
 
-#: A figure stands along the ``up`` axis when its head-top lies within this angle of straight above its ankles in the
-#: median frame.
+#: A figure stands along the ``up`` axis when its head-top lies within this angle of straight above its ankles (read
+#: in the median frame, and in the rest pose to tell a take lying down from a file with other axes).
 UPRIGHT_DEG = 60.0
 
 _AXIS = {"x": 0, "y": 1, "z": 2}
