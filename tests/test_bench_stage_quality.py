@@ -39,7 +39,9 @@ def test_a_bad_override_names_itself(item, message):
 
 def test_the_report_prints_each_figure_beside_its_training_figure(tmp_path, monkeypatch, capsys):
     space = write_space(tmp_path / "tiny.yaml", TINY_SPACE)
-    argv = ["stage_quality", "--space", str(space), "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out")]
+    # --threads 1: the script sets torch's thread count for the whole process, and the tests run at one thread
+    argv = ["stage_quality", "--space", str(space), "--threads", "1", "--cache", str(tmp_path / "cache")]
+    argv += ["--out", str(tmp_path / "out")]
     monkeypatch.setattr(sys, "argv", argv)
     stage_quality.main()
     lines = capsys.readouterr().out.splitlines()
