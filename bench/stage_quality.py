@@ -95,7 +95,7 @@ def main() -> None:
     quality = stage_quality(configs, cache, keys)
     references = reference_lines(cache, keys)
     for label, value, bar in checked_figures(quality):
-        fitted = bar.fitted(quality) if bar.fitted is not None else None
+        fitted = bar.fitted_value(quality)
         trained_on = "" if fitted is None else f"  (on its training mocap {fitted:.3f})"
         print(f"{'ok    ' if value <= bar.limit else 'MISSED'} {value:7.3f} (bar {bar.limit:g})  {label}{trained_on}")
     for line in warnings(quality):

@@ -70,12 +70,17 @@ class StageQuality:
 @dataclass(frozen=True)
 class Bar:
     """A figure must stay at or below ``limit``; ``knob`` is the setting to raise when it does not.  ``fitted`` reads
-    the same figure on the data the stage trained on, where there is one (the prior and the motion embedding)."""
+    the same figure on the data the stage trained on, where there is one (the prior, the motion embedding and each
+    relation transformer)."""
 
     name: str
     limit: float
     knob: str
     fitted: Callable[[StageQuality], float | None] | None = None
+
+    def fitted_value(self, quality: StageQuality) -> float | None:
+        """The figure on the training data, or None where the bar has none or ``quality`` predates it."""
+        return self.fitted(quality) if self.fitted is not None else None
 
 
 #: A held-out figure this many times its training figure says the stage lacks data, not steps: on 44 public BVH takes
@@ -149,7 +154,7 @@ def warnings(quality: StageQuality) -> list[str]:
     for label, value, bar in checked_figures(quality):
         if value <= bar.limit:
             continue
-        fitted = bar.fitted(quality) if bar.fitted is not None else None
+        fitted = bar.fitted_value(quality)
         if fitted is not None and value > SHORT_OF_DATA_RATIO * fitted:
             advice = (
                 f"on the mocap it trained on it reads {fitted:.2f}, so it is short of data more than of training: "
@@ -210,26 +215,20 @@ def measure_stages(
     def own_bones_mpjpe(decoded: torch.Tensor, truth: torch.Tensor) -> float:
         return mpjpe(rescale_to_bone_lengths(decoded, truth), truth).item()
 
-    def prior_and_motion_mm(windows: torch.Tensor) -> tuple[float, float]:
+    def figures(windows: torch.Tensor) -> tuple[float, float, dict[str, float]]:
+        """The prior's and the motion embedding's MPJPE and every relation's gap left, on ``windows``."""
         poses = on_device(random_subset(windows.flatten(0, 1), max_samples, generator))
         clips = on_device(random_subset(mocap_windows(windows, clip_len), max_samples, generator))
-        return (
-            own_bones_mpjpe(chunked(prior, poses), poses),
-            own_bones_mpjpe(chunked(lambda x: prior.decode(motion(prior.encode(x))), clips), clips),
-        )
+        prior_mm = own_bones_mpjpe(chunked(prior, poses), poses)
+        motion_mm = own_bones_mpjpe(chunked(lambda x: prior.decode(motion(prior.encode(x))), clips), clips)
+        gaps = {}
+        for name, relation in sorted(relations.items()):
+            raw = random_subset(level_samples(windows, relation.level, relation.window), max_samples, generator)
+            gaps[name] = relation_gap_left(prior, motion, stages.transformers[name], relation, on_device(raw))
+        return prior_mm, motion_mm, gaps
 
-    prior_mm, motion_mm = prior_and_motion_mm(mocap)
-    gaps = {}
-    for name, relation in sorted(relations.items()):
-        raw = on_device(random_subset(level_samples(mocap, relation.level, relation.window), max_samples, generator))
-        gaps[name] = relation_gap_left(prior, motion, stages.transformers[name], relation, raw)
-    prior_train_mm, motion_train_mm = prior_and_motion_mm(train_mocap.float())
-    gaps_train = {}
-    for name, relation in sorted(relations.items()):
-        raw = on_device(
-            random_subset(level_samples(train_mocap.float(), relation.level, relation.window), max_samples, generator)
-        )
-        gaps_train[name] = relation_gap_left(prior, motion, stages.transformers[name], relation, raw)
+    prior_mm, motion_mm, gaps = figures(mocap)
+    prior_train_mm, motion_train_mm, gaps_train = figures(train_mocap.float())
     quality = StageQuality(
         prior_mm=prior_mm,
         motion_mm=motion_mm,

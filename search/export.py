@@ -270,7 +270,7 @@ def _quality_section(quality: StageQuality) -> list[str]:
     """The stage-quality figures against their bars; a missed bar is a loud line naming the knob to raise."""
 
     def fitted(bar: Bar) -> str:
-        value = bar.fitted(quality) if bar.fitted is not None else None
+        value = bar.fitted_value(quality)
         return "" if value is None else f"{value:.2f}"
 
     lines = [
