@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import pyarrow.fs
 import yaml
 
 from nlrd.atomic import write_text_atomic
 from nlrd.pipeline import StageCache
 from search.space import SearchSpec, load_space
+from search.storage import run_filesystem
 from search.trial_reports import TrialReports
 
 
@@ -129,6 +131,12 @@ class RunDir:
     def storage_path(self) -> str:
         """The directory as Ray Tune's and Ray Train's ``storage_path``: their runs are folders in it."""
         return str(self.path)
+
+    @property
+    def storage_filesystem(self) -> pyarrow.fs.FileSystem:
+        """The file system Ray writes ``storage_path`` through: a file Ray writes there is whole or absent, even when
+        a kill stops the writer (``search.storage``)."""
+        return run_filesystem()
 
     def trial_run(self, trial_id: str) -> str:
         """The Ray Train run of a trial: a retry finds the run's checkpoint under the same name."""

@@ -190,5 +190,9 @@ def _fit(
             use_gpu=resources.stage_gpus > 0,
             resources_per_worker={"CPU": resources.stage_cpus, "GPU": resources.stage_gpus},
         ),
-        run_config=RunConfig(name=run_dir.stage_run(name), storage_path=run_dir.storage_path),
+        run_config=RunConfig(
+            name=run_dir.stage_run(name),
+            storage_path=run_dir.storage_path,
+            storage_filesystem=run_dir.storage_filesystem,
+        ),
     ).fit()

@@ -167,7 +167,7 @@ def make_trainable(
     resources = spec.resources
     # What the trial function holds: plain values and the torch-free TrialReports (see the module's docstring).
     reports = run_dir.reports
-    storage_path = run_dir.storage_path
+    storage_path, storage_filesystem = run_dir.storage_path, run_dir.storage_filesystem
     run_name = run_dir.trial_run("{trial_id}")  # RunDir's naming as a template, filled in by each trial
     encoder, fixed = spec.stages.source.encoder, dict(spec.adapt)
     worker_restarts = spec.failure.worker_restarts
@@ -220,6 +220,7 @@ def make_trainable(
             run_config=RunConfig(
                 name=run_name.format(trial_id=trial_id),
                 storage_path=storage_path,
+                storage_filesystem=storage_filesystem,
                 callbacks=[relay],
                 checkpoint_config=CheckpointConfig(num_to_keep=1),
                 failure_config=FailureConfig(max_failures=worker_restarts),

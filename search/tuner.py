@@ -359,6 +359,7 @@ def build_tuner(
         run_config=tune.RunConfig(
             name=run_dir.tune.name,
             storage_path=run_dir.storage_path,
+            storage_filesystem=run_dir.storage_filesystem,
             verbose=0,
             callbacks=[tables, study, printer, *logger_callbacks(spec, run_dir)],
             failure_config=tune.FailureConfig(max_failures=spec.failure.max_retries),
@@ -369,7 +370,13 @@ def build_tuner(
 def restore_tuner(run_dir: RunDir, trainable: Any) -> tune.Tuner | None:
     """The search Tune saved in ``run_dir``, to continue it, or None when it saved none (the run stopped before
     its search started).  Tune unpickles the saved state: ``run_dir`` must have passed ``RunDir.read_manifest``."""
-    path = str(run_dir.tune)
-    if not tune.Tuner.can_restore(path):
+    path, filesystem = str(run_dir.tune), run_dir.storage_filesystem
+    if not tune.Tuner.can_restore(path, storage_filesystem=filesystem):
         return None
-    return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=False)
+    return tune.Tuner.restore(
+        path,
+        trainable=trainable,
+        resume_unfinished=True,
+        resume_errored=False,
+        storage_filesystem=filesystem,
+    )
