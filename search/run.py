@@ -9,6 +9,7 @@ directory.  ``--resume RUN_DIR`` continues a search that was interrupted; ``--dr
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import shutil
@@ -428,9 +429,8 @@ def run(args: argparse.Namespace) -> int:
     label = score_label(record.score, spec.prefilter.aggregate)
     set_scores = {d.label: d.score for d in decisions}
     trainable = make_trainable(spec, cache, keys, run_dir, set_scores)
-    tuner = restore_tuner(run_dir, trainable) if resuming else None
-    if tuner is None:
-        tuner = build_tuner(spec, trainable, decisions, relation_values, run_dir, references)
+    build = functools.partial(build_tuner, spec, trainable, decisions, relation_values, run_dir, references)
+    tuner = restore_tuner(run_dir, trainable, build) if resuming else build()
     results = tuner.fit()
 
     reports = run_dir.reports

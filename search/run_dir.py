@@ -71,6 +71,11 @@ class RunDir:
         return self.path / "tune"
 
     @property
+    def tuner_state(self) -> Path:
+        """Where Tune keeps what the Tuner was built with (its ``tuner.pkl``)."""
+        return self.tune / "tuner.pkl"
+
+    @property
     def mlflow_db(self) -> Path:
         """The MLflow store (an SQLite file) of ``loggers: [mlflow]`` when ``MLFLOW_TRACKING_URI`` names none."""
         return self.path / "mlflow.db"

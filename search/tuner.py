@@ -4,11 +4,13 @@ the callbacks that print progress and keep the run directory's tables and study 
 from __future__ import annotations
 
 import math
+import pickletools
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -367,12 +369,33 @@ def build_tuner(
     )
 
 
-def restore_tuner(run_dir: RunDir, trainable: Any) -> tune.Tuner | None:
-    """The search Tune saved in ``run_dir``, to continue it, or None when it saved none (the run stopped before
-    its search started).  Tune unpickles the saved state: ``run_dir`` must have passed ``RunDir.read_manifest``."""
+def whole_pickle(path: Path) -> bool:
+    """Whether ``path`` holds a pickle that runs to its end, judged from its opcodes without unpickling it."""
+    try:
+        for _ in pickletools.genops(path.read_bytes()):
+            pass
+    except ValueError:  # "pickle exhausted before seeing STOP", or a cut in an opcode's argument
+        return False
+    return True
+
+
+def restore_tuner(run_dir: RunDir, trainable: Any, build: Callable[[], tune.Tuner]) -> tune.Tuner:
+    """The search Tune saved in ``run_dir``, to continue it; ``build()`` when it saved none (the run stopped before
+    its search started).  Tune unpickles the saved state: ``run_dir`` must have passed ``RunDir.read_manifest``.
+
+    A ``tuner.pkl`` cut short (runs written before ``search.storage``, whose Tune could be killed while it copied
+    the file) is written again by ``build()``: it holds only what the Tuner was built with, which ``build`` makes
+    again from the run's space, and the search's progress lives in Tune's other state files."""
     path, filesystem = str(run_dir.tune), run_dir.storage_filesystem
     if not tune.Tuner.can_restore(path, storage_filesystem=filesystem):
-        return None
+        return build()
+    if not whole_pickle(run_dir.tuner_state):
+        print(
+            f"[run] {run_dir.tuner_state} was cut short (a kill while Tune wrote it); "
+            "written again from the run's space",
+            flush=True,
+        )
+        build()
     return tune.Tuner.restore(
         path,
         trainable=trainable,

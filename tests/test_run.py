@@ -63,7 +63,8 @@ def _ended(run_dir) -> pd.DataFrame:
 def test_interrupted_search_says_so_and_resumes(tmp_path, tiny_stages):
     """Ctrl-C once a trial has ended: the run exits 130 naming ``--resume``, labels only trials that ended as
     finished or stopped (the ones it cut short are ``interrupted``, not stopped by ASHA), and ``--resume`` ends
-    every trial."""
+    every trial, even from an empty ``tuner.pkl`` (what a kill during Tune's copy of it left before
+    ``search.storage``)."""
     space = copy.deepcopy(TINY_SPACE)
     space["searcher"]["num_trials"] = 4
     path = write_space(tmp_path / "tiny.yaml", space)
@@ -80,8 +81,10 @@ def test_interrupted_search_says_so_and_resumes(tmp_path, tiny_stages):
     assert 1 <= len(ended) < 4
     assert all((run_dir / "reports" / f"{trial}.done").exists() for trial in ended["trial_id"])
     assert "The search was interrupted with" in (run_dir / "summary.md").read_text()
+    RunDir(run_dir).tuner_state.write_bytes(b"")
     resumed = Cli(["--resume", str(run_dir)])
     assert resumed.finish(timeout=900) == 0, resumed.log
+    assert "tuner.pkl was cut short" in resumed.log
     final = trial_rows(pd.read_csv(run_dir / "trials.csv"))
     assert len(final) == 4 and set(final["status"]) <= {"finished", "stopped_by_asha"}
     assert "The search was interrupted" not in (run_dir / "summary.md").read_text()

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import copy
+import pickle
 from types import SimpleNamespace
 
 import optuna
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from ray import cloudpickle
 from ray.tune.search.optuna import OptunaSearch
 
@@ -19,6 +22,7 @@ from search.tuner import (
     search_distributions,
     study_storage,
     warmup_points,
+    whole_pickle,
 )
 from tests.conftest import TINY_SPACE
 
@@ -104,3 +108,21 @@ def test_the_warm_up_runs_the_best_scoring_kept_sets_first_with_knobs_in_the_mid
     suggested = [searcher.suggest(f"t{i}")[RELATIONS_KEY] for i in range(3)]
     assert suggested[:2] == ["flip+inplane5", "flip_backward"]  # the enqueued trials come first
     assert warmup_points(parse_space(TINY_SPACE, "tiny.yaml"), decisions) == []  # warmup 0: the cut alone
+
+
+_STATES = st.recursive(
+    st.none() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40) | st.binary(max_size=40),
+    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=8), inner, max_size=6),
+    max_leaves=30,
+)
+
+
+@given(state=_STATES, protocol=st.integers(2, pickle.HIGHEST_PROTOCOL), data=st.data())
+def test_a_pickle_is_whole_and_every_cut_of_it_is_not(tmp_path_factory, state, protocol, data):
+    """How ``--resume`` tells a ``tuner.pkl`` that a kill cut short (empty, or a prefix) without unpickling it."""
+    blob = pickle.dumps(state, protocol=protocol)
+    path = tmp_path_factory.mktemp("pickle") / "tuner.pkl"
+    path.write_bytes(blob)
+    assert whole_pickle(path)
+    path.write_bytes(blob[: data.draw(st.integers(0, len(blob) - 1))])
+    assert not whole_pickle(path)
