@@ -347,7 +347,8 @@ def test_a_rig_without_a_neck_gets_the_shoulders_midpoint(tmp_path: Path) -> Non
     assert not np.allclose(joints[-1, index("neck")], joints[0, index("neck")], atol=1.0)  # it follows the chest
     chest = load_bvh(path, fps=None, mapping={"neck": "Chest"})  # a named joint wins over the derived one
     assert np.allclose(chest.joints[0, index("neck")].numpy(), ours_mm([0, 50, 0]), atol=1e-3)
-    with pytest.raises(DatasetError, match=r"neck \(tried Neck, or the midpoint of l_shoulder and r_shoulder\)"):
+    derived = r"neck \(tried Neck, CC_Base_NeckTwist01, or the midpoint of l_shoulder and r_shoulder\)"
+    with pytest.raises(DatasetError, match=derived):
         load_bvh(path, mapping={"l_shoulder": "LeftClavicle"})
 
 
@@ -563,6 +564,26 @@ RIG_NAMINGS = {
         "Head": "head",
         **generic(("l", "r"), Clav="{s}collar", Upper="{s}shoulder", Elbow="{s}elbow", Wrist="{s}hand"),
         **generic(("l", "r"), Hip="{s}hip", Knee="{s}knee", Ankle="{s}foot", Toe="toe3-1.{side_dot}"),
+    },
+    "character_creator": {
+        "Pelvis": "CC_Base_Hip",
+        "Chest": "CC_Base_Spine02",
+        "Neck": "CC_Base_NeckTwist01",
+        "Head": "CC_Base_Head",
+        **generic(
+            ("L", "R"),
+            Clav="CC_Base_{s}_Clavicle",
+            Upper="CC_Base_{s}_Upperarm",
+            Elbow="CC_Base_{s}_Forearm",
+            Wrist="CC_Base_{s}_Hand",
+        ),
+        **generic(
+            ("L", "R"),
+            Hip="CC_Base_{s}_Thigh",
+            Knee="CC_Base_{s}_Calf",
+            Ankle="CC_Base_{s}_Foot",
+            Toe="CC_Base_{s}_ToeBase",
+        ),
     },
 }
 

@@ -10,7 +10,8 @@ rotation ``parent_rot @ local_rot``; a root uses the identity as its parent.  En
 
 Joint mapping to the 17-joint skeleton: the user's ``mapping`` where it names a joint, else the first name of
 :data:`BVH_NAMES` the file has; names match case-insensitively after dropping a namespace prefix (``mixamorig:Hips``).
-The tables cover the CMU conversions, Mixamo, Unity, Daz/Poser, MakeHuman and the classic Biovision names.
+The tables cover the CMU conversions, Mixamo, Unity, Daz/Poser, MakeHuman, Character Creator and the classic
+Biovision names.
 Choices: hip = ``*UpLeg`` (CMU's ``LHipJoint`` sits at the pelvis), knee = ``*Leg``, ankle = ``*Foot``,
 foot = ``*ToeBase``/``*Toe``, else the End Site of ``*Foot`` (toward the toes), shoulder = ``*Arm``, elbow =
 ``*ForeArm``, wrist = ``*Hand``, and their counterparts in the other namings.  ``*Shoulder`` is the clavicle in CMU,
@@ -64,26 +65,47 @@ UP_AXES: dict[str, np.ndarray] = {
 #: LHipJoint, LeftUpLeg, LeftLeg, LeftFoot, LeftToeBase, ..., Spine1, Neck, Neck1, Head, LeftShoulder, LeftArm, ...),
 #: the common (Mixamo-like) naming (Hips, Spine, LeftUpLeg, ..., LeftToe(Base), Neck, Head, HeadTop_End), Unity's
 #: (LeftUpperArm, LeftLowerArm, LeftUpperLeg, LeftLowerLeg, LeftToes), Daz/Poser's (hip, lShldr, lForeArm, lThigh,
-#: lShin, lFoot), MakeHuman's (hip, lcollar, lshoulder, lelbow, lhand, lhip, lknee, lfoot, toe3-1.l) and the classic
-#: Biovision names (LeftCollar, LeftShoulder, LeftElbow, LeftWrist, LeftHip, LeftKnee, LeftAnkle, LeftToe).
+#: lShin, lFoot), MakeHuman's (hip, lcollar, lshoulder, lelbow, lhand, lhip, lknee, lfoot, toe3-1.l), the classic
+#: Biovision names (LeftCollar, LeftShoulder, LeftElbow, LeftWrist, LeftHip, LeftKnee, LeftAnkle, LeftToe) and
+#: Reallusion Character Creator's (iClone; CC_Base_Hip, CC_Base_L_Clavicle, CC_Base_L_Upperarm, CC_Base_L_Forearm,
+#: CC_Base_L_Hand, CC_Base_L_Thigh, CC_Base_L_Calf, CC_Base_L_Foot, CC_Base_L_ToeBase, CC_Base_NeckTwist01,
+#: CC_Base_Head).
 BVH_NAMES: dict[str, tuple[str, ...]] = {
-    "pelvis": ("Hips", "hip"),
-    "neck": ("Neck",),
-    "r_shoulder": ("RightArm", "RightUpperArm", "rShldr", "RightShoulder", "rShoulder"),
-    "r_elbow": ("RightForeArm", "RightLowerArm", "rForeArm", "RightElbow", "rElbow"),
-    "r_wrist": ("RightHand", "rHand", "RightWrist", "rWrist"),
-    "l_shoulder": ("LeftArm", "LeftUpperArm", "lShldr", "LeftShoulder", "lShoulder"),
-    "l_elbow": ("LeftForeArm", "LeftLowerArm", "lForeArm", "LeftElbow", "lElbow"),
-    "l_wrist": ("LeftHand", "lHand", "LeftWrist", "lWrist"),
-    "head_top": ("HeadTop_End", "Head_end", "Head"),
-    "r_hip": ("RightUpLeg", "RightUpperLeg", "rThigh", "RightHip", "rHip"),
-    "r_knee": ("RightLeg", "RightLowerLeg", "rShin", "RightKnee", "rKnee"),
-    "r_ankle": ("RightFoot", "rFoot", "RightAnkle", "rAnkle"),
-    "r_foot": ("RightToeBase", "RightToe", "RightToes", "rToe", "toe3-1.r", "RightFoot_end", "rFoot_end"),
-    "l_hip": ("LeftUpLeg", "LeftUpperLeg", "lThigh", "LeftHip", "lHip"),
-    "l_knee": ("LeftLeg", "LeftLowerLeg", "lShin", "LeftKnee", "lKnee"),
-    "l_ankle": ("LeftFoot", "lFoot", "LeftAnkle", "lAnkle"),
-    "l_foot": ("LeftToeBase", "LeftToe", "LeftToes", "lToe", "toe3-1.l", "LeftFoot_end", "lFoot_end"),
+    "pelvis": ("Hips", "hip", "CC_Base_Hip"),
+    "neck": ("Neck", "CC_Base_NeckTwist01"),
+    "r_shoulder": ("RightArm", "RightUpperArm", "rShldr", "RightShoulder", "rShoulder", "CC_Base_R_Upperarm"),
+    "r_elbow": ("RightForeArm", "RightLowerArm", "rForeArm", "RightElbow", "rElbow", "CC_Base_R_Forearm"),
+    "r_wrist": ("RightHand", "rHand", "RightWrist", "rWrist", "CC_Base_R_Hand"),
+    "l_shoulder": ("LeftArm", "LeftUpperArm", "lShldr", "LeftShoulder", "lShoulder", "CC_Base_L_Upperarm"),
+    "l_elbow": ("LeftForeArm", "LeftLowerArm", "lForeArm", "LeftElbow", "lElbow", "CC_Base_L_Forearm"),
+    "l_wrist": ("LeftHand", "lHand", "LeftWrist", "lWrist", "CC_Base_L_Hand"),
+    "head_top": ("HeadTop_End", "Head_end", "Head", "CC_Base_Head_end", "CC_Base_Head"),
+    "r_hip": ("RightUpLeg", "RightUpperLeg", "rThigh", "RightHip", "rHip", "CC_Base_R_Thigh"),
+    "r_knee": ("RightLeg", "RightLowerLeg", "rShin", "RightKnee", "rKnee", "CC_Base_R_Calf"),
+    "r_ankle": ("RightFoot", "rFoot", "RightAnkle", "rAnkle", "CC_Base_R_Foot"),
+    "r_foot": (
+        "RightToeBase",
+        "RightToe",
+        "RightToes",
+        "rToe",
+        "toe3-1.r",
+        "CC_Base_R_ToeBase",
+        "RightFoot_end",
+        "rFoot_end",
+    ),
+    "l_hip": ("LeftUpLeg", "LeftUpperLeg", "lThigh", "LeftHip", "lHip", "CC_Base_L_Thigh"),
+    "l_knee": ("LeftLeg", "LeftLowerLeg", "lShin", "LeftKnee", "lKnee", "CC_Base_L_Calf"),
+    "l_ankle": ("LeftFoot", "lFoot", "LeftAnkle", "lAnkle", "CC_Base_L_Foot"),
+    "l_foot": (
+        "LeftToeBase",
+        "LeftToe",
+        "LeftToes",
+        "lToe",
+        "toe3-1.l",
+        "CC_Base_L_ToeBase",
+        "LeftFoot_end",
+        "lFoot_end",
+    ),
 }
 
 #: Table names taken only when the file also has the named joint: a ``*Shoulder`` is the shoulder joint in a rig
