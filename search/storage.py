@@ -38,18 +38,6 @@ class _RenamedOnClose:
     def closed(self) -> bool:
         return self._file.closed
 
-    def writable(self) -> bool:
-        return True
-
-    def readable(self) -> bool:
-        return False
-
-    def seekable(self) -> bool:
-        return False
-
-    def tell(self) -> int:
-        return self._file.tell()
-
     def write(self, data: Any) -> int:
         try:
             return self._file.write(data)
