@@ -18,7 +18,7 @@ from search.launch_marks import MARKS, PREFIX, phase_seconds
 from search.run import INTERRUPTED_EXIT, check_run_name, main
 from search.run_dir import RunDir
 from search.space import load_space
-from search.tuner import study_storage
+from search.tuner import study_storage, whole_pickle
 from tests.conftest import REPO, TINY_SPACE, Cli, trial_rows, with_stages, write_space
 
 
@@ -57,6 +57,25 @@ def test_help_reads_as_plain_text(capsys):
 def _ended(run_dir) -> pd.DataFrame:
     table = pd.read_csv(run_dir / "trials.csv")
     return table[table["status"].isin(["finished", "stopped_by_asha"])].set_index("trial_id")
+
+
+def _reads_to_its_end(path) -> bool:
+    """A whole pickle or a whole JSON document (Tune names some of its pickles ``*.json``)."""
+    if whole_pickle(path):
+        return True
+    try:
+        json.loads(path.read_bytes())
+    except ValueError:
+        return False
+    return True
+
+
+def _cut_short(run_dir: RunDir) -> list[str]:
+    """Ray's saved state that does not read to its end (what a kill mid-write leaves): Tune's files beside its trial
+    folders, and each trial's Train snapshot."""
+    state = [*run_dir.tune.glob("*.pkl"), *run_dir.tune.glob("*.json")]
+    state += run_dir.path.glob("train-*/checkpoint_manager_snapshot.json")
+    return [str(path) for path in state if not _reads_to_its_end(path)]
 
 
 @pytest.mark.own_ray
@@ -124,6 +143,7 @@ def test_killed_search_resumes_without_losing_or_repeating_trials(tmp_path, tiny
             raise AssertionError("no new trial ended within 300 s:\n" + run.log)
         run.kill()
         assert run.proc.returncode == -signal.SIGKILL, run.log
+        assert _cut_short(RunDir(run_dir)) == []  # Tune's and Train's saved state, whole after the kill
         now = _ended(run_dir)  # written by the live callback as each trial ended
         assert len(now) > len(ended) and set(ended.index) <= set(now.index)
         assert (now.loc[ended.index, "mpjpe"] == ended["mpjpe"]).all()  # kept, not re-run
