@@ -31,19 +31,31 @@ def current_umask() -> int:
     return mask
 
 
+def temporary_file_beside(path: str | os.PathLike) -> Path:
+    """A fresh, empty file in ``path``'s folder (``.<name>.<random>.tmp``) with the mode ``path`` should get, to be
+    written and then renamed to ``path``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        os.chmod(tmp, 0o666 & ~current_umask())
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
 def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` on a fresh temporary path beside ``path``, then rename it to ``path``; on any error the
     old ``path`` (if any) is left as it was and the temporary file is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = temporary_file_beside(path)
     try:
-        os.chmod(tmp, 0o666 & ~current_umask())
-        write(Path(tmp))
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 

@@ -12,13 +12,12 @@ so a kill leaves the last whole copy.
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any, BinaryIO
 
 import pyarrow
 import pyarrow.fs as pafs
 
-from nlrd.atomic import current_umask
+from nlrd.atomic import temporary_file_beside
 
 
 class _RenamedOnClose:
@@ -28,10 +27,8 @@ class _RenamedOnClose:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        folder, name = os.path.split(path)
-        fd, self.tmp = tempfile.mkstemp(dir=folder or ".", prefix=f".{name}.", suffix=".tmp")
-        os.fchmod(fd, 0o666 & ~current_umask())
-        self._file: BinaryIO = os.fdopen(fd, "wb")
+        self.tmp = temporary_file_beside(path)
+        self._file: BinaryIO = self.tmp.open("wb")  # noqa: SIM115 (the stream outlives this call: close() ends it)
         self._broken = False
 
     @property
@@ -75,9 +72,6 @@ class AtomicLocalHandler(pafs.FileSystemHandler):
 
     def __hash__(self) -> int:
         return hash(AtomicLocalHandler)
-
-    def __reduce__(self) -> tuple[type, tuple[()]]:  # Ray ships the file system to its actors
-        return (AtomicLocalHandler, ())
 
     def get_type_name(self) -> str:
         return "local+atomic"
