@@ -6,6 +6,7 @@ colleagues on a shared file system can read results and caches whenever the umas
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +30,10 @@ def current_umask() -> int:
     mask = os.umask(0o077)
     os.umask(mask)
     return mask
+
+
+#: The name of a file :func:`temporary_file_beside` makes: ``.<name>.<mkstemp's 8 random characters>.tmp``.
+TEMPORARY_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
 
 
 def temporary_file_beside(path: str | os.PathLike) -> Path:
@@ -62,3 +67,13 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return write_atomic(path, lambda tmp: tmp.write_text(text))
+
+
+def remove_temporary_files(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files of writes that never finished (a process killed between creating one and renaming
+    it) anywhere under ``folder``, and return them.  Only for a folder no one writes in at the moment: a write in
+    progress would lose its temporary file."""
+    stale = [p for p in Path(folder).rglob(".*.tmp") if TEMPORARY_NAME.fullmatch(p.name) and p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale

@@ -9,6 +9,7 @@ directory.  ``--resume RUN_DIR`` continues a search that was interrupted; ``--dr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import logging
 import os
@@ -25,6 +26,7 @@ import optuna
 import pandas as pd
 import ray
 
+from nlrd.atomic import remove_temporary_files
 from nlrd.pipeline import StageCache, StageKeys, reference_lines, stage_keys, stage_quality
 from nlrd.quality import StageQuality
 from nlrd.quality import warnings as quality_warnings
@@ -380,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return run(args)
-    except (SpaceError, RunError) as exc:
+    except (SpaceError, RunError, RunDirError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except StageJobError as exc:
@@ -396,18 +398,39 @@ def run(args: argparse.Namespace) -> int:
     problems = unreadable_stages(cache, stage_keys(spec.stages, spec.relations.candidates))
     if problems:
         raise RunError("\n".join(problems))
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    start = time.monotonic()
-    start_ray(args.address)  # before anything is written: a cluster that does not answer leaves no run behind
-    # A local Ray this run started has the size it has; only a cluster it joined may grow.
-    joined = cluster_address(args.address)[0] is not None
-    nodes, autoscaled = cluster_nodes(), joined and autoscaling()
-    check_resources(spec, "this cluster", nodes, autoscaled)
-    side_by_side = stage_branches_side_by_side(spec.resources, nodes, autoscaled)
-    if not resuming:
-        run_dir.create(spec, cache)
+    with contextlib.ExitStack() as held:
+        if resuming:  # a run another search holds is refused before Ray starts
+            held.enter_context(run_dir.hold())
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        start = time.monotonic()
+        start_ray(args.address)  # before anything is written: a cluster that does not answer leaves no run behind
+        # A local Ray this run started has the size it has; only a cluster it joined may grow.
+        joined = cluster_address(args.address)[0] is not None
+        nodes, autoscaled = cluster_nodes(), joined and autoscaling()
+        check_resources(spec, "this cluster", nodes, autoscaled)
+        side_by_side = stage_branches_side_by_side(spec.resources, nodes, autoscaled)
+        if not resuming:
+            run_dir.create(spec, cache)
+            held.enter_context(run_dir.hold())
+        return search(args, spec, run_dir, cache, resuming, side_by_side, start)
+
+
+def search(
+    args: argparse.Namespace,
+    spec: SearchSpec,
+    run_dir: RunDir,
+    cache: StageCache,
+    resuming: bool,
+    side_by_side: bool,
+    start: float,
+) -> int:
+    """The run itself, from its stages to its tables, while this process holds the run directory."""
     where = cluster_address(args.address)[1]
     print(f"[run] {spec.name}: {'resuming' if resuming else 'results in'} {run_dir.path} (Ray: {where})", flush=True)
+    if resuming:
+        left = remove_temporary_files(run_dir.path)
+        if left:
+            print(f"[run] removed {len(left)} temporary files of writes the interruption cut short", flush=True)
     try:
         keys = ensure_stages(spec.stages, spec.relations.candidates, cache, spec.resources, run_dir, side_by_side)
         references, quality = report_stages(spec, cache, keys)

@@ -7,7 +7,12 @@ do not change.  The directory is passed around as a ``RunDir`` and becomes a str
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,8 +28,8 @@ from search.trial_reports import TrialReports
 
 
 class RunDirError(Exception):
-    """A directory that cannot be resumed: not a run, an unreadable manifest, or a space edited since the run
-    started.  The message starts with the directory."""
+    """A directory that cannot be run or resumed: not a run, an unreadable manifest, a space edited since the run
+    started, or a run another search holds.  The message starts with the directory."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,11 @@ class RunDir:
         return self.path / "best_encoder.pt"
 
     @property
+    def lock_file(self) -> Path:
+        """Locked by the search that runs in the directory (:meth:`hold`); it names that search."""
+        return self.path / ".run.lock"
+
+    @property
     def storage_path(self) -> str:
         """The directory as Ray Tune's and Ray Train's ``storage_path``: their runs are folders in it."""
         return str(self.path)
@@ -151,9 +161,35 @@ class RunDir:
         """The Ray Train run of a shared-stage job (``stage_run("*")``: all of them, as a glob)."""
         return f"stages-{job.replace('+', '-')}"
 
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        """Hold the run for this process while the block runs: a second search on it (``--resume`` while it runs, on
+        this machine or another that shares the file system) gets ``RunDirError`` naming the holder, instead of two
+        searches writing one study.  The lock is the operating system's (``flock``), so it ends with the process
+        however the process ends, and a run killed with SIGKILL is free to resume at once."""
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 512, 0).decode(errors="replace").strip() or "another process"
+                raise RunDirError(
+                    f"{self.path}: another search is running in it ({holder}); wait for it to end, or stop it, "
+                    "then resume"
+                ) from None
+            os.ftruncate(fd, 0)
+            started = datetime.now().isoformat(sep=" ", timespec="seconds")
+            os.pwrite(fd, f"search/run.py, pid {os.getpid()} on {socket.gethostname()}, since {started}".encode(), 0)
+            yield
+        finally:
+            os.close(fd)
+
     def create(self, spec: SearchSpec, cache: StageCache) -> None:
         """Make the directory of a new run, with its manifest and a copy of its space."""
-        self.path.mkdir(parents=True)
+        try:
+            self.path.mkdir(parents=True)
+        except FileExistsError:
+            raise RunDirError(f"{self.path}: already exists; choose another --name or --out, or --resume it") from None
         manifest = {
             "space": str(spec.path.resolve()),
             "space_digest": spec.digest,

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nlrd import atomic
-from nlrd.atomic import current_umask, write_atomic, write_text_atomic
+from nlrd.atomic import current_umask, remove_temporary_files, temporary_file_beside, write_atomic, write_text_atomic
 
 
 @pytest.fixture
@@ -59,3 +59,16 @@ def test_the_umask_reads_the_same_where_proc_is_missing(tmp_path, umask, monkeyp
     monkeypatch.setattr(atomic, "_PROC_STATUS", tmp_path / "absent")
     assert current_umask() == 0o027
     assert os.umask(0o027) == 0o027  # reading it left it as it was
+
+
+def test_the_temporary_files_of_unfinished_writes_are_found_and_removed_and_nothing_else(tmp_path):
+    """What a kill between creating a temporary file and renaming it leaves, in any folder below; a user's own files
+    that merely look alike stay."""
+    (tmp_path / "tune").mkdir()
+    left = [temporary_file_beside(tmp_path / "tune" / "tuner.pkl"), temporary_file_beside(tmp_path / "trials.csv")]
+    kept = [tmp_path / name for name in ("trials.csv", ".notes.tmp", "a.abcdefgh.tmp", ".x.abcdefghi.tmp")]
+    for path in kept:
+        path.write_text("mine")
+    assert sorted(remove_temporary_files(tmp_path)) == sorted(left)
+    assert not any(path.exists() for path in left) and all(path.exists() for path in kept)
+    assert remove_temporary_files(tmp_path) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import importlib.metadata
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import optuna
 import pandas as pd
 import pytest
 
+from nlrd.atomic import temporary_file_beside
 from nlrd.pipeline import StageCache, stage_keys
 from search.launch_marks import MARKS, PREFIX, phase_seconds
 from search.run import INTERRUPTED_EXIT, check_run_name, main
@@ -101,9 +103,12 @@ def test_interrupted_search_says_so_and_resumes(tmp_path, tiny_stages):
     assert all((run_dir / "reports" / f"{trial}.done").exists() for trial in ended["trial_id"])
     assert "The search was interrupted with" in (run_dir / "summary.md").read_text()
     RunDir(run_dir).tuner_state.write_bytes(b"")
+    stale = temporary_file_beside(RunDir(run_dir).tuner_state)  # what a kill between its creation and rename leaves
     resumed = Cli(["--resume", str(run_dir)])
     assert resumed.finish(timeout=900) == 0, resumed.log
     assert "tuner.pkl was cut short" in resumed.log
+    assert "[run] removed 1 temporary files of writes the interruption cut short" in resumed.log
+    assert not stale.exists()
     final = trial_rows(pd.read_csv(run_dir / "trials.csv"))
     assert len(final) == 4 and set(final["status"]) <= {"finished", "stopped_by_asha"}
     assert "The search was interrupted" not in (run_dir / "summary.md").read_text()
@@ -340,3 +345,18 @@ def test_resume_refuses_a_run_of_another_space(tmp_path, capsys):
     (run_dir / "space.yaml").write_text((run_dir / "space.yaml").read_text().replace("num_trials: 4", "num_trials: 5"))
     assert main(["--resume", str(run_dir)]) == 2
     assert "was changed after the run started" in capsys.readouterr().err
+
+
+def test_resume_refuses_a_run_another_search_is_running_in(tmp_path, capsys):
+    """Two searches on one run directory would write one study twice: the second is refused, naming the first,
+    before it starts Ray or touches the run."""
+    spec = load_space(write_space(tmp_path / "tiny.yaml", TINY_SPACE))
+    run_dir = RunDir(tmp_path / "run")
+    run_dir.create(spec, StageCache(tmp_path / "cache"))
+    before = sorted(p.name for p in run_dir.path.iterdir())
+    with run_dir.hold():
+        assert main(["--resume", str(run_dir.path)]) == 2
+        err = capsys.readouterr().err
+        assert sorted(p.name for p in run_dir.path.iterdir()) == sorted([*before, ".run.lock"])
+    assert err.startswith(f"error: {run_dir.path}: another search is running in it (search/run.py, pid {os.getpid()}")
+    assert "wait for it to end, or stop it, then resume" in err and err.count("\n") == 1

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pandas as pd
@@ -18,7 +22,7 @@ from search.run_dir import RunDir, RunDirError
 from search.space import ObjectiveSpec, load_space, parse_space
 from search.trial_reports import TrialReports
 from search.tuner import LiveTables, StudyRecorder
-from tests.conftest import TINY_SPACE, write_space
+from tests.conftest import REPO, TINY_SPACE, write_space
 
 
 def test_the_file_names_stay_those_earlier_runs_have(tmp_path):
@@ -113,3 +117,53 @@ def test_tune_state_saved_before_the_run_dir_existed_still_resumes(tmp_path, mon
     tables.on_trial_complete(0, [trial], trial)
     assert tables.reports.ended("t1") and (tmp_path / "trials.csv").is_file()
     assert pd.read_csv(tmp_path / "trials.csv")["nl_flip"].tolist() == [0.8]
+
+
+def test_a_held_run_refuses_a_second_holder_until_it_lets_go(tmp_path):
+    run_dir = RunDir(tmp_path)
+    refused = pytest.raises(RunDirError, match=f"another search is running in it .search/run.py, pid {os.getpid()} on")
+    with run_dir.hold(), refused, run_dir.hold():
+        pass
+    with run_dir.hold():  # let go at the end of the block
+        pass
+
+
+def test_a_killed_holder_frees_the_run_at_once(tmp_path):
+    """The lock is the kernel's: SIGKILL, a lost node or a power cut leave nothing to clean up before a resume."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from search.run_dir import RunDir\n"
+            f"with RunDir({str(tmp_path)!r}).hold():\n    print('held', flush=True); time.sleep(600)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunDirError, match=f"pid {holder.pid} on"), RunDir(tmp_path).hold():
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with RunDir(tmp_path).hold():
+        assert f"pid {os.getpid()} on" in RunDir(tmp_path).lock_file.read_text()
+
+
+def test_the_lock_file_gets_the_mode_the_umask_gives(tmp_path):
+    saved = os.umask(0o022)
+    try:
+        with RunDir(tmp_path).hold():
+            pass
+    finally:
+        os.umask(saved)
+    assert stat.S_IMODE(RunDir(tmp_path).lock_file.stat().st_mode) == 0o644
+
+
+def test_creating_a_run_that_appeared_meanwhile_is_a_clear_error(tmp_path):
+    spec = load_space(write_space(tmp_path / "tiny.yaml", TINY_SPACE))
+    (tmp_path / "run").mkdir()
+    with pytest.raises(RunDirError, match="run: already exists; choose another --name or --out, or --resume it"):
+        RunDir(tmp_path / "run").create(spec, StageCache(tmp_path / "cache"))
