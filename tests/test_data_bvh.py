@@ -476,6 +476,45 @@ def test_a_z_up_file_among_y_up_files_is_refused_and_a_set_that_mostly_lies_is_c
     assert len(load_bvh_files(sorted(tmp_path.glob("e*.bvh")), up="z")) == 4
 
 
+def test_up_auto_takes_the_sets_axis_and_reads_another_exporters_file_along_its_own(tmp_path: Path) -> None:
+    """Mostly y-up takes, one z-up file (its rest pose and frames stand along z) and a take lying down (its rest pose
+    stands along y): each loads as ``up`` named for it would load it."""
+    turned = {"Hips": {"Zposition": 95.0, "Xrotation": 90.0}}  # a y-up rest pose the root stands along z
+    files = {
+        "a_y.bvh": (common_skeleton(), [STANDING] * 2, "y"),
+        "b_z.bvh": (z_up_skeleton(), [{"Hips": {"Zposition": 95.0}}] * 2, "z"),
+        "c_lying.bvh": (common_skeleton(), [LYING] * 2, "y"),
+        "d_y.bvh": (common_skeleton(), [STANDING] * 2, "y"),
+        "e_y.bvh": (common_skeleton(), [STANDING] * 2, "y"),
+    }
+    (tmp_path / "mixed").mkdir()
+    (tmp_path / "turned").mkdir()
+    for name, (root, frames, _) in files.items():
+        write(tmp_path / "mixed", bvh_text(root, frames), name)
+    auto = load_bvh_folder(tmp_path / "mixed", up="auto")
+    for seq, (name, (_, _, up)) in zip(auto, files.items(), strict=True):
+        path = tmp_path / "mixed" / name
+        standing = sorted((tmp_path / "mixed").glob("*_y.bvh"))  # beside which a take lying down loads
+        named = load_bvh_files([path, *standing], up=up)[0] if "lying" in name else load_bvh(path, up=up)
+        assert torch.equal(seq.joints, named.joints), name
+    assert torch.allclose(auto[1].joints, auto[0].joints, atol=1e-3)  # the z-up file reads like the y-up ones
+    for k in range(3):  # a set written so: the set's frames decide, as up: z would
+        write(tmp_path / "turned", bvh_text(common_skeleton(), [turned] * 2), f"t{k}.bvh")
+    auto, named = load_bvh_folder(tmp_path / "turned", up="auto"), load_bvh_folder(tmp_path / "turned", up="z")
+    assert all(torch.equal(a.joints, z.joints) for a, z in zip(auto, named, strict=True))
+    lone = load_bvh(tmp_path / "mixed" / "c_lying.bvh", up="auto")  # alone, a take on its back is such a file
+    assert torch.equal(lone.joints, load_bvh(tmp_path / "mixed" / "c_lying.bvh", up="z").joints)
+
+
+def test_up_auto_refuses_a_figure_that_stands_along_neither_axis(tmp_path: Path) -> None:
+    upside_down = write(tmp_path, bvh_text(common_skeleton(), [{"Hips": {"Xrotation": 180.0}}]), "flipped.bvh")
+    message = r"flipped.bvh: .*the file's y axis, which up: auto chose: .* -y axis .*stand along \+y or \+z"
+    with pytest.raises(NotUprightError, match=message):
+        load_bvh(upside_down, units="cm", up="auto")
+    with pytest.raises(DatasetError, match=r"up must be one of \['y', 'z', 'auto'\], got 'x'"):
+        load_bvh(upside_down, up="x")
+
+
 def test_units_come_from_the_rest_pose_when_the_take_crouches(tmp_path: Path) -> None:
     """A CMU-sized figure (about 1.3 m in CMU units) that crouches throughout: its frames alone read below 1.2 m."""
     scale = 130 / 165 * 0.45 / 2.54

@@ -48,7 +48,9 @@ def test_bvh_folder_checks(tmp_path: Path) -> None:
     error = fails(BvhSource(path=str(folder), pattern="*.txt"), clips=False)
     assert error.key == "pattern" and "no file matches '*.txt'" in str(error)
     assert fails(BvhSource(path=str(folder), units="feet"), clips=False).key == "units"
-    assert fails(BvhSource(path=str(folder), up="x"), clips=False).key == "up"
+    error = fails(BvhSource(path=str(folder), up="x"), clips=False)
+    assert error.key == "up" and "must be one of ['y', 'z', 'auto'], got 'x'" in str(error)
+    BvhSource(path=str(folder), up="auto").check(clips=False)
     (folder / "mapping.yaml").write_text("[1, 2]")
     error = fails(BvhSource(path=str(folder), mapping=str(folder / "mapping.yaml")), clips=False)
     assert error.key == "mapping" and "expected a YAML mapping" in str(error)

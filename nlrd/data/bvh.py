@@ -33,7 +33,11 @@ of the rig's rest pose, every channel 0, and the median frame: folding the body 
 facing +z with its left at +x ends up facing -y with its left at +x, like :func:`nlrd.skeleton.rest_pose_mm`.
 ``up="z"`` keeps the axes.  A file whose figure does not stand along ``up`` in its median frame is refused, naming the
 axis it stands along; in a set of files (:func:`load_bvh_files`, a folder) a take that lies down loads when its rest
-pose stands and at least half of the set does.
+pose stands and at least half of the set does.  ``up="auto"`` takes the axis most of the set's figures stand along in
+their median frames, and reads a file whose rest pose and frames both stand along the other axis along that one (a
+collection mixing exporters loads as it is).  A take lying on its back in a y-up file stands along z, as a file that
+turns a y-up rest pose to z by its root's rotation does: only the set tells them apart, so a lone file is read along
+the axis its frames stand along.
 """
 
 from __future__ import annotations
@@ -60,6 +64,8 @@ UP_AXES: dict[str, np.ndarray] = {
     "y": np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]]),
     "z": np.eye(3),
 }
+#: What ``up`` may be: an axis of :data:`UP_AXES`, or ``auto`` (each file's own, from how its figure stands).
+UP_CHOICES = (*UP_AXES, "auto")
 
 #: Candidate BVH joint names for each of our joints, in order of preference.  They cover the CMU conversions (Hips,
 #: LHipJoint, LeftUpLeg, LeftLeg, LeftFoot, LeftToeBase, ..., Spine1, Neck, Neck1, Head, LeftShoulder, LeftArm, ...),
@@ -371,23 +377,21 @@ def _stands(head_over_ankles: np.ndarray, up: str) -> bool:
     return bool(along_up > math.cos(math.radians(UPRIGHT_DEG)) * np.linalg.norm(head_over_ankles))
 
 
-def _upright_error(frames: np.ndarray, up: str, source: str) -> NotUprightError | None:
+def _upright_error(frames: np.ndarray, up: str, source: str, asked: str) -> NotUprightError:
     """Why the figure does not stand along ``up`` in its median frame (``frames`` ``(T, 3)``: head-top over the
-    ankles in file axes), or None when it does.
+    ankles in file axes).  ``asked``: the caller's ``up`` (``auto`` chose ``up``).
 
     The frames decide, not the rest pose: some files keep a y-up rest pose and turn every frame to stand along z by
     the root's rotation.  Without the check such a file, or a z-up file read as y-up, loads as a person lying on the
     floor.  A take that lies down (a crawl, a roll on the floor) cannot be told from those on its own;
     :func:`load_bvh_files` loads it when its rest pose stands and most of its set does.
     """
-    median = np.median(frames, axis=0)
-    if _stands(median, up):
-        return None
-    axis = _axis_name(median)
-    hint = {"+y": "up: y", "+z": "up: z"}.get(axis)
-    advice = f"pass {hint}" if hint else "the loader reads figures that stand along +y (up: y) or +z (up: z)"
+    axis = _axis_name(np.median(frames, axis=0))
+    hint = {"+y": "up: y", "+z": "up: z"}.get(axis) if asked != "auto" else None
+    advice = f"pass {hint} (or up: auto)" if hint else "the loader reads figures that stand along +y or +z"
+    along = f"the file's {up} axis (up: {up})" if asked != "auto" else f"the file's {up} axis, which up: auto chose"
     return NotUprightError(
-        f"{source}: the figure does not stand along the file's {up} axis (up: {up}): seen from its ankles, its "
+        f"{source}: the figure does not stand along {along}: seen from its ankles, its "
         f"head-top lies along the file's {axis} axis in the median frame; {advice} (a take that lies down, its rest "
         "pose standing, loads from a folder where most takes stand)"
     )
@@ -410,21 +414,36 @@ def _infer_units(rest: np.ndarray, frames: np.ndarray, source: str) -> float:
     return UNITS_MM[fits[0]]
 
 
-def _read_bvh(
-    path: str | Path,
-    fps: float | None,
-    units: str | None,
-    mapping: str | Path | Mapping[str, str] | None,
-    up: str,
-) -> tuple[PoseSequence, NotUprightError | None, bool]:
-    """The file's poses, why its figure does not stand along ``up`` (None when it does), and whether its rest pose
-    (every channel 0) stands along ``up``."""
+@dataclass(frozen=True)
+class _Take:
+    """A BVH file read in its own axes: our 17 joints (mm, ``(T, 17, 3)``), and the head-top over the ankles in each
+    frame (``(T, 3)``) and in the rig's rest pose (``(3,)``), which decide the up axis."""
+
+    source: str
+    joints: np.ndarray
+    frame_time: float
+    frames: np.ndarray
+    rest: np.ndarray
+
+    def stands(self, up: str) -> bool:
+        return _stands(np.median(self.frames, axis=0), up)
+
+    def rest_stands(self, up: str) -> bool:
+        return _stands(self.rest, up)
+
+    def sequence(self, up: str, fps: float | None) -> PoseSequence:
+        """The poses turned to z up, resampled to ``fps`` (None keeps the file's rate)."""
+        sequence = PoseSequence.from_positions(
+            self.joints @ UP_AXES[up].T, fps=1.0 / self.frame_time, source=self.source
+        )
+        return sequence if fps is None else sequence.resample(fps)
+
+
+def _read_bvh(path: str | Path, units: str | None, mapping: str | Path | Mapping[str, str] | None) -> _Take:
     path = Path(path)
     source = str(path)
     if units is not None and units not in UNITS_MM:
         raise DatasetError(f"{source}: units must be one of {list(UNITS_MM)} or None, got {units!r}")
-    if up not in UP_AXES:
-        raise DatasetError(f"{source}: up must be one of {list(UP_AXES)}, got {up!r}")
     if not path.is_file():
         raise DatasetError(f"{source}: BVH file not found")
     lines = path.read_text(encoding="utf-8-sig", errors="replace").splitlines()
@@ -444,9 +463,23 @@ def _read_bvh(
     rest = _head_over_ankles(ours_of(_forward_kinematics(joints, np.zeros((1, num_channels)))))[0]
     frames = _head_over_ankles(ours)
     scale = UNITS_MM[units] if units is not None else _infer_units(rest, frames, source)
-    sequence = PoseSequence.from_positions((ours @ UP_AXES[up].T) * scale, fps=1.0 / frame_time, source=source)
-    resampled = sequence if fps is None else sequence.resample(fps)
-    return resampled, _upright_error(frames, up, source), _stands(rest, up)
+    return _Take(source, ours * scale, frame_time, frames, rest)
+
+
+def _check_up(up: str, source: str) -> None:
+    if up not in UP_CHOICES:
+        raise DatasetError(f"{source}: up must be one of {list(UP_CHOICES)}, got {up!r}")
+
+
+def _set_up(takes: Sequence[_Take]) -> str:
+    """``up="auto"``: the axis most takes' figures stand along in their median frames; on a tie, the one more of
+    them also stand along in their rest poses, then ``y`` (the BVH convention)."""
+
+    def votes(up: str) -> tuple[int, int]:
+        standing = [take for take in takes if take.stands(up)]
+        return len(standing), sum(take.rest_stands(up) for take in standing)
+
+    return max(UP_AXES, key=votes)
 
 
 def load_bvh(
@@ -459,12 +492,15 @@ def load_bvh(
     """Read a BVH file as 17-joint poses, root-relative mm, z up, resampled to ``fps`` (None keeps the file's rate).
 
     ``mapping``: ``{our_joint_name: bvh_joint_name}`` or a YAML file of it, consulted before the built-in tables.
-    Raises :class:`NotUprightError` when the figure does not stand along ``up`` in its median frame.
+    ``up``: ``y``, ``z`` or ``auto`` (the module's docstring).  Raises :class:`NotUprightError` when the figure does
+    not stand along ``up`` in its median frame.
     """
-    sequence, not_upright, _ = _read_bvh(path, fps, units, mapping, up)
-    if not_upright is not None:
-        raise not_upright
-    return sequence
+    _check_up(up, str(path))
+    take = _read_bvh(path, units, mapping)
+    axis = _set_up([take]) if up == "auto" else up
+    if not take.stands(axis):
+        raise _upright_error(take.frames, axis, take.source, up)
+    return take.sequence(axis, fps)
 
 
 def load_bvh_files(
@@ -477,20 +513,31 @@ def load_bvh_files(
     """Several BVH files of one recording set, as :func:`load_bvh` reads each, but a take that lies down (a crawl, a
     roll) loads: a file whose figure does not stand along ``up`` in its median frame loads when its rest pose does
     and at least half of the set stands.  A file whose rest pose does not stand either has other axes (its
-    :class:`NotUprightError` is raised), and a set that mostly does not stand is read with the wrong ``up`` (the
-    first such file's error is raised, counted)."""
-    read = [_read_bvh(path, fps, units, mapping, up) for path in paths]
-    lying = []
-    for _, not_upright, rest_stands in read:
-        if not_upright is not None and not rest_stands:
-            raise not_upright
-        if not_upright is not None:
-            lying.append(not_upright)
-    if len(lying) > len(read) / 2:
+    :class:`NotUprightError` is raised, unless ``up="auto"`` and both stand along the other axis), and a set that
+    mostly does not stand is read with the wrong ``up`` (the first such file's error is raised, counted)."""
+    for path in paths:
+        _check_up(up, str(path))
+    if mapping is not None and not isinstance(mapping, Mapping):
+        mapping = read_joint_mapping(mapping, str(mapping))  # the YAML file once for the set, not once a file
+    takes = [_read_bvh(path, units, mapping) for path in paths]
+    axis = _set_up(takes) if up == "auto" else up
+    sequences, lying = [], []
+    for take in takes:
+        own = axis
+        if not take.stands(axis):
+            other = [a for a in UP_AXES if a != axis and take.stands(a) and take.rest_stands(a)]
+            if up == "auto" and other:
+                own = other[0]  # another exporter's file: it stands, at rest and moving, along its own axis
+            elif take.rest_stands(axis):
+                lying.append(_upright_error(take.frames, axis, take.source, up))
+            else:
+                raise _upright_error(take.frames, axis, take.source, up)
+        sequences.append(take.sequence(own, fps))
+    if len(lying) > len(takes) / 2:
         raise NotUprightError(
-            f"{len(lying)} of {len(read)} BVH files do not stand along up: {up}; the first: {lying[0]}"
+            f"{len(lying)} of {len(takes)} BVH files do not stand along up: {axis}; the first: {lying[0]}"
         )
-    return [sequence for sequence, _, _ in read]
+    return sequences
 
 
 def load_bvh_folder(folder: str | Path, pattern: str = "**/*.bvh", **kwargs) -> list[PoseSequence]:

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from nlrd.core import PARTS, ClipSet
-from nlrd.data.bvh import UNITS_MM, UP_AXES, load_bvh_files, load_bvh_folder, read_joint_mapping
+from nlrd.data.bvh import UNITS_MM, UP_CHOICES, load_bvh_files, load_bvh_folder, read_joint_mapping
 from nlrd.data.errors import DatasetError
 from nlrd.data.h36m import H36M_FPS, h36m_camera_frames, h36m_recordings, load_h36m_clips, load_h36m_poses
 from nlrd.data.images import Frames, ImageFiles
@@ -143,8 +143,8 @@ class BvhSource(DataSource):
     def check(self, clips: bool) -> None:
         if self.units is not None and self.units not in UNITS_MM:
             raise DataConfigError("units", f"must be one of {list(UNITS_MM)} or null (inferred), got {self.units!r}")
-        if self.up not in UP_AXES:
-            raise DataConfigError("up", f"must be one of {list(UP_AXES)}, got {self.up!r}")
+        if self.up not in UP_CHOICES:
+            raise DataConfigError("up", f"must be one of {list(UP_CHOICES)}, got {self.up!r}")
         if not Path(self.path).is_dir():
             raise DataConfigError("path", f"{self.path}: folder not found (expected a folder of .bvh files)")
         paths = self._paths()
