@@ -6,6 +6,7 @@ import copy
 import importlib.metadata
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -107,8 +108,8 @@ def test_interrupted_search_says_so_and_resumes(tmp_path, tiny_stages):
     resumed = Cli(["--resume", str(run_dir)])
     assert resumed.finish(timeout=900) == 0, resumed.log
     assert "tuner.pkl was cut short" in resumed.log
-    assert "[run] removed 1 temporary files of writes the interruption cut short" in resumed.log
-    assert not stale.exists()
+    removed = re.search(r"\[run\] removed (\d+) temporary files of writes the interruption cut short", resumed.log)
+    assert removed and int(removed[1]) >= 1 and not stale.exists(), resumed.log  # Ctrl-C may cut short others too
     final = trial_rows(pd.read_csv(run_dir / "trials.csv"))
     assert len(final) == 4 and set(final["status"]) <= {"finished", "stopped_by_asha"}
     assert "The search was interrupted" not in (run_dir / "summary.md").read_text()
