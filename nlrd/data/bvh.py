@@ -515,8 +515,8 @@ def load_bvh_files(
     and at least half of the set stands.  A file whose rest pose does not stand either has other axes (its
     :class:`NotUprightError` is raised, unless ``up="auto"`` and both stand along the other axis), and a set that
     mostly does not stand is read with the wrong ``up`` (the first such file's error is raised, counted)."""
-    for path in paths:
-        _check_up(up, str(path))
+    if paths:
+        _check_up(up, str(paths[0]))  # one value for the set: name the first file, as a refused read of it would
     if mapping is not None and not isinstance(mapping, Mapping):
         mapping = read_joint_mapping(mapping, str(mapping))  # the YAML file once for the set, not once a file
     takes = [_read_bvh(path, units, mapping) for path in paths]
