@@ -7,7 +7,10 @@ validation frames: MPJPE, the flip loss as the paper computes it (``mean |T_flip
 the same pair decoded by ``D_p`` (per-frame MPJPE between ``D_p(T_flip(G(x)))`` and ``D_p(G(flip x))``), and the
 exact pose flip ``flip(D_p(G(x)))`` against ``D_p(G(flip x))``; each with its Pearson correlation with the frame's
 MPJPE; and the MPJPE and PA-MPJPE of the symmetrised prediction ``(p + flip(p_flipped)) / 2``, the source encoder
-made flip-consistent without any training: what flip consistency, and nothing else, gives.  ``--target-seed N``
+made flip-consistent without any training: what flip consistency, and nothing else, gives.  Per clip, the same
+with the predicted latent sequence projected through the frozen motion embedding, ``D_p(D_m(E_m(z_1..T)))``:
+what pulling predictions onto the motion the embedding represents, and nothing else, gives, alone and after
+symmetrising; the motion relations' losses are small only where predictions are such motion.  ``--target-seed N``
 reads the target validation clips of the world with seed ``N``, as ``bench.ablation`` does.  Also the relation
 transformers' own error on held-out mocap, in latent L1 and decoded (mm).  A diagnosis:
 target labels are read, so nothing here may choose a setting.  Writes ``<out>/signal.md``.
@@ -75,6 +78,29 @@ def domain_row(name: str, stages: Stages, clips: ClipSet, frames: int) -> str:
 
 
 @torch.no_grad()
+def projection_row(name: str, stages: Stages, clips: ClipSet) -> str:
+    """One markdown row, per clip of T frames: MPJPE and PA-MPJPE of the prediction, of its projection through the
+    motion embedding, of the symmetrised prediction and of the symmetrised projection."""
+    x, y = clips.images(), clips.poses.flatten(0, 1)
+    prior, motion = stages.prior, stages.motion
+
+    def encode(frames: torch.Tensor) -> torch.Tensor:
+        return stages.encoder(frames.flatten(0, 1)).unflatten(0, frames.shape[:2])
+
+    z, z_flipped = encode(x), encode(x.flip(-1))
+    plain, projected = (prior.decode(zs.flatten(0, 1)) for zs in (z, motion(z)))
+    plain_flipped, projected_flipped = (prior.decode(zs.flatten(0, 1)) for zs in (z_flipped, motion(z_flipped)))
+    predictions = (
+        plain,
+        projected,
+        0.5 * (plain + skeleton.flip(plain_flipped)),
+        0.5 * (projected + skeleton.flip(projected_flipped)),
+    )
+    cells = [f"{mpjpe(p, y).item():.1f} / {pa_mpjpe(p, y).item():.1f}" for p in predictions]
+    return f"| {name} | {' | '.join(cells)} |"
+
+
+@torch.no_grad()
 def transformer_row(stages: Stages, mocap: torch.Tensor, name: str, clip_len: int) -> str:
     """Transformer error on held-out mocap vs the identity map, in latent L1 and in decoded pose (mm)."""
     relation = get_relation(name, clip_len)
@@ -126,6 +152,14 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|",
         domain_row("source (training clips)", stages, world.source, args.frames),
         domain_row(target_name, stages, target_val, args.frames),
+        "",
+        "MPJPE / PA-MPJPE (mm) per clip of T frames, with the latent sequence projected through the motion "
+        "embedding (`D_p(D_m(E_m(z)))`):",
+        "",
+        "| clips | prediction | motion-projected | symmetrised | symmetrised, then motion-projected |",
+        "|---|---|---|---|---|",
+        projection_row("source (training clips)", stages, ClipSet(world.source.frames[:24], world.source.poses[:24])),
+        projection_row(target_name, stages, target_val),
         "",
         "| relation transformer (held-out mocap) | latent L1, T(a) vs c | latent L1, a vs c | decoded, T(a) vs c (mm) "
         "| decoded, a vs c (mm) |",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench.nonlocal_signal import domain_row
+from bench.nonlocal_signal import domain_row, projection_row
 from nlrd import skeleton
 from nlrd.core import ClipSet, Stages
 
@@ -57,3 +57,31 @@ def test_an_error_made_the_same_way_on_both_sides_stays():
     stages = Stages(_FlatPrior(), nn.Identity(), {"flip": nn.Identity()}, _MarkedEncoder(truth, error, error))
     mpjpe, symmetrised, pa, pa_symmetrised = _cells(domain_row("d", stages, clips, frames=6))[:4]
     assert symmetrised == mpjpe and pa_symmetrised == pa
+
+
+class _TemporalMean(nn.Module):
+    """A motion embedding that keeps only what a clip holds throughout: every frame becomes the clip's mean."""
+
+    def forward(self, z_seq: torch.Tensor) -> torch.Tensor:
+        return z_seq.mean(1, keepdim=True).expand_as(z_seq)
+
+
+def _projection_cells(motion: nn.Module, error: torch.Tensor) -> list[float]:
+    clips, truth = _clips(6)
+    still = ClipSet(frames=clips.frames, poses=truth[:1].expand(6, 17, 3)[None].clone())
+    encoder = _MarkedEncoder(still.poses[0], error, error)
+    row = projection_row("d", Stages(_FlatPrior(), motion, {}, encoder), still)
+    return [float(v) for cell in row.strip("|").split("|")[1:] for v in cell.split("/")]
+
+
+def test_a_projection_that_keeps_the_motion_changes_nothing():
+    error = torch.randn(6, 17, 3, generator=torch.Generator().manual_seed(2)) * 30
+    cells = _projection_cells(nn.Identity(), error)
+    assert cells[0] > 10 and cells[2:4] == cells[0:2]
+
+
+def test_a_projection_onto_smooth_motion_removes_a_per_frame_error_of_a_still_pose():
+    error = torch.randn(6, 17, 3, generator=torch.Generator().manual_seed(2)) * 30
+    error = error - error.mean(0, keepdim=True)
+    mpjpe, pa, projected, pa_projected = _projection_cells(_TemporalMean(), error)[:4]
+    assert mpjpe > 10 and pa > 1 and projected < 0.05 and pa_projected < 0.05
