@@ -77,6 +77,12 @@ def domain_row(name: str, stages: Stages, clips: ClipSet, frames: int) -> str:
     return f"| {name} | {' | '.join(cells)} |"
 
 
+def first_clips(clips: ClipSet, frames: int) -> ClipSet:
+    """The first clips holding ``frames`` frames (at least one clip): ``--frames`` per domain, in whole clips."""
+    n = max(1, frames // clips.clip_len)
+    return ClipSet(clips.frames[:n], clips.poses[:n], clips.fps, clips.eval_joints)
+
+
 @torch.no_grad()
 def projection_row(name: str, stages: Stages, clips: ClipSet) -> str:
     """One markdown row, per clip of T frames: MPJPE and PA-MPJPE of the prediction, of its projection through the
@@ -158,8 +164,8 @@ def main() -> None:
         "",
         "| clips | prediction | motion-projected | symmetrised | symmetrised, then motion-projected |",
         "|---|---|---|---|---|",
-        projection_row("source (training clips)", stages, ClipSet(world.source.frames[:24], world.source.poses[:24])),
-        projection_row(target_name, stages, target_val),
+        projection_row("source (training clips)", stages, first_clips(world.source, args.frames)),
+        projection_row(target_name, stages, first_clips(target_val, args.frames)),
         "",
         "| relation transformer (held-out mocap) | latent L1, T(a) vs c | latent L1, a vs c | decoded, T(a) vs c (mm) "
         "| decoded, a vs c (mm) |",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench.nonlocal_signal import domain_row, projection_row
+from bench.nonlocal_signal import domain_row, first_clips, projection_row
 from nlrd import skeleton
 from nlrd.core import ClipSet, Stages
 
@@ -85,3 +85,10 @@ def test_a_projection_onto_smooth_motion_removes_a_per_frame_error_of_a_still_po
     error = error - error.mean(0, keepdim=True)
     mpjpe, pa, projected, pa_projected = _projection_cells(_TemporalMean(), error)[:4]
     assert mpjpe > 10 and pa > 1 and projected < 0.05 and pa_projected < 0.05
+
+
+def test_first_clips_takes_whole_clips_of_the_frames_asked_for_and_at_least_one():
+    frames = torch.zeros(5, 4, 3, 2, 2, dtype=torch.uint8)
+    clips = ClipSet(frames=frames, poses=torch.arange(5.0)[:, None, None, None].expand(5, 4, 17, 3).clone())
+    assert len(first_clips(clips, 9)) == 2 and first_clips(clips, 9).poses[:, 0, 0, 0].tolist() == [0.0, 1.0]
+    assert len(first_clips(clips, 1)) == 1
